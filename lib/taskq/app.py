@@ -1,0 +1,223 @@
+"""The WSGI application: request in, JSON envelope out.
+
+This is the one place where exceptions become HTTP responses. A TaskqError
+carries its own status and message; anything else is logged with its
+traceback and answered with a generic 500, so SQL, paths and tracebacks never
+reach a client.
+"""
+
+import json
+import sys
+
+from . import errors
+from .router import PUBLIC, Router
+
+STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request",
+               401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+               405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+               500: "Internal Server Error", 503: "Service Unavailable"}
+
+CORS_HEADERS = "Content-Type, Authorization, X-API-Key"
+
+try:  # the C function behind hmac.compare_digest, without hmac's imports
+    from _operator import _compare_digest as compare_digest
+except ImportError:  # pragma: no cover
+    from hmac import compare_digest
+
+
+class Request:
+    def __init__(self, environ, max_body_bytes):
+        self.environ = environ
+        self.method = environ.get("REQUEST_METHOD", "GET").upper()
+        self.path = environ.get("PATH_INFO", "") or "/"
+        self.max_body_bytes = max_body_bytes
+        self._query = None
+
+    def header(self, name):
+        key = "HTTP_" + name.upper().replace("-", "_")
+        if name.lower() == "content-type":
+            key = "CONTENT_TYPE"
+        return self.environ.get(key, "")
+
+    @property
+    def query(self):
+        if self._query is None:
+            from urllib.parse import parse_qsl
+
+            self._query = dict(parse_qsl(self.environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        return self._query
+
+    def content_length(self):
+        raw = self.environ.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            raise errors.BadRequest("Invalid Content-Length header") from None
+        if length < 0:
+            raise errors.BadRequest("Invalid Content-Length header")
+        return length
+
+    def check_size(self):
+        """413 from the declared length, before a byte of the body is read."""
+        if self.content_length() > self.max_body_bytes:
+            raise errors.PayloadTooLarge("Request body exceeds %d bytes" % self.max_body_bytes)
+
+    def json(self):
+        """The body as a JSON object; 400 saying where parsing failed."""
+        length = self.content_length()
+        raw = self.environ["wsgi.input"].read(length) if length else b""
+        if not raw.strip():
+            raise errors.BadRequest("Request body is empty; a JSON object is expected")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise errors.BadRequest("Request body is not UTF-8 (byte %d)" % exc.start) from None
+        try:
+            body = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise errors.BadRequest("Request body is not valid JSON: %s" % exc) from None
+        if not isinstance(body, dict):
+            raise errors.BadRequest("Request body must be a JSON object")
+        return body
+
+
+def _reject_constant(name):
+    raise ValueError("%s is not valid JSON" % name)
+
+
+class Context:
+    """What a handler gets: the request, the config, and a lazily opened store."""
+
+    def __init__(self, request, config):
+        self.request = request
+        self.config = config
+        self._store = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from .store import open_store
+
+            self._store = open_store(self.config)
+        return self._store
+
+    def close(self):
+        if self._store is not None:
+            store, self._store = self._store, None
+            store.close()
+
+
+def _json_bytes(payload):
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class Application:
+    """A WSGI callable; config is read once per process (once per request under CGI)."""
+
+    def __init__(self, config=None, config_path=None):
+        self._config = config
+        self._config_path = config_path
+        self.router = Router()
+
+    @property
+    def config(self):
+        if self._config is None:
+            from . import config as config_module
+
+            self._config = config_module.load(self._config_path)
+        return self._config
+
+    def __call__(self, environ, start_response):
+        status, headers, body = self.handle(environ)
+        headers.append(("Content-Length", str(len(body))))
+        start_response("%d %s" % (status, STATUS_TEXT.get(status, "Unknown")), headers)
+        if environ.get("REQUEST_METHOD", "").upper() == "HEAD":
+            return [b""]
+        return [body]
+
+    def handle(self, environ):
+        """(status, headers, body bytes) for one request; never raises."""
+        headers = [("Content-Type", "application/json; charset=utf-8"),
+                   ("Cache-Control", "no-store")]
+        context = None
+        try:
+            config = self.config
+            request = Request(environ, config.api["max_body_bytes"])
+            headers.extend(self._cors_headers(request, config))
+            if request.method == "OPTIONS":
+                return self._preflight(request, headers)
+            name, params = self.router.match(request.method, request.path)
+            if name not in PUBLIC:
+                self._authorize(request, config)
+            request.check_size()
+            context = Context(request, config)
+            from . import handlers
+
+            status, message, data = getattr(handlers, name)(context, **params)
+            payload = {"success": True, "message": message, "data": data}
+        except errors.TaskqError as exc:
+            status = exc.status
+            headers.extend(exc.headers())
+            payload = {"success": False, "error": exc.message}
+            if exc.details is not None:
+                payload["details"] = exc.details
+            if status >= 500:
+                _log_error(self._config, environ, exc, traceback=False)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            status = 500
+            payload = {"success": False, "error": "Internal server error"}
+            _log_error(self._config, environ, exc, traceback=True)
+        finally:
+            if context is not None:
+                try:
+                    context.close()
+                except Exception as exc:  # noqa: BLE001
+                    _log_error(self._config, environ, exc, traceback=True)
+        return status, headers, _json_bytes(payload)
+
+    def _authorize(self, request, config):
+        expected = config.api["api_key"]
+        if not expected:
+            return
+        given = request.header("X-API-Key")
+        if not given:
+            auth = request.header("Authorization")
+            if auth[:7].lower() == "bearer ":
+                given = auth[7:].strip()
+        if not given or not compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+            raise errors.Unauthorized()
+
+    def _cors_headers(self, request, config):
+        origins = config.api["cors_origins"]
+        origin = request.header("Origin")
+        if not origins or not origin:
+            return []
+        if "*" in origins:
+            return [("Access-Control-Allow-Origin", "*")]
+        if origin in origins:
+            return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        return []
+
+    def _preflight(self, request, headers):
+        allowed = self.router.allowed_methods(request.path)
+        if not allowed:
+            raise errors.NotFound("Route not found: OPTIONS %s" % request.path)
+        methods = ", ".join(sorted(allowed | {"OPTIONS"}))
+        headers.append(("Allow", methods))
+        if any(name == "Access-Control-Allow-Origin" for name, _ in headers):
+            headers.extend([("Access-Control-Allow-Methods", methods),
+                            ("Access-Control-Allow-Headers", CORS_HEADERS),
+                            ("Access-Control-Max-Age", "600")])
+        return 204, headers, b""
+
+
+def _log_error(config, environ, exc, traceback):
+    try:
+        from .log import log_exception
+
+        log_exception(config, environ, exc, traceback)
+    except Exception:  # noqa: BLE001 - logging must never break a response
+        print("taskq: %r" % (exc,), file=sys.stderr)
+
+
+application = Application()

@@ -1,0 +1,151 @@
+"""Reading config.ini: pure parsing plus one file read, no other I/O.
+
+Every key has a default, so a missing file, or a file holding only some
+sections, still gives a working service on the embedded SQLite store.
+"""
+
+import os
+
+from .errors import ConfigError
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_CONFIG_PATH = os.path.join(PROJECT_ROOT, "config.ini")
+DEFAULT_SQLITE_PATH = os.path.join(PROJECT_ROOT, "data", "taskq.sqlite3")
+
+BACKENDS = ("sqlite", "mysql")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+# section -> key -> (kind, default). config.example.ini documents the same
+# keys; tests/test_docs.py keeps the two in step.
+DEFAULTS = {
+    "database": {
+        "backend": ("choice:sqlite,mysql", "sqlite"),
+        "host": ("str", "localhost"),
+        "port": ("int:1:65535", 3306),
+        "name": ("str", "taskq"),
+        "user": ("str", "taskq"),
+        "password": ("str", ""),
+        "unix_socket": ("str", ""),
+        "ssl": ("choice:auto,on,off", "auto"),
+        "ssl_ca": ("str", ""),
+        "connect_timeout": ("int:1:300", 10),
+        "skip_locked": ("choice:auto,on,off", "auto"),
+        "sqlite_path": ("str", DEFAULT_SQLITE_PATH),
+        "busy_timeout": ("int:0:600000", 10000),
+    },
+    "queue": {
+        "claim_timeout": ("int:1:31536000", 300),
+        "max_attempts": ("int:1:1000", 3),
+        "max_lease_seconds": ("int:1:31536000", 86400),
+        "history": ("bool", True),
+        "schema_validation": ("bool", True),
+    },
+    "api": {
+        "api_key": ("str", ""),
+        "max_body_bytes": ("int:1024:1073741824", 1048576),
+        "cors_origins": ("list", ()),
+    },
+    "log": {
+        "file": ("str", ""),
+        "level": ("choice:debug,info,warning,error", "warning"),
+    },
+}
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class Config:
+    """Parsed settings: `config.section["key"]`, every key present."""
+
+    def __init__(self, values, path=None):
+        self.path = path
+        self.database = values["database"]
+        self.queue = values["queue"]
+        self.api = values["api"]
+        self.log = values["log"]
+
+    @property
+    def backend(self):
+        return self.database["backend"]
+
+    def mysql_ssl_enabled(self):
+        """TLS only costs time on localhost and sockets, so 'auto' skips it there."""
+        db = self.database
+        if db["ssl"] == "auto":
+            return not (db["unix_socket"] or db["host"] in LOCAL_HOSTS)
+        return db["ssl"] == "on"
+
+
+def convert(section, key, kind, raw):
+    """Turn one raw INI string into its typed value, or raise ConfigError."""
+    raw = raw.strip()
+    where = "[%s] %s" % (section, key)
+    if kind == "str":
+        return raw
+    if kind == "bool":
+        low = raw.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError("Invalid configuration: %s must be true or false, not %r" % (where, raw))
+    if kind == "list":
+        return tuple(item.strip() for item in raw.replace("\n", ",").split(",") if item.strip())
+    if kind.startswith("int:"):
+        _, low, high = kind.split(":")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError("Invalid configuration: %s must be a whole number, not %r" % (where, raw)) from None
+        if not int(low) <= value <= int(high):
+            raise ConfigError("Invalid configuration: %s must be between %s and %s, not %d" % (where, low, high, value))
+        return value
+    if kind.startswith("choice:"):
+        choices = kind[len("choice:"):].split(",")
+        low = raw.lower()
+        if low not in choices:
+            raise ConfigError("Invalid configuration: %s must be one of %s, not %r"
+                              % (where, ", ".join(choices), raw))
+        return low
+    raise AssertionError(kind)
+
+
+def parse(text, path=None, base_dir=None):
+    """Parse INI text into a Config; unknown sections and keys are errors."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, source=path or "<config>")
+    except configparser.Error as exc:
+        raise ConfigError("Invalid configuration file %s: %s" % (path or "", exc.message if hasattr(exc, "message") else exc)) from None
+    values = {section: {key: default for key, (_, default) in keys.items()}
+              for section, keys in DEFAULTS.items()}
+    for section in parser.sections():
+        if section not in DEFAULTS:
+            raise ConfigError("Invalid configuration: unknown section [%s]" % section)
+        for key, raw in parser.items(section):
+            if key not in DEFAULTS[section]:
+                raise ConfigError("Invalid configuration: unknown key %r in [%s]" % (key, section))
+            values[section][key] = convert(section, key, DEFAULTS[section][key][0], raw)
+    sqlite_path = values["database"]["sqlite_path"]
+    if base_dir and sqlite_path and not os.path.isabs(sqlite_path):
+        values["database"]["sqlite_path"] = os.path.join(base_dir, sqlite_path)
+    return Config(values, path)
+
+
+def load(path=None):
+    """Read the config file named by TASKQ_CONFIG or beside cgi-bin/; defaults if absent."""
+    path = path or os.environ.get("TASKQ_CONFIG") or DEFAULT_CONFIG_PATH
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        if os.environ.get("TASKQ_CONFIG"):
+            raise ConfigError("Configuration file named by TASKQ_CONFIG does not exist") from None
+        text = ""
+        path = None
+    except OSError as exc:
+        raise ConfigError("Configuration file cannot be read: %s" % exc.strerror) from None
+    return parse(text, path, os.path.dirname(os.path.abspath(path)) if path else PROJECT_ROOT)

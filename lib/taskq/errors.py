@@ -1,0 +1,85 @@
+"""One exception hierarchy; each class carries its HTTP status.
+
+`app.py` is the only place that turns these into responses. Anything that is
+not a `TaskqError` becomes a generic 500 there and a log line.
+"""
+
+
+class TaskqError(Exception):
+    status = 500
+    message = "Internal server error"
+
+    def __init__(self, message=None, details=None):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.details = details
+
+    def headers(self):
+        return []
+
+
+class BadRequest(TaskqError):
+    status = 400
+    message = "Bad request"
+
+
+class ValidationFailed(BadRequest):
+    message = "Parameter validation failed"
+
+
+class Unauthorized(TaskqError):
+    status = 401
+    message = "Missing or invalid API key"
+
+
+class Forbidden(TaskqError):
+    status = 403
+    message = "Forbidden"
+
+
+class NotFound(TaskqError):
+    status = 404
+    message = "Not found"
+
+
+class MethodNotAllowed(TaskqError):
+    status = 405
+    message = "Method not allowed"
+
+    def __init__(self, allow, message=None):
+        super().__init__(message)
+        self.allow = sorted(allow)
+
+    def headers(self):
+        return [("Allow", ", ".join(self.allow))]
+
+
+class Conflict(TaskqError):
+    status = 409
+    message = "Conflict"
+
+
+class PayloadTooLarge(TaskqError):
+    status = 413
+    message = "Request body too large"
+
+
+class Unavailable(TaskqError):
+    status = 503
+    message = "Database unavailable"
+    retry_after = 5
+
+    def headers(self):
+        return [("Retry-After", str(self.retry_after))]
+
+
+class SchemaMissing(Unavailable):
+    message = ("Database tables are missing: run the installer "
+               "(install.py) or load schema.sql")
+
+
+class ConfigError(TaskqError):
+    """A config.ini that cannot be used; the message names the key."""
+
+    status = 500
+    message = "Invalid configuration"

@@ -1,0 +1,289 @@
+"""One function per route: validate, call the store, shape the answer.
+
+Each returns (status, message, data). Validation happens before the store is
+touched, so a bad request changes nothing.
+"""
+
+import json
+
+from . import __version__
+from . import validation as v
+from .errors import BadRequest, NotFound, TaskqError, Unavailable
+
+MAX_BATCH_CREATE = 500
+MAX_BATCH_COMPLETE = 100
+MAX_CLAIM_LIMIT = 100
+MAX_LIST_LIMIT = 1000
+
+
+def _loads(text):
+    return None if text is None else json.loads(text)
+
+
+def task_view(row):
+    """A store row as the API shows it: params and result parsed."""
+    out = {}
+    for key, value in row.items():
+        if key == "params_json":
+            out["params"] = _loads(value)
+        elif key == "result_json":
+            out["result"] = _loads(value)
+        else:
+            out[key] = value
+    return out
+
+
+def claim_view(row):
+    return {"id": row["id"], "type": row["type"], "params": _loads(row["params_json"]),
+            "attempts": row["attempts"], "max_attempts": row["max_attempts"],
+            "priority": row["priority"], "lease_expires_at": row["lease_expires_at"]}
+
+
+def type_view(row):
+    out = dict(row)
+    out["param_schema"] = json.loads(out.pop("param_schema_json"))
+    out["is_active"] = bool(out["is_active"])
+    return out
+
+
+# -- health and docs ---------------------------------------------------------
+def health(ctx):
+    try:
+        ctx.store.ping()
+    except TaskqError as exc:
+        if isinstance(exc, Unavailable):
+            exc.details = {"status": "unavailable", "database": {"reachable": False,
+                                                                 "backend": ctx.config.backend},
+                           "version": __version__}
+        raise
+    return 200, "OK", {"status": "ok", "version": __version__,
+                       "database": {"reachable": True, "backend": ctx.config.backend,
+                                    "server": ctx.store.server_info()}}
+
+
+def openapi(ctx):
+    from .openapi import document
+
+    return 200, "OpenAPI document", document()
+
+
+# -- task types --------------------------------------------------------------
+def register_type(ctx):
+    body = ctx.request.json()
+    name = v.type_name(body.get("name")) if "name" in body else v.string(body, "name")
+    version = v.string(body, "version", max_length=64)
+    schema = v.obj(body, "param_schema")
+    max_attempts = v.integer(body, "max_attempts", low=1, high=1000)
+    claim_timeout = v.integer(body, "claim_timeout", low=1, high=ctx.config.queue["max_lease_seconds"])
+    v.check_schema(schema)
+    from .hashing import canonical_json
+
+    row, created = ctx.store.register_type(name, version, canonical_json(schema),
+                                           max_attempts, claim_timeout)
+    data = {"id": row["id"], "name": row["name"], "version": row["version"],
+            "max_attempts": row["max_attempts"], "claim_timeout": row["claim_timeout"],
+            "created": created, "updated": not created}
+    if created:
+        return 201, "Task type registered", data
+    return 200, "Task type updated", data
+
+
+def get_type(ctx, name):
+    v.type_name(name)
+    row = ctx.store.get_type(name)
+    if row is None:
+        raise NotFound("Task type not found: %s" % name)
+    return 200, "Task type found", type_view(row)
+
+
+def list_types(ctx):
+    active_only = v.query_bool(ctx.request.query, "active_only", False)
+    rows = [type_view(row) for row in ctx.store.list_types(active_only)]
+    return 200, "Task types", {"task_types": rows, "count": len(rows)}
+
+
+# -- tasks -------------------------------------------------------------------
+def _prepare_task(ctx, item, types):
+    """Validate one create item into a store item (raises BadRequest & co)."""
+    from .hashing import dedupe_key
+
+    name = v.type_name(item.get("type"), "type") if "type" in item else v.string(item, "type")
+    params = v.obj(item, "params")
+    priority = v.integer(item, "priority", default=0)
+    if name not in types:
+        types[name] = ctx.store.get_type(name)
+    task_type = types[name]
+    if task_type is None:
+        raise NotFound("Task type not found: %s" % name)
+    if not task_type["is_active"]:
+        raise BadRequest("Task type is inactive: %s" % name)
+    if ctx.config.queue["schema_validation"]:
+        if "_schema" not in task_type:
+            task_type["_schema"] = json.loads(task_type["param_schema_json"])
+        v.validate_params(task_type["_schema"], params)
+    from .hashing import canonical_json
+
+    return {"type_id": task_type["id"], "type": name, "params_json": canonical_json(params),
+            "dedupe_key": dedupe_key(name, params), "priority": priority,
+            "max_attempts": task_type["max_attempts"] or ctx.config.queue["max_attempts"],
+            "claim_timeout": task_type["claim_timeout"]}
+
+
+def _created_view(row, deduplicated):
+    return {"id": row["id"], "type": row["type"], "status": row["status"],
+            "priority": row["priority"], "dedupe_key": row["dedupe_key"],
+            "deduplicated": deduplicated}
+
+
+def create_task(ctx):
+    body = ctx.request.json()
+    if "tasks" in body and "type" not in body:
+        return _create_batch(ctx, body)
+    item = _prepare_task(ctx, body, {})
+    (row, deduplicated), = ctx.store.create_tasks([item])
+    if deduplicated:
+        return 200, "Task already exists", _created_view(row, True)
+    return 201, "Task created successfully", _created_view(row, False)
+
+
+def _create_batch(ctx, body):
+    items = body["tasks"]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_CREATE:
+        raise BadRequest("Field 'tasks' must be an array of 1 to %d items" % MAX_BATCH_CREATE)
+    prepared, results, types = [], [None] * len(items), {}
+    for index, item in enumerate(items):
+        try:
+            v.require_object(item, "tasks[%d]" % index)
+            prepared.append((index, _prepare_task(ctx, item, types)))
+        except TaskqError as exc:
+            if exc.status >= 500:
+                raise
+            results[index] = {"index": index, "ok": False, "status": exc.status,
+                              "error": exc.message}
+            if exc.details is not None:
+                results[index]["details"] = exc.details
+    if prepared:
+        rows = ctx.store.create_tasks([item for _, item in prepared])
+        for (index, _), (row, deduplicated) in zip(prepared, rows):
+            result = _created_view(row, deduplicated)
+            result.update(index=index, ok=True)
+            results[index] = result
+    created = sum(1 for r in results if r["ok"] and not r["deduplicated"])
+    deduplicated = sum(1 for r in results if r["ok"] and r["deduplicated"])
+    failed = len(results) - created - deduplicated
+    return 200, "Batch processed", {"results": results, "created": created,
+                                    "deduplicated": deduplicated, "failed": failed,
+                                    "count": len(results)}
+
+
+def _lease_seconds(ctx, body):
+    return v.integer(body, "lease_seconds", low=1, high=ctx.config.queue["max_lease_seconds"])
+
+
+def claim(ctx):
+    body = ctx.request.json()
+    worker_id = v.string(body, "worker_id")
+    pattern = v.string(body, "type_pattern", required=False)
+    limit = v.integer(body, "limit", low=1, high=MAX_CLAIM_LIMIT)
+    lease = _lease_seconds(ctx, body)
+    rows = ctx.store.claim(worker_id, pattern, limit or 1, lease)
+    if limit is not None:
+        tasks = [claim_view(row) for row in rows]
+        return 200, "Claimed %d task(s)" % len(tasks), {"tasks": tasks, "count": len(tasks)}
+    if not rows:
+        raise NotFound("No available tasks")
+    return 200, "Task claimed successfully", claim_view(rows[0])
+
+
+def progress(ctx, id):
+    body = ctx.request.json()
+    worker_id = v.string(body, "worker_id")
+    value = body.get("progress")
+    if value is None:
+        raise BadRequest("Missing required field: progress")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest("Field 'progress' must be a number, not %s" % v.json_type(value))
+    if not 0 <= value <= 100:
+        raise BadRequest("Field 'progress' must be between 0 and 100")
+    message = v.string(body, "message", required=False, max_length=1000, min_length=0)
+    lease = _lease_seconds(ctx, body)
+    row = ctx.store.progress(id, worker_id, int(value), message, lease)
+    return 200, "Progress recorded", {"id": row["id"], "status": row["status"],
+                                      "progress": row["progress"],
+                                      "lease_expires_at": row["lease_expires_at"]}
+
+
+def _completion(item):
+    success = v.boolean(item, "success")
+    result_json = error = None
+    if success:
+        if "result" in item:
+            result_json = json.dumps(item["result"], ensure_ascii=False, separators=(",", ":"))
+    else:
+        error = v.string(item, "error", required=False, max_length=65535, min_length=0)
+        if error is None:
+            error = "Task failed"
+    return success, result_json, error
+
+
+def complete(ctx, id):
+    body = ctx.request.json()
+    worker_id = v.string(body, "worker_id")
+    success, result_json, error = _completion(body)
+    outcome = ctx.store.complete(id, worker_id, success, result_json, error)
+    message = "Task completed" if success else ("Task failed; it will be retried" if outcome["will_retry"]
+                                                else "Task failed")
+    return 200, message, outcome
+
+
+def complete_batch(ctx):
+    body = ctx.request.json()
+    worker_id = v.string(body, "worker_id")
+    items = body.get("results")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_COMPLETE:
+        raise BadRequest("Field 'results' must be an array of 1 to %d items" % MAX_BATCH_COMPLETE)
+    results = []
+    for index, item in enumerate(items):
+        try:
+            v.require_object(item, "results[%d]" % index)
+            task_id = v.integer(item, "id", required=True, low=1, high=2 ** 62)
+            success, result_json, error = _completion(item)
+            outcome = ctx.store.complete(task_id, worker_id, success, result_json, error)
+            outcome.update(index=index, ok=True)
+            results.append(outcome)
+        except TaskqError as exc:
+            if exc.status >= 500:
+                raise
+            results.append({"index": index, "id": item.get("id") if isinstance(item, dict) else None,
+                            "ok": False, "status": exc.status, "error": exc.message})
+    ok = sum(1 for r in results if r["ok"])
+    return 200, "Batch processed", {"results": results, "completed": ok,
+                                    "failed": len(results) - ok, "count": len(results)}
+
+
+def get_task(ctx, id):
+    row = ctx.store.get_task(id)
+    if row is None:
+        raise NotFound("Task not found: %d" % id)
+    return 200, "Task found", task_view(row)
+
+
+def task_history(ctx, id):
+    events = ctx.store.task_history(id)
+    if events is None:
+        raise NotFound("Task not found: %d" % id)
+    return 200, "Task history", {"id": id, "events": events, "count": len(events)}
+
+
+def list_tasks(ctx):
+    query = ctx.request.query
+    status = query.get("status") or None
+    if status is not None and status not in v.TASK_STATUSES:
+        raise BadRequest("Unknown status %r; use one of %s" % (status, ", ".join(v.TASK_STATUSES)))
+    pattern = query.get("type") or None
+    limit = v.query_int(query, "limit", 50, 1, MAX_LIST_LIMIT)
+    offset = v.query_int(query, "offset", 0, 0, 10 ** 12)
+    rows, total = ctx.store.list_tasks(status, pattern, limit, offset)
+    tasks = [task_view(row) for row in rows]
+    return 200, "Tasks", {"tasks": tasks, "count": len(tasks), "total": total,
+                          "limit": limit, "offset": offset}

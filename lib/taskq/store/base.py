@@ -1,0 +1,174 @@
+"""The storage contract every backend fulfils, and what they share.
+
+A backend owns its connection and its SQL (in `queries/<backend>.sql`) and
+nothing above it sees either. It translates driver errors into taskq errors
+at this border: a lost or refused connection is Unavailable, missing tables
+are SchemaMissing. Timestamps leave a store as ISO-8601 UTC strings, taken
+from the database's own clock so web and database hosts may disagree.
+
+Rules every backend keeps (tests/contract.py pins them on each):
+- claim hands a task to at most one live lease, highest priority first, then
+  oldest; it increments attempts and sets lease_expires_at = db_now + lease.
+- an expired lease is dealt with inside claim: the task is claimable again
+  while attempts < max_attempts, otherwise it ends failed with
+  "lease expired after N attempts".
+- complete and progress are conditional writes that succeed only for the
+  worker holding a live lease.
+- a UNIQUE index on dedupe_key decides duplicates; no read-then-insert.
+- with history on, each state change writes its event in the same transaction.
+"""
+
+import os
+
+HISTORY_EVENTS = ("created", "claimed", "progress", "completed", "failed", "retry", "lease_expired")
+
+# Columns of a task as GET /tasks/{id} returns them, in order.
+TASK_FIELDS = ("id", "type", "status", "params", "result", "error_message", "priority",
+               "progress", "progress_message", "attempts", "max_attempts", "claimed_by",
+               "claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at")
+
+
+def load_queries(backend):
+    """Named SQL blocks (`-- name: claim_next`) from queries/<backend>.sql."""
+    path = os.path.join(os.path.dirname(__file__), "queries", backend + ".sql")
+    queries = {}
+    name = None
+    lines = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("-- name:"):
+                if name:
+                    queries[name] = "".join(lines).strip().rstrip(";")
+                name = line[len("-- name:"):].strip()
+                lines = []
+            elif name and not line.lstrip().startswith("--"):
+                lines.append(line)
+    if name:
+        queries[name] = "".join(lines).strip().rstrip(";")
+    return queries
+
+
+def like_escape_free(pattern):
+    """True when a LIKE pattern has no wildcard, so it names one type exactly."""
+    return "%" not in pattern and "_" not in pattern
+
+
+class Store:
+    """The contract. Methods come in families: *_type, *_task(s), claim/progress/complete."""
+
+    backend = "abstract"
+
+    def __init__(self, config):
+        self.config = config
+        self.queue = config.queue
+        self.history_enabled = config.queue["history"]
+
+    # -- lifecycle -----------------------------------------------------
+    def close(self):
+        raise NotImplementedError
+
+    def ping(self):
+        """Round trip to the database; raises Unavailable or SchemaMissing."""
+        raise NotImplementedError
+
+    def server_info(self):
+        """A short description of the database server, for /health."""
+        raise NotImplementedError
+
+    # -- task types ----------------------------------------------------
+    def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout):
+        """Insert or update a type by name; returns (type_row, created).
+
+        max_attempts and claim_timeout may be None (the config's apply).
+        Re-registering also re-activates the type.
+        """
+        raise NotImplementedError
+
+    def get_type(self, name):
+        """The type row as a dict (id, name, version, param_schema_json, is_active,
+        max_attempts, claim_timeout, created_at, updated_at) or None."""
+        raise NotImplementedError
+
+    def list_types(self, active_only):
+        raise NotImplementedError
+
+    # -- tasks ---------------------------------------------------------
+    def create_tasks(self, items):
+        """Insert tasks in one transaction, deduplicated by dedupe_key.
+
+        `items` are dicts: type_id, type, params_json, dedupe_key, priority,
+        max_attempts, claim_timeout (None = config). Returns, per item in
+        order, (row, deduplicated) with row = {id, type, status, priority,
+        dedupe_key}; a duplicate (in the table or earlier in the same batch)
+        returns the existing task's row.
+        """
+        raise NotImplementedError
+
+    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
+        """Claim up to `limit` tasks for `worker_id`; returns full task dicts.
+
+        type_pattern is an SQL LIKE pattern on the type name. lease_seconds
+        overrides the type's claim_timeout and the config's. An empty list
+        means nothing is claimable.
+        """
+        raise NotImplementedError
+
+    def progress(self, task_id, worker_id, progress, message, lease_seconds=None):
+        """Record progress and extend the live lease; returns the task dict.
+
+        NotFound, Forbidden (leased to another worker), Conflict (not claimed
+        or lease expired).
+        """
+        raise NotImplementedError
+
+    def complete(self, task_id, worker_id, success, result_json, error):
+        """Finish a claimed task; returns {id, status, attempts, will_retry}.
+
+        Same errors as progress. A failure with attempts left goes back to
+        pending (will_retry true), otherwise it is failed.
+        """
+        raise NotImplementedError
+
+    def get_task(self, task_id):
+        """The task dict (TASK_FIELDS, params and result as JSON text) or None."""
+        raise NotImplementedError
+
+    def task_history(self, task_id):
+        """Events oldest first [{event, worker_id, message, at}], or None if no task."""
+        raise NotImplementedError
+
+    def list_tasks(self, status, type_pattern, limit, offset):
+        """(tasks newest first, total matching)."""
+        raise NotImplementedError
+
+
+# -- decisions shared by the backends ----------------------------------------
+def check_lease(task_id, state, worker_id, lease_live, claimed_before):
+    """Raise unless `worker_id` holds a live lease on the task in `state`.
+
+    state: the task's row (status, claimed_by) or None; lease_live: whether
+    lease_expires_at is still ahead of the database clock; claimed_before: a
+    callable telling whether this worker held the task earlier, so a worker
+    that lost its lease to another gets 409 rather than 403.
+    """
+    from ..errors import Conflict, Forbidden, NotFound
+
+    if state is None:
+        raise NotFound("Task not found: %d" % task_id)
+    if state["status"] != "claimed":
+        raise Conflict("Task is not claimed (status: %s)" % state["status"])
+    if state["claimed_by"] != worker_id:
+        if claimed_before():
+            raise Conflict("Lease lost: the lease expired and the task was claimed by another worker")
+        raise Forbidden("Task is claimed by another worker")
+    if not lease_live:
+        raise Conflict("Lease expired: the task may be claimed by another worker")
+
+
+def expired_message(attempts):
+    return "lease expired after %d attempt%s" % (attempts, "" if attempts == 1 else "s")
+
+
+def order_candidates(rows, limit):
+    """Merge per-type heads (id, priority) into claim order: priority desc, id asc."""
+    return sorted(rows, key=lambda row: (-row[1], row[0]))[:limit]

@@ -1,0 +1,129 @@
+-- Named queries for the SQLite store; each block is run by the method of
+-- the same name (or the step it names). :now is integer ms from the caller.
+
+-- name: ping
+SELECT 1
+
+-- name: get_type
+SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
+       created_at, updated_at
+FROM task_types WHERE name = ?
+
+-- name: list_types
+SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
+       created_at, updated_at
+FROM task_types ORDER BY name
+
+-- name: list_active_types
+SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
+       created_at, updated_at
+FROM task_types WHERE is_active = 1 ORDER BY name
+
+-- name: insert_type
+INSERT INTO task_types (name, version, param_schema_json, is_active, max_attempts,
+                        claim_timeout, created_at, updated_at)
+VALUES (?, ?, ?, 1, ?, ?, ?, ?)
+
+-- name: update_type
+UPDATE task_types
+SET version = ?, param_schema_json = ?, is_active = 1, max_attempts = ?, claim_timeout = ?,
+    updated_at = ?
+WHERE id = ?
+
+-- name: insert_task
+INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, max_attempts,
+                   claim_timeout, created_at, updated_at)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (dedupe_key) DO NOTHING
+
+-- name: task_by_dedupe_key
+SELECT id, type, status, priority, dedupe_key FROM tasks WHERE dedupe_key = ?
+
+-- name: insert_event
+INSERT INTO task_history (task_id, event, worker_id, message, created_at) VALUES (?, ?, ?, ?, ?)
+
+-- name: expired_leases
+SELECT id, attempts, max_attempts FROM tasks
+WHERE status = 'claimed' AND lease_expires_at <= ?
+ORDER BY lease_expires_at LIMIT ?
+
+-- name: release_expired
+UPDATE tasks
+SET status = 'pending', claimed_by = NULL, lease_expires_at = NULL, updated_at = ?
+WHERE id = ?
+
+-- name: fail_expired
+UPDATE tasks
+SET status = 'failed', error_message = ?, lease_expires_at = NULL, completed_at = ?,
+    updated_at = ?
+WHERE id = ?
+
+-- name: types_like
+SELECT id FROM task_types WHERE name LIKE ? ESCAPE '\'
+
+-- name: next_pending
+SELECT id, priority FROM tasks WHERE status = 'pending'
+ORDER BY priority DESC, id LIMIT ?
+
+-- name: next_pending_of_type
+SELECT id, priority FROM tasks WHERE type_id = ? AND status = 'pending'
+ORDER BY priority DESC, id LIMIT ?
+
+-- name: claim_task
+UPDATE tasks
+SET status = 'claimed', claimed_by = ?, claimed_at = ?, attempts = attempts + 1,
+    lease_expires_at = ? + 1000 * COALESCE(?, claim_timeout, ?),
+    progress = 0, progress_message = NULL, updated_at = ?
+WHERE id = ? AND status = 'pending'
+
+-- name: lease_state
+SELECT id, status, claimed_by, attempts, max_attempts, lease_expires_at AS lease_ms
+FROM tasks WHERE id = ?
+
+-- name: worker_claimed_before
+SELECT 1 FROM task_history WHERE task_id = ? AND event = 'claimed' AND worker_id = ? LIMIT 1
+
+-- name: record_progress
+UPDATE tasks
+SET progress = ?, progress_message = ?,
+    lease_expires_at = ? + 1000 * COALESCE(?, claim_timeout, ?), updated_at = ?
+WHERE id = ?
+
+-- name: complete_success
+UPDATE tasks
+SET status = 'completed', result_json = ?, error_message = NULL, progress = 100,
+    lease_expires_at = NULL, completed_at = ?, updated_at = ?
+WHERE id = ?
+
+-- name: complete_retry
+UPDATE tasks
+SET status = 'pending', error_message = ?, claimed_by = NULL, lease_expires_at = NULL,
+    updated_at = ?
+WHERE id = ?
+
+-- name: complete_failure
+UPDATE tasks
+SET status = 'failed', error_message = ?, lease_expires_at = NULL, completed_at = ?,
+    updated_at = ?
+WHERE id = ?
+
+-- name: get_task
+SELECT id, type, status, params_json, result_json, error_message, priority, progress,
+       progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
+       completed_at, created_at, updated_at
+FROM tasks WHERE id = ?
+
+-- name: task_exists
+SELECT 1 FROM tasks WHERE id = ?
+
+-- name: task_history
+SELECT event, worker_id, message, created_at FROM task_history WHERE task_id = ? ORDER BY id
+
+-- name: list_tasks
+SELECT id, type, status, params_json, result_json, error_message, priority, progress,
+       progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
+       completed_at, created_at, updated_at
+FROM tasks WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?
+
+-- name: count_tasks
+SELECT COUNT(*) FROM tasks WHERE {where}

@@ -1,0 +1,280 @@
+"""The embedded SQLite store: the zero-configuration default.
+
+WAL mode lets readers run beside the one writer; every write runs inside
+BEGIN IMMEDIATE, which takes the write lock up front, so a claim's read and
+its update can never interleave with another process's. The busy timeout
+makes concurrent requests queue for that lock instead of failing.
+The clock is this host's: SQLite is embedded, so the database and the web
+process share it.
+"""
+
+import os
+import sqlite3
+import time
+
+from ..errors import Unavailable
+from .base import (Store, check_lease, expired_message, like_escape_free, load_queries,
+                   order_candidates)
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "sqlite_schema.sql")
+EXPIRE_BATCH = 50
+Q = load_queries("sqlite")
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def iso(ms):
+    if ms is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
+
+
+TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at")
+
+
+def _row(cursor, values):
+    row = {col[0]: value for col, value in zip(cursor.description, values)}
+    for key in TIME_FIELDS:
+        if key in row:
+            row[key] = iso(row[key])
+    return row
+
+
+class SQLiteStore(Store):
+    backend = "sqlite"
+
+    def __init__(self, config):
+        super().__init__(config)
+        db = config.database
+        path = db["sqlite_path"]
+        try:
+            if path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.conn = sqlite3.connect(path, timeout=db["busy_timeout"] / 1000.0,
+                                        isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA case_sensitive_like = ON")
+            self._ensure_schema()
+        except sqlite3.Error as exc:
+            raise Unavailable("SQLite database cannot be opened") from exc
+        except OSError as exc:
+            raise Unavailable("SQLite data folder cannot be created") from exc
+
+    def _ensure_schema(self):
+        """Create tables on first use, safe when many first requests race."""
+        conn = self.conn
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            conn.execute("PRAGMA synchronous = NORMAL")
+            return
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with open(SCHEMA_PATH, encoding="utf-8") as handle:
+            script = handle.read()
+        statements = [s.strip() for s in _strip_comments(script).split(";") if s.strip()]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- plumbing ------------------------------------------------------
+    def close(self):
+        self.conn.close()
+
+    def _write(self, work):
+        """Run work(now) inside BEGIN IMMEDIATE; commit or roll back."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise Unavailable("SQLite database is busy") from exc
+        try:
+            result = work(now_ms())
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _one(self, name, params=(), **fmt):
+        sql = Q[name].format(**fmt) if fmt else Q[name]
+        cursor = self.conn.execute(sql, params)
+        values = cursor.fetchone()
+        return None if values is None else _row(cursor, values)
+
+    def _all(self, name, params=(), **fmt):
+        sql = Q[name].format(**fmt) if fmt else Q[name]
+        cursor = self.conn.execute(sql, params)
+        return [_row(cursor, values) for values in cursor.fetchall()]
+
+    def _event(self, task_id, event, worker_id, message, now):
+        if self.history_enabled:
+            self.conn.execute(Q["insert_event"], (task_id, event, worker_id, message, now))
+
+    # -- lifecycle -----------------------------------------------------
+    def ping(self):
+        try:
+            self.conn.execute(Q["ping"]).fetchone()
+        except sqlite3.Error as exc:
+            raise Unavailable() from exc
+
+    def server_info(self):
+        return "SQLite " + sqlite3.sqlite_version
+
+    # -- task types ----------------------------------------------------
+    def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout):
+        def work(now):
+            existing = self._one("get_type", (name,))
+            if existing is None:
+                self.conn.execute(Q["insert_type"], (name, version, param_schema_json,
+                                                     max_attempts, claim_timeout, now, now))
+            else:
+                self.conn.execute(Q["update_type"], (version, param_schema_json, max_attempts,
+                                                     claim_timeout, now, existing["id"]))
+            return self._one("get_type", (name,)), existing is None
+
+        return self._write(work)
+
+    def get_type(self, name):
+        return self._one("get_type", (name,))
+
+    def list_types(self, active_only):
+        return self._all("list_active_types" if active_only else "list_types")
+
+    # -- tasks ---------------------------------------------------------
+    def create_tasks(self, items):
+        def work(now):
+            out = []
+            for item in items:
+                cursor = self.conn.execute(Q["insert_task"], (
+                    item["type_id"], item["type"], item["params_json"], item["dedupe_key"],
+                    item["priority"], item["max_attempts"], item["claim_timeout"], now, now))
+                if cursor.rowcount == 1:
+                    task_id = cursor.lastrowid
+                    self._event(task_id, "created", None, None, now)
+                    out.append(({"id": task_id, "type": item["type"], "status": "pending",
+                                 "priority": item["priority"], "dedupe_key": item["dedupe_key"]},
+                                False))
+                else:
+                    out.append((self._one("task_by_dedupe_key", (item["dedupe_key"],)), True))
+            return out
+
+        return self._write(work)
+
+    def _expire_leases(self, now):
+        """Release or fail tasks whose lease ran out: no reaper runs between requests."""
+        for task_id, attempts, max_attempts in self.conn.execute(
+                Q["expired_leases"], (now, EXPIRE_BATCH)).fetchall():
+            if attempts < max_attempts:
+                self.conn.execute(Q["release_expired"], (now, task_id))
+                self._event(task_id, "lease_expired", None, "returned to pending", now)
+            else:
+                message = expired_message(attempts)
+                self.conn.execute(Q["fail_expired"], (message, now, now, task_id))
+                self._event(task_id, "lease_expired", None, message, now)
+                self._event(task_id, "failed", None, message, now)
+
+    def _candidates(self, type_pattern, limit):
+        if type_pattern is None:
+            return self.conn.execute(Q["next_pending"], (limit,)).fetchall()
+        type_ids = [row[0] for row in self.conn.execute(Q["types_like"], (type_pattern,))]
+        heads = []
+        for type_id in type_ids:
+            heads.extend(self.conn.execute(Q["next_pending_of_type"], (type_id, limit)).fetchall())
+        return order_candidates(heads, limit)
+
+    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
+        default_lease = self.queue["claim_timeout"]
+
+        def work(now):
+            self._expire_leases(now)
+            claimed = []
+            for task_id, _ in self._candidates(type_pattern, limit):
+                cursor = self.conn.execute(Q["claim_task"], (worker_id, now, now, lease_seconds,
+                                                             default_lease, now, task_id))
+                if cursor.rowcount == 1:
+                    self._event(task_id, "claimed", worker_id, None, now)
+                    claimed.append(self._one("get_task", (task_id,)))
+            return claimed
+
+        return self._write(work)
+
+    def _check_lease(self, task_id, worker_id, now):
+        state = self._one("lease_state", (task_id,))
+        live = state is not None and (state["lease_ms"] or 0) > now
+        check_lease(task_id, state, worker_id, live,
+                    lambda: self._claimed_before(task_id, worker_id, state["attempts"]))
+        return state
+
+    def _claimed_before(self, task_id, worker_id, attempts):
+        if self.history_enabled:
+            return self.conn.execute(Q["worker_claimed_before"], (task_id, worker_id)).fetchone() is not None
+        return attempts > 1
+
+    def progress(self, task_id, worker_id, progress, message, lease_seconds=None):
+        default_lease = self.queue["claim_timeout"]
+
+        def work(now):
+            self._check_lease(task_id, worker_id, now)
+            self.conn.execute(Q["record_progress"], (progress, message, now, lease_seconds,
+                                                     default_lease, now, task_id))
+            note = "%d%%" % progress + (": " + message if message else "")
+            self._event(task_id, "progress", worker_id, note, now)
+            return self._one("get_task", (task_id,))
+
+        return self._write(work)
+
+    def complete(self, task_id, worker_id, success, result_json, error):
+        def work(now):
+            state = self._check_lease(task_id, worker_id, now)
+            attempts = state["attempts"]
+            if success:
+                self.conn.execute(Q["complete_success"], (result_json, now, now, task_id))
+                self._event(task_id, "completed", worker_id, None, now)
+                status, will_retry = "completed", False
+            elif attempts < state["max_attempts"]:
+                self.conn.execute(Q["complete_retry"], (error, now, task_id))
+                self._event(task_id, "retry", worker_id, error, now)
+                status, will_retry = "pending", True
+            else:
+                self.conn.execute(Q["complete_failure"], (error, now, now, task_id))
+                self._event(task_id, "failed", worker_id, error, now)
+                status, will_retry = "failed", False
+            return {"id": task_id, "status": status, "attempts": attempts, "will_retry": will_retry}
+
+        return self._write(work)
+
+    def get_task(self, task_id):
+        return self._one("get_task", (task_id,))
+
+    def task_history(self, task_id):
+        if self.conn.execute(Q["task_exists"], (task_id,)).fetchone() is None:
+            return None
+        return [{"event": e["event"], "worker_id": e["worker_id"], "message": e["message"],
+                 "at": iso(e["created_at"])}
+                for e in (dict(zip(("event", "worker_id", "message", "created_at"), values))
+                          for values in self.conn.execute(Q["task_history"], (task_id,)))]
+
+    def list_tasks(self, status, type_pattern, limit, offset):
+        where, params = ["1 = 1"], []
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if type_pattern:
+            where.append("type LIKE ? ESCAPE '\\'" if not like_escape_free(type_pattern) else "type = ?")
+            params.append(type_pattern)
+        clause = " AND ".join(where)
+        rows = self._all("list_tasks", params + [limit, offset], where=clause)
+        total = self.conn.execute(Q["count_tasks"].format(where=clause), params).fetchone()[0]
+        return rows, total
+
+
+def _strip_comments(script):
+    return "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
