@@ -1,0 +1,203 @@
+"""Shared fixtures: a fresh store per test on each backend, and a WSGI caller.
+
+`backend_config` is parametrized over sqlite and mysql, so every test that
+uses it (directly or through `api`) runs on both. MariaDB tests use a
+throwaway database created for this run and dropped after it; with CI=true
+an unreachable server fails the run instead of skipping.
+"""
+
+import io
+import json
+import os
+import sys
+import uuid
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from taskq import config as config_module  # noqa: E402
+from taskq.app import Application  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def mysql_params():
+    """Connection settings for the test server, from TASKQ_TEST_MYSQL="host=.. port=.. user=.. password=..."."""
+    params = {"host": "127.0.0.1", "port": "3306", "user": "root", "password": ""}
+    for part in os.environ.get("TASKQ_TEST_MYSQL", "").split():
+        key, _, value = part.partition("=")
+        params[key] = value
+    params["port"] = int(params["port"])
+    return params
+
+
+def mysql_connect(database=None, **extra):
+    import pymysql
+
+    p = mysql_params()
+    return pymysql.connect(host=p["host"], port=p["port"], user=p["user"], password=p["password"],
+                           database=database, autocommit=True, charset="utf8mb4", **extra)
+
+
+def load_mysql_schema(conn, path=os.path.join(ROOT, "schema.sql")):
+    with open(path, encoding="utf-8") as handle:
+        script = "\n".join(line for line in handle.read().splitlines()
+                           if not line.lstrip().startswith("--"))
+    with conn.cursor() as cur:
+        for statement in script.split(";"):
+            if statement.strip():
+                cur.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def mysql_database():
+    """Name of a throwaway MariaDB database holding schema.sql, for this run."""
+    try:
+        conn = mysql_connect()
+    except Exception as exc:  # noqa: BLE001
+        if IN_CI:
+            pytest.fail("MariaDB is required in CI and is unreachable: %s" % exc)
+        pytest.skip("MariaDB not reachable: %s" % exc)
+    name = "taskq_test_%s" % uuid.uuid4().hex[:12]
+    with conn.cursor() as cur:
+        cur.execute("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci" % name)
+    conn.select_db(name)
+    load_mysql_schema(conn)
+    yield name
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS %s" % name)
+    conn.close()
+
+
+def empty_mysql(database):
+    conn = mysql_connect(database)
+    with conn.cursor() as cur:
+        cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+        for table in ("task_history", "tasks", "task_types"):
+            cur.execute("TRUNCATE TABLE %s" % table)
+        cur.execute("SET FOREIGN_KEY_CHECKS = 1")
+    conn.close()
+
+
+def make_config(backend, tmp_path, mysql_db=None, **sections):
+    """A Config for `backend`; sections={"queue": {"claim_timeout": "2"}} override keys.
+
+    Also writes it to tmp_path/config.ini so CGI processes can use it
+    (config.path)."""
+    lines = {"database": {"backend": backend}}
+    if backend == "sqlite":
+        lines["database"]["sqlite_path"] = str(tmp_path / "taskq.sqlite3")
+    else:
+        p = mysql_params()
+        lines["database"].update(host=p["host"], port=str(p["port"]), user=p["user"],
+                                 password=p["password"], name=mysql_db)
+    for section, values in sections.items():
+        lines.setdefault(section, {}).update({k: str(v) for k, v in values.items()})
+    text = "".join("[%s]\n%s\n" % (section, "".join("%s = %s\n" % kv for kv in values.items()))
+                   for section, values in lines.items())
+    path = tmp_path / "config.ini"
+    path.write_text(text, encoding="utf-8")
+    return config_module.load(str(path))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def config_factory(backend, tmp_path, request):
+    """config_factory(queue={...}, api={...}) -> Config on this test's backend, fresh data."""
+    mysql_db = None
+    if backend == "mysql":
+        mysql_db = request.getfixturevalue("mysql_database")
+        empty_mysql(mysql_db)
+
+    def factory(**sections):
+        return make_config(backend, tmp_path, mysql_db, **sections)
+
+    return factory
+
+
+@pytest.fixture
+def backend_config(config_factory):
+    return config_factory()
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        self.json = json.loads(body.decode("utf-8")) if body else None
+
+    @property
+    def data(self):
+        return self.json["data"]
+
+    @property
+    def error(self):
+        return self.json.get("error")
+
+    def header(self, name):
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def __repr__(self):
+        return "<Response %d %s>" % (self.status, self.raw[:300])
+
+
+class ApiClient:
+    """Calls the WSGI app in-process, as a server would, and parses the JSON."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def request(self, method, path, body=None, headers=None, raw=None, query=""):
+        from wsgiref.util import setup_testing_defaults
+
+        if raw is None:
+            raw = b"" if body is None else json.dumps(body).encode("utf-8")
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+                   "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "application/json",
+                   "wsgi.input": io.BytesIO(raw)}
+        for key, value in (headers or {}).items():
+            name = key.upper().replace("-", "_")
+            environ[name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + name] = value
+        setup_testing_defaults(environ)
+        captured = {}
+
+        def start_response(status, response_headers, exc_info=None):
+            captured["status"] = int(status.split()[0])
+            captured["headers"] = response_headers
+
+        body_bytes = b"".join(self.app(environ, start_response))
+        return Response(captured["status"], captured["headers"], body_bytes)
+
+    def get(self, path, **kw):
+        if "?" in path:
+            path, kw["query"] = path.split("?", 1)
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+
+@pytest.fixture
+def api_factory(config_factory):
+    """api_factory(queue={...}) -> ApiClient on a fresh store with those settings."""
+
+    def factory(**sections):
+        return ApiClient(Application(config=config_factory(**sections)))
+
+    return factory
+
+
+@pytest.fixture
+def api(api_factory):
+    return api_factory()
