@@ -1,0 +1,169 @@
+"""The OpenAPI 3.1 document for GET /openapi.json, built from plain dicts.
+
+Paths come from the router's table, so a route cannot exist without being
+documented here (tests/test_docs.py checks every route has an operation).
+"""
+
+from . import __version__
+
+
+def _ref(name):
+    return {"$ref": "#/components/schemas/" + name}
+
+
+def _body(schema, required=True):
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _ok(description, data_schema=None, status="200"):
+    schema = {"allOf": [_ref("Success")]}
+    if data_schema is not None:
+        schema = {"allOf": [_ref("Success"), {"type": "object", "properties": {"data": data_schema}}]}
+    return {status: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def _errors(*statuses):
+    text = {"400": "Bad request or validation failure", "401": "Missing or invalid API key",
+            "403": "Task is leased to another worker", "404": "Not found",
+            "409": "Task not claimed, or lease lost", "413": "Request body too large",
+            "503": "Database unavailable (Retry-After says when to retry)"}
+    return {s: {"description": text[s], "content": {"application/json": {"schema": _ref("Error")}}}
+            for s in statuses}
+
+
+def _op(summary, responses, body=None, params=None, public=False):
+    op = {"summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = body
+    if params:
+        op["parameters"] = params
+    if public:
+        op["security"] = []
+    return op
+
+
+def _query(name, schema, description):
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_NAME = {"name": "name", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"}}
+_TS = {"type": ["string", "null"], "format": "date-time"}
+
+
+def document():
+    s = {
+        "Success": {"type": "object", "required": ["success", "message", "data"],
+                    "properties": {"success": {"const": True}, "message": {"type": "string"},
+                                   "data": {}}},
+        "Error": {"type": "object", "required": ["success", "error"],
+                  "properties": {"success": {"const": False}, "error": {"type": "string"},
+                                 "details": {}}},
+        "TaskType": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"}, "version": {"type": "string"},
+            "param_schema": {"type": "object"}, "is_active": {"type": "boolean"},
+            "max_attempts": {"type": ["integer", "null"]}, "claim_timeout": {"type": ["integer", "null"]},
+            "created_at": _TS, "updated_at": _TS}},
+        "NewTask": {"type": "object", "required": ["type", "params"], "properties": {
+            "type": {"type": "string"}, "params": {"type": "object"},
+            "priority": {"type": "integer", "default": 0}}},
+        "ClaimedTask": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "type": {"type": "string"}, "params": {"type": "object"},
+            "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"},
+            "priority": {"type": "integer"}, "lease_expires_at": _TS}},
+        "Completion": {"type": "object", "required": ["success"], "properties": {
+            "success": {"type": "boolean"}, "result": {}, "error": {"type": "string"}}},
+        "Task": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "type": {"type": "string"},
+            "status": {"enum": ["pending", "claimed", "completed", "failed"]},
+            "params": {"type": "object"}, "result": {}, "error_message": {"type": ["string", "null"]},
+            "priority": {"type": "integer"}, "progress": {"type": "integer"},
+            "progress_message": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
+            "max_attempts": {"type": "integer"}, "claimed_by": {"type": ["string", "null"]},
+            "claimed_at": _TS, "lease_expires_at": _TS, "completed_at": _TS,
+            "created_at": _TS, "updated_at": _TS}},
+    }
+    worker = {"type": "string", "minLength": 1, "maxLength": 255}
+    paths = {
+        "/health": {"get": _op("Service and database health", {**_ok("Healthy"), **_errors("503")},
+                               public=True)},
+        "/openapi.json": {"get": _op("This document", _ok("OpenAPI document"), public=True)},
+        "/task-types/register": {"post": _op(
+            "Register or update a task type",
+            {**_ok("Updated"), **_ok("Created", status="201"), **_errors("400", "401")},
+            _body({"type": "object", "required": ["name", "version", "param_schema"], "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"},
+                "version": {"type": "string"}, "param_schema": {"type": "object"},
+                "max_attempts": {"type": "integer", "minimum": 1},
+                "claim_timeout": {"type": "integer", "minimum": 1}}}))},
+        "/task-types": {"get": _op("List task types",
+                                   {**_ok("Task types", {"type": "object", "properties": {
+                                       "task_types": {"type": "array", "items": _ref("TaskType")},
+                                       "count": {"type": "integer"}}}), **_errors("401")},
+                                   params=[_query("active_only", {"type": "boolean"}, "Only active types")])},
+        "/task-types/{name}": {"get": _op("Get a task type", {**_ok("Task type", _ref("TaskType")),
+                                                               **_errors("401", "404")},
+                                          params=[_NAME])},
+        "/tasks": {
+            "post": _op("Create a task (deduplicated), or a batch with {tasks: [...]}",
+                        {**_ok("Duplicate of an existing task, or batch results"),
+                         **_ok("Created", status="201"), **_errors("400", "401", "404", "413")},
+                        _body({"oneOf": [_ref("NewTask"), {"type": "object", "required": ["tasks"],
+                                                           "properties": {"tasks": {
+                                                               "type": "array", "minItems": 1, "maxItems": 500,
+                                                               "items": _ref("NewTask")}}}]})),
+            "get": _op("List tasks, newest first",
+                       {**_ok("Tasks", {"type": "object", "properties": {
+                           "tasks": {"type": "array", "items": _ref("Task")}, "count": {"type": "integer"},
+                           "total": {"type": "integer"}, "limit": {"type": "integer"},
+                           "offset": {"type": "integer"}}}), **_errors("400", "401")},
+                       params=[_query("status", {"enum": ["pending", "claimed", "completed", "failed"]}, "Status"),
+                               _query("type", {"type": "string"}, "SQL LIKE pattern on the type name"),
+                               _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
+                               _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip")]),
+        },
+        "/tasks/claim": {"post": _op(
+            "Claim the next task(s): highest priority, then oldest",
+            {**_ok("Claimed task, or {tasks, count} when limit is given", _ref("ClaimedTask")),
+             **_errors("400", "401", "404")},
+            _body({"type": "object", "required": ["worker_id"], "properties": {
+                "worker_id": worker, "type_pattern": {"type": "string"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+                "lease_seconds": {"type": "integer", "minimum": 1}}}))},
+        "/tasks/complete": {"post": _op(
+            "Complete many claimed tasks; answers per item",
+            {**_ok("Batch results"), **_errors("400", "401")},
+            _body({"type": "object", "required": ["worker_id", "results"], "properties": {
+                "worker_id": worker, "results": {"type": "array", "minItems": 1, "maxItems": 100, "items": {
+                    "allOf": [_ref("Completion"), {"type": "object", "required": ["id"],
+                                                   "properties": {"id": {"type": "integer"}}}]}}}}))},
+        "/tasks/{id}": {"get": _op("Get a task", {**_ok("Task", _ref("Task")), **_errors("401", "404")},
+                                   params=[_ID])},
+        "/tasks/{id}/history": {"get": _op("A task's events, oldest first",
+                                           {**_ok("Events"), **_errors("401", "404")}, params=[_ID])},
+        "/tasks/{id}/progress": {"post": _op(
+            "Report progress; extends the lease (heartbeat)",
+            {**_ok("Progress recorded"), **_errors("400", "401", "403", "404", "409")},
+            _body({"type": "object", "required": ["worker_id", "progress"], "properties": {
+                "worker_id": worker, "progress": {"type": "number", "minimum": 0, "maximum": 100},
+                "message": {"type": "string"}, "lease_seconds": {"type": "integer", "minimum": 1}}}),
+            params=[_ID])},
+        "/tasks/{id}/complete": {"post": _op(
+            "Complete a claimed task (success or failure)",
+            {**_ok("Outcome: status, attempts, will_retry"), **_errors("400", "401", "403", "404", "409")},
+            _body({"allOf": [_ref("Completion"), {"type": "object", "required": ["worker_id"],
+                                                  "properties": {"worker_id": worker}}]}),
+            params=[_ID])},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "taskq", "version": __version__,
+                 "description": "A task queue served as CGI. Every response is a JSON envelope."},
+        "servers": [{"url": "/api"}, {"url": "/cgi-bin/api.py"}],
+        "security": [{"apiKey": []}, {"bearer": []}],
+        "paths": paths,
+        "components": {"schemas": s, "securitySchemes": {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "bearer": {"type": "http", "scheme": "bearer"}}},
+    }
