@@ -8,10 +8,15 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 STAMP="$VENV/.requirements.sha"
-WANT="$(cat requirements.txt requirements-dev.txt | sha1sum | cut -d' ' -f1)"
+# TASKQ_PIP_EXTRA pins extra packages, e.g. "jsonschema==3.2.0" to test the oldest supported release.
+WANT="$( (cat requirements.txt requirements-dev.txt; echo "${TASKQ_PIP_EXTRA:-}") | sha1sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "installing requirements into $VENV" >&2
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt >&2
+    if [ -n "${TASKQ_PIP_EXTRA:-}" ]; then
+        # shellcheck disable=SC2086
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check $TASKQ_PIP_EXTRA >&2
+    fi
     echo "$WANT" > "$STAMP"
 fi
 VENV_PY="$VENV/bin/python"
