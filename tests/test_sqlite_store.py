@@ -1,0 +1,54 @@
+"""SQLite-only behaviour: schema made on first use, WAL, the data folder."""
+
+import sqlite3
+import subprocess
+import sys
+
+from conftest import ROOT
+
+FIRST_USE = """
+import sys
+sys.path.insert(0, %r)
+from taskq import config
+from taskq.store import open_store
+store = open_store(config.parse("[database]\\nsqlite_path = " + sys.argv[1] + "\\n"))
+store.ping()
+print(len(store.list_types(False)))
+store.close()
+""" % (ROOT + "/lib",)
+
+
+def test_schema_is_created_once_when_first_requests_race(tmp_path):
+    path = str(tmp_path / "fresh" / "taskq.sqlite3")
+    procs = [subprocess.Popen([sys.executable, "-c", FIRST_USE, path], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(12)]
+    outcomes = [(p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in procs]
+    assert all(code == 0 and out.strip() == b"0" for code, out, _ in outcomes), outcomes
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"task_types", "tasks", "task_history"} <= tables
+
+
+def test_missing_data_folder_is_created(tmp_path):
+    path = tmp_path / "a" / "b" / "taskq.sqlite3"
+    subprocess.run([sys.executable, "-c", FIRST_USE, str(path)], check=True, capture_output=True)
+    assert path.exists()
+
+
+def test_claim_uses_indexes_not_a_scan_or_sort(tmp_path):
+    from taskq import config
+    from taskq.store import open_store
+
+    store = open_store(config.parse("[database]\nsqlite_path = %s\n" % (tmp_path / "x.sqlite3")))
+    from taskq.store.sqlite import Q
+
+    plans = {}
+    for name, params in (("next_pending", (1,)), ("next_pending_of_type", (1, 1)),
+                         ("expired_leases", (0, 50))):
+        plans[name] = " | ".join(row[-1] for row in store.conn.execute("EXPLAIN QUERY PLAN " + Q[name], params))
+    store.close()
+    for name, plan in plans.items():
+        assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (name, plan)
+        assert "TEMP B-TREE" not in plan, (name, plan)
