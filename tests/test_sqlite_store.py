@@ -52,3 +52,20 @@ def test_claim_uses_indexes_not_a_scan_or_sort(tmp_path):
     for name, plan in plans.items():
         assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (name, plan)
         assert "TEMP B-TREE" not in plan, (name, plan)
+
+
+def test_passenger_entry_point_serves_the_same_app(tmp_path):
+    script = """
+import io, json, os, runpy, sys
+os.environ["TASKQ_CONFIG"] = sys.argv[2]
+app = runpy.run_path(sys.argv[1])["application"]
+environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/health", "wsgi.input": io.BytesIO()}
+out = {}
+body = b"".join(app(environ, lambda status, headers: out.update(status=status)))
+print(out["status"], json.loads(body)["data"]["database"]["backend"])
+"""
+    cfg = tmp_path / "config.ini"
+    cfg.write_text("[database]\nsqlite_path = db.sqlite3\n")
+    done = subprocess.run([sys.executable, "-c", script, ROOT + "/passenger_wsgi.py", str(cfg)],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "200 OK sqlite"
