@@ -201,3 +201,92 @@ def api_factory(config_factory):
 @pytest.fixture
 def api(api_factory):
     return api_factory()
+
+
+# -- helpers shared by the behavioural, CGI and concurrency tests ------------
+# (plain functions: `from conftest import register, create, ...`)
+
+DEMO_SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}}
+
+
+def register(api, name="demo", schema=None, version="1.0", **extra):
+    """Register a task type through the API; returns the response data."""
+    body = {"name": name, "version": version,
+            "param_schema": DEMO_SCHEMA if schema is None else schema}
+    body.update(extra)
+    response = api.post("/task-types/register", body)
+    assert response.status in (200, 201), response
+    return response.data
+
+
+def create(api, params=None, type="demo", **extra):
+    """Create one task; returns the response data (asserts 200/201)."""
+    body = {"type": type, "params": {"n": 1} if params is None else params}
+    body.update(extra)
+    response = api.post("/tasks", body)
+    assert response.status in (200, 201), response
+    return response.data
+
+
+def claim(api, worker_id="w1", **extra):
+    """Claim one task; returns the response (200 or 404)."""
+    body = {"worker_id": worker_id}
+    body.update(extra)
+    return api.post("/tasks/claim", body)
+
+
+def snapshot(api):
+    """Everything a request could change, as the API shows it."""
+    tasks = api.get("/tasks", query="limit=1000").data["tasks"]
+    return {"tasks": tasks,
+            "types": api.get("/task-types").data["task_types"],
+            "history": {t["id"]: api.get("/tasks/%d/history" % t["id"]).data["events"]
+                        for t in tasks}}
+
+
+def db_execute(config, sql, params=()):
+    """Run one statement straight on the test database (`?` placeholders)."""
+    if config.backend == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(config.database["sqlite_path"], isolation_level=None)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+    conn = mysql_connect(config.database["name"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def scratch_mysql_database():
+    """scratch_mysql_database(schema=True) -> name of a new throwaway MariaDB
+    database (with or without schema.sql) that a test may break; all dropped after."""
+    try:
+        conn = mysql_connect()
+    except Exception as exc:  # noqa: BLE001
+        if IN_CI:
+            pytest.fail("MariaDB is required in CI and is unreachable: %s" % exc)
+        pytest.skip("MariaDB not reachable: %s" % exc)
+    names = []
+
+    def factory(schema=True):
+        name = "taskq_scratch_%s" % uuid.uuid4().hex[:12]
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci" % name)
+        names.append(name)
+        if schema:
+            conn.select_db(name)
+            load_mysql_schema(conn)
+        return name
+
+    yield factory
+    with conn.cursor() as cur:
+        for name in names:
+            cur.execute("DROP DATABASE IF EXISTS %s" % name)
+    conn.close()
