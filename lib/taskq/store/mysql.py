@@ -1,0 +1,448 @@
+"""The MySQL/MariaDB store: one PyMySQL connection per request.
+
+Every time is the database's clock in UTC (UTC_TIMESTAMP(6) in the SQL,
+DATETIME(6) columns), so neither the session time zone nor the web host's
+clock can make two leases overlap. Sessions run READ COMMITTED: plain reads
+see the latest committed rows and take no locks, and locking reads lock only
+the rows they return (no gap locks), which keeps claimers and completers off
+each other's rows. Multi-statement writes run in one transaction; a deadlock
+or lock-wait timeout rolls it back and runs it again a few times before the
+request gives up with 503.
+
+How a claim is decided is in `_pick`: a conditional UPDATE that takes the
+head of the queue through the claim index (portable), or, where the server
+has it, `SELECT ... FOR UPDATE SKIP LOCKED` so concurrent claimers take
+different rows instead of queueing on the same one.
+"""
+
+import random
+import time
+
+import pymysql
+from pymysql.constants import CLIENT
+
+from ..errors import SchemaMissing, Unavailable
+from .base import (Store, check_lease, expired_message, like_escape_free, load_queries,
+                   order_candidates)
+
+Q = load_queries("mysql")
+EXPIRE_BATCH = 50
+TRANSACTION_ATTEMPTS = 5
+PATTERN_ROUNDS = 3
+
+# Driver errors at the border: these mean "the database cannot serve us now".
+UNAVAILABLE_CODES = frozenset((
+    1040,  # too many connections
+    1044,  # access denied to the database
+    1045,  # access denied (user/password)
+    1049,  # unknown database
+    1053,  # server shutdown in progress
+    1203,  # user has too many connections
+    1226,  # user resource limit
+    1290,  # --read-only
+    1836,  # read-only mode
+    1927,  # connection killed (MariaDB)
+    2002, 2003, 2005, 2006, 2013, 2055,  # cannot connect / server gone / lost connection
+))
+SCHEMA_MISSING_CODES = frozenset((1146,))  # table doesn't exist
+RETRY_CODES = frozenset((1213, 1205))      # deadlock, lock wait timeout
+DUPLICATE_KEY = 1062
+
+TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at")
+
+
+def iso(value):
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _errno(exc):
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else 0
+
+
+def translate(exc):
+    """The taskq error for a driver error, or None when it is a bug (a 500)."""
+    code = _errno(exc)
+    if code in SCHEMA_MISSING_CODES:
+        return SchemaMissing()
+    if code in UNAVAILABLE_CODES or isinstance(exc, pymysql.err.InterfaceError):
+        return Unavailable()
+    if code in RETRY_CODES:
+        return Unavailable("Database busy: the request kept meeting lock conflicts")
+    return None
+
+
+def parse_server_version(info):
+    """('MariaDB' or 'MySQL', (major, minor, patch)) from the handshake's version string."""
+    if info.startswith("5.5.5-"):  # MariaDB 10.x's prefix for old clients
+        info = info[len("5.5.5-"):]
+    flavour = "MariaDB" if "mariadb" in info.lower() else "MySQL"
+    numbers = []
+    for part in info.split("-", 1)[0].split(".")[:3]:
+        digits = ""
+        for char in part:
+            if not char.isdigit():
+                break
+            digits += char
+        numbers.append(int(digits or 0))
+    while len(numbers) < 3:
+        numbers.append(0)
+    return flavour, tuple(numbers)
+
+
+def supports_skip_locked(flavour, version):
+    return version >= ((10, 6, 0) if flavour == "MariaDB" else (8, 0, 1))
+
+
+def _placeholders(values):
+    return ", ".join(["%s"] * len(values))
+
+
+class MySQLStore(Store):
+    backend = "mysql"
+
+    def __init__(self, config):
+        super().__init__(config)
+        db = config.database
+        ssl = None
+        if config.mysql_ssl_enabled():
+            if db["ssl_ca"]:
+                ssl = {"ca": db["ssl_ca"]}
+            else:
+                import ssl as ssl_module
+
+                ssl = ssl_module.create_default_context()
+        try:
+            self.conn = pymysql.connect(
+                host=db["host"], port=db["port"], user=db["user"], password=db["password"],
+                database=db["name"], unix_socket=db["unix_socket"] or None,
+                charset="utf8mb4", autocommit=True, client_flag=CLIENT.FOUND_ROWS,
+                connect_timeout=db["connect_timeout"], ssl=ssl,
+                init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        except pymysql.err.MySQLError as exc:
+            raise (translate(exc) or Unavailable()) from exc
+        self.flavour, self.version = parse_server_version(self.conn.get_server_info())
+        setting = db["skip_locked"]
+        self.skip_locked = setting == "on" or (
+            setting == "auto" and supports_skip_locked(self.flavour, self.version))
+
+    # -- plumbing ------------------------------------------------------
+    def close(self):
+        try:
+            self.conn.close()
+        except pymysql.err.Error:
+            pass  # already gone; nothing is left to release
+
+    def _cursor(self, name, params, fmt):
+        sql = Q[name].format(**fmt) if fmt else Q[name]
+        cursor = self.conn.cursor()
+        cursor.execute(sql, params)
+        return cursor
+
+    def _exec(self, name, params=(), **fmt):
+        """Run one statement; returns the cursor (rowcount = matched rows, lastrowid)."""
+        return self._cursor(name, params, fmt)
+
+    def _all(self, name, params=(), **fmt):
+        cursor = self._cursor(name, params, fmt)
+        columns = [col[0] for col in cursor.description]
+        rows = []
+        for values in cursor.fetchall():
+            row = dict(zip(columns, values))
+            for key in TIME_FIELDS:
+                if key in row:
+                    row[key] = iso(row[key])
+            rows.append(row)
+        return rows
+
+    def _one(self, name, params=(), **fmt):
+        rows = self._all(name, params, **fmt)
+        return rows[0] if rows else None
+
+    def _read(self, work):
+        """A read outside any transaction, with driver errors translated."""
+        try:
+            return work()
+        except pymysql.err.MySQLError as exc:
+            translated = translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def _transaction(self, work):
+        """Run work() between BEGIN and COMMIT; rerun it on deadlock or lock-wait timeout."""
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                self.conn.begin()
+                result = work()
+                self.conn.commit()
+                return result
+            except pymysql.err.MySQLError as exc:
+                self._rollback()
+                if _errno(exc) in RETRY_CODES and attempt < TRANSACTION_ATTEMPTS:
+                    # the other transaction needs a moment to finish; jitter
+                    # keeps the retries of several losers apart
+                    time.sleep(random.uniform(0.002, 0.02) * attempt)
+                    continue
+                translated = translate(exc)
+                if translated is None:
+                    raise
+                raise translated from exc
+            except BaseException:
+                self._rollback()
+                raise
+        raise AssertionError("unreachable")
+
+    def _rollback(self):
+        try:
+            self.conn.rollback()
+        except pymysql.err.Error:
+            pass  # the connection is gone, and the transaction with it
+
+    def _events(self, events):
+        """Write history events [(task_id, event, worker_id, message)] in one statement."""
+        if not self.history_enabled or not events:
+            return
+        sql = Q["insert_event"]
+        head, _, values = sql.rpartition("VALUES")
+        row = values.strip()
+        params = [value for event in events for value in event]
+        self.conn.cursor().execute(head + "VALUES " + ", ".join([row] * len(events)), params)
+
+    # -- lifecycle -----------------------------------------------------
+    def ping(self):
+        self._read(lambda: self._exec("ping").fetchall())
+
+    def server_info(self):
+        return "%s %d.%d.%d" % ((self.flavour,) + self.version)
+
+    # -- task types ----------------------------------------------------
+    def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout):
+        def work():
+            cursor = self._exec("upsert_type", (name, version, param_schema_json,
+                                                max_attempts, claim_timeout))
+            return self._one("get_type", (name,)), cursor.rowcount == 1
+
+        return self._transaction(work)
+
+    def get_type(self, name):
+        return self._read(lambda: self._one("get_type", (name,)))
+
+    def list_types(self, active_only):
+        return self._read(lambda: self._all("list_active_types" if active_only else "list_types"))
+
+    # -- tasks ---------------------------------------------------------
+    def create_tasks(self, items):
+        def work():
+            out, events = [], []
+            for item in items:
+                try:
+                    cursor = self._exec("insert_task", (
+                        item["type_id"], item["type"], item["params_json"], item["dedupe_key"],
+                        item["priority"], -item["priority"], item["max_attempts"],
+                        item["claim_timeout"]))
+                except pymysql.err.IntegrityError as exc:
+                    if _errno(exc) != DUPLICATE_KEY:
+                        raise
+                    # the unique index said "exists": InnoDB undid only this
+                    # statement, and the winner's row is committed (we waited for it)
+                    out.append((self._one("task_by_dedupe_key", (item["dedupe_key"],)), True))
+                    continue
+                task_id = cursor.lastrowid
+                events.append((task_id, "created", None, None))
+                out.append(({"id": task_id, "type": item["type"], "status": "pending",
+                             "priority": item["priority"], "dedupe_key": item["dedupe_key"]},
+                            False))
+            self._events(events)
+            return out
+
+        return self._transaction(work)
+
+    def _expire_leases(self):
+        """Release or fail tasks whose lease ran out: no reaper runs between requests.
+
+        The read takes no locks; each write repeats the condition, so when two
+        claimers see the same expired lease only one of them acts on it.
+        """
+        events = []
+        for task_id, attempts, max_attempts in self._exec("expired_leases", (EXPIRE_BATCH,)).fetchall():
+            if attempts < max_attempts:
+                if self._exec("release_expired", (task_id,)).rowcount == 1:
+                    events.append((task_id, "lease_expired", None, "returned to pending"))
+            else:
+                message = expired_message(attempts)
+                if self._exec("fail_expired", (message, task_id)).rowcount == 1:
+                    events.append((task_id, "lease_expired", None, message))
+                    events.append((task_id, "failed", None, message))
+        return events
+
+    def _type_ids(self, type_pattern):
+        return [row[0] for row in self._exec("types_like", (type_pattern,)).fetchall()]
+
+    def _pick(self, worker_id, type_pattern, limit, lease_seconds):
+        """Claim up to `limit` tasks; returns their ids in claim order."""
+        lease = (lease_seconds, self.queue["claim_timeout"])
+        if type_pattern is None:
+            type_ids = None
+        else:
+            type_ids = self._type_ids(type_pattern)
+            if not type_ids:
+                return []
+        if type_ids is not None and len(type_ids) > 1:
+            return self._pick_among_types(worker_id, type_ids, limit, lease)
+        type_id = type_ids[0] if type_ids else None
+        if self.skip_locked:
+            if type_id is None:
+                ids = [row[0] for row in self._exec("lock_next", (limit,)).fetchall()]
+            else:
+                ids = [row[0] for row in self._exec("lock_next_of_type", (type_id, limit)).fetchall()]
+            return self._claim_locked(worker_id, ids, lease)
+        ids = []
+        for _ in range(limit):
+            cursor = self._claim_head(worker_id, type_id, lease)
+            if cursor.rowcount != 1:
+                break
+            ids.append(cursor.lastrowid)
+        return ids
+
+    def _claim_head(self, worker_id, type_id, lease):
+        """The portable claim: one UPDATE takes the head of the queue (or of one type)."""
+        if type_id is None:
+            return self._exec("claim_next", (worker_id,) + lease)
+        return self._exec("claim_next_of_type", (worker_id,) + lease + (type_id,))
+
+    def _claim_locked(self, worker_id, ids, lease):
+        if ids:
+            self._exec("claim_locked", (worker_id,) + lease + tuple(ids), ids=_placeholders(ids))
+        return ids
+
+    def _pick_among_types(self, worker_id, type_ids, limit, lease):
+        """Several types match: read each type's head(s) without locking, merge
+        them into claim order, then take from each type as many as it earned.
+
+        Claiming through the type's own head (rather than a candidate's id)
+        means a candidate lost to a racing claimer is replaced by that type's
+        next task instead of leaving this claim empty-handed.
+        """
+        ids = []
+        for _ in range(PATTERN_ROUNDS):
+            need = limit - len(ids)
+            union = " UNION ALL ".join([Q["head_of_type"]] * len(type_ids))
+            params = [value for type_id in type_ids for value in (type_id, need)]
+            cursor = self.conn.cursor()
+            cursor.execute(union, params)
+            heads = order_candidates([(row[0], row[1], row[2]) for row in cursor.fetchall()], need)
+            if not heads:
+                break
+            wanted = {}
+            for _, _, type_id in heads:
+                wanted[type_id] = wanted.get(type_id, 0) + 1
+            if self.skip_locked:
+                for _, _, type_id in heads:
+                    count = wanted.pop(type_id, 0)
+                    if count:
+                        locked = [row[0] for row in
+                                  self._exec("lock_next_of_type", (type_id, count)).fetchall()]
+                        ids.extend(self._claim_locked(worker_id, locked, lease))
+            else:
+                emptied = set()
+                for _, _, type_id in heads:
+                    if type_id in emptied:
+                        continue
+                    cursor = self._claim_head(worker_id, type_id, lease)
+                    if cursor.rowcount == 1:
+                        ids.append(cursor.lastrowid)
+                    else:
+                        emptied.add(type_id)
+            if len(ids) >= limit or len(heads) < need:
+                break
+        return ids
+
+    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
+        if type_pattern is not None and not type_pattern.isascii():
+            return []  # type names are ASCII: nothing can match
+
+        def work():
+            events = self._expire_leases()
+            ids = self._pick(worker_id, type_pattern, limit, lease_seconds)
+            rows = []
+            if ids:
+                by_id = {row["id"]: row for row in self._all("get_tasks", ids, ids=_placeholders(ids))}
+                rows = [by_id[task_id] for task_id in ids]
+                events.extend((task_id, "claimed", worker_id, None) for task_id in ids)
+            self._events(events)
+            return rows
+
+        return self._transaction(work)
+
+    def _check_lease(self, task_id, worker_id):
+        state = self._one("lease_state", (task_id,))
+        check_lease(task_id, state, worker_id, bool(state and state["live"]),
+                    lambda: self._claimed_before(task_id, worker_id, state["attempts"]))
+        return state
+
+    def _claimed_before(self, task_id, worker_id, attempts):
+        if self.history_enabled:
+            return bool(self._exec("worker_claimed_before", (task_id, worker_id)).fetchall())
+        return attempts > 1
+
+    def progress(self, task_id, worker_id, progress, message, lease_seconds=None):
+        def work():
+            self._check_lease(task_id, worker_id)
+            self._exec("record_progress", (progress, message, lease_seconds,
+                                           self.queue["claim_timeout"], task_id))
+            note = "%d%%" % progress + (": " + message if message else "")
+            self._events([(task_id, "progress", worker_id, note)])
+            return self._one("get_task", (task_id,))
+
+        return self._transaction(work)
+
+    def complete(self, task_id, worker_id, success, result_json, error):
+        def work():
+            state = self._check_lease(task_id, worker_id)
+            attempts = state["attempts"]
+            if success:
+                self._exec("complete_success", (result_json, task_id))
+                event, message, status, will_retry = "completed", None, "completed", False
+            elif attempts < state["max_attempts"]:
+                self._exec("complete_retry", (error, task_id))
+                event, message, status, will_retry = "retry", error, "pending", True
+            else:
+                self._exec("complete_failure", (error, task_id))
+                event, message, status, will_retry = "failed", error, "failed", False
+            self._events([(task_id, event, worker_id, message)])
+            return {"id": task_id, "status": status, "attempts": attempts, "will_retry": will_retry}
+
+        return self._transaction(work)
+
+    def get_task(self, task_id):
+        return self._read(lambda: self._one("get_task", (task_id,)))
+
+    def task_history(self, task_id):
+        def work():
+            if not self._exec("task_exists", (task_id,)).fetchall():
+                return None
+            return [{"event": e["event"], "worker_id": e["worker_id"], "message": e["message"],
+                     "at": e["created_at"]}
+                    for e in self._all("task_history", (task_id,))]
+
+        return self._read(work)
+
+    def list_tasks(self, status, type_pattern, limit, offset):
+        if type_pattern and not type_pattern.isascii():
+            return [], 0
+        where, params = ["1 = 1"], []
+        if status:
+            where.append("status = %s")
+            params.append(status)
+        if type_pattern:
+            where.append("type = %s" if like_escape_free(type_pattern) else "type LIKE %s")
+            params.append(type_pattern)
+        clause = " AND ".join(where)
+
+        def work():
+            rows = self._all("list_tasks", params + [limit, offset], where=clause)
+            total = self._exec("count_tasks", params, where=clause).fetchone()[0]
+            return rows, total
+
+        return self._read(work)

@@ -1,0 +1,184 @@
+-- Named queries for the MySQL/MariaDB store; each block is run by the method
+-- of the same name (or the step it names). Placeholders are PyMySQL's %s.
+-- Every time comes from the database clock in UTC: UTC_TIMESTAMP(6), never NOW().
+-- Claims read tasks only through tasks_claim / tasks_type_claim in index
+-- order (FORCE INDEX keeps the planner from preferring a scan-and-sort when
+-- its statistics are stale), so a claim never scans or sorts the pending or
+-- finished sets; docs/performance.md shows the EXPLAIN.
+
+-- name: ping
+SELECT 1 FROM tasks LIMIT 1
+
+-- name: get_type
+SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
+       created_at, updated_at
+FROM task_types WHERE name = %s
+
+-- name: list_types
+SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
+       created_at, updated_at
+FROM task_types ORDER BY name
+
+-- name: list_active_types
+SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
+       created_at, updated_at
+FROM task_types WHERE is_active = 1 ORDER BY name
+
+-- name: upsert_type
+-- affected rows: 1 = inserted, 2 = updated (updated_at always changes, so an
+-- update never counts as "same values" = 1 under CLIENT_FOUND_ROWS).
+INSERT INTO task_types (name, version, param_schema_json, is_active, max_attempts,
+                        claim_timeout, created_at, updated_at)
+VALUES (%s, %s, %s, 1, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))
+ON DUPLICATE KEY UPDATE
+    version = VALUES(version), param_schema_json = VALUES(param_schema_json), is_active = 1,
+    max_attempts = VALUES(max_attempts), claim_timeout = VALUES(claim_timeout),
+    updated_at = VALUES(updated_at), id = LAST_INSERT_ID(id)
+
+-- name: insert_task
+INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, neg_priority,
+                   max_attempts, claim_timeout, created_at, updated_at)
+VALUES (%s, %s, 'pending', %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))
+
+-- name: task_by_dedupe_key
+SELECT id, type, status, priority, dedupe_key FROM tasks WHERE dedupe_key = %s
+
+-- name: insert_event
+INSERT INTO task_history (task_id, event, worker_id, message, created_at)
+VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(6))
+
+-- name: expired_leases
+-- a plain (non-locking) read; each release below is a conditional write
+SELECT id, attempts, max_attempts FROM tasks FORCE INDEX (tasks_lease)
+WHERE status = 'claimed' AND lease_expires_at <= UTC_TIMESTAMP(6)
+ORDER BY lease_expires_at LIMIT %s
+
+-- name: release_expired
+UPDATE tasks
+SET status = 'pending', claimed_by = NULL, lease_expires_at = NULL, updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s AND status = 'claimed' AND lease_expires_at <= UTC_TIMESTAMP(6)
+
+-- name: fail_expired
+UPDATE tasks
+SET status = 'failed', error_message = %s, lease_expires_at = NULL,
+    completed_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s AND status = 'claimed' AND lease_expires_at <= UTC_TIMESTAMP(6)
+
+-- name: types_like
+SELECT id FROM task_types WHERE name LIKE %s
+
+-- name: claim_next
+-- portable claim of the head of the queue: the UPDATE locks the row it
+-- takes, a concurrent claimer waits for that row and then moves past it;
+-- LAST_INSERT_ID(id) hands the id back without another query.
+UPDATE tasks FORCE INDEX (tasks_claim)
+SET status = 'claimed', claimed_by = %s, claimed_at = UTC_TIMESTAMP(6), attempts = attempts + 1,
+    lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL COALESCE(%s, claim_timeout, %s) SECOND,
+    progress = 0, progress_message = NULL, updated_at = UTC_TIMESTAMP(6), id = LAST_INSERT_ID(id)
+WHERE status = 'pending'
+ORDER BY neg_priority, id LIMIT 1
+
+-- name: claim_next_of_type
+UPDATE tasks FORCE INDEX (tasks_type_claim)
+SET status = 'claimed', claimed_by = %s, claimed_at = UTC_TIMESTAMP(6), attempts = attempts + 1,
+    lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL COALESCE(%s, claim_timeout, %s) SECOND,
+    progress = 0, progress_message = NULL, updated_at = UTC_TIMESTAMP(6), id = LAST_INSERT_ID(id)
+WHERE type_id = %s AND status = 'pending'
+ORDER BY neg_priority, id LIMIT 1
+
+-- name: lock_next
+-- SKIP LOCKED claim (MariaDB 10.6+, MySQL 8.0.1+): rows another claimer holds are passed over
+SELECT id FROM tasks FORCE INDEX (tasks_claim)
+WHERE status = 'pending'
+ORDER BY neg_priority, id LIMIT %s
+FOR UPDATE SKIP LOCKED
+
+-- name: lock_next_of_type
+SELECT id FROM tasks FORCE INDEX (tasks_type_claim)
+WHERE type_id = %s AND status = 'pending'
+ORDER BY neg_priority, id LIMIT %s
+FOR UPDATE SKIP LOCKED
+
+-- name: lock_candidates
+SELECT id FROM tasks WHERE id IN ({ids}) AND status = 'pending'
+FOR UPDATE SKIP LOCKED
+
+-- name: head_of_type
+-- one part of a UNION ALL over the matching types; a plain read
+(SELECT id, priority, type_id FROM tasks FORCE INDEX (tasks_type_claim)
+ WHERE type_id = %s AND status = 'pending'
+ ORDER BY neg_priority, id LIMIT %s)
+
+-- name: claim_task
+UPDATE tasks
+SET status = 'claimed', claimed_by = %s, claimed_at = UTC_TIMESTAMP(6), attempts = attempts + 1,
+    lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL COALESCE(%s, claim_timeout, %s) SECOND,
+    progress = 0, progress_message = NULL, updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s AND status = 'pending'
+
+-- name: claim_locked
+UPDATE tasks
+SET status = 'claimed', claimed_by = %s, claimed_at = UTC_TIMESTAMP(6), attempts = attempts + 1,
+    lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL COALESCE(%s, claim_timeout, %s) SECOND,
+    progress = 0, progress_message = NULL, updated_at = UTC_TIMESTAMP(6)
+WHERE id IN ({ids}) AND status = 'pending'
+
+-- name: lease_state
+SELECT id, status, claimed_by, attempts, max_attempts,
+       COALESCE(lease_expires_at > UTC_TIMESTAMP(6), 0) AS live
+FROM tasks WHERE id = %s FOR UPDATE
+
+-- name: worker_claimed_before
+SELECT 1 FROM task_history WHERE task_id = %s AND event = 'claimed' AND worker_id = %s LIMIT 1
+
+-- name: record_progress
+UPDATE tasks
+SET progress = %s, progress_message = %s,
+    lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL COALESCE(%s, claim_timeout, %s) SECOND,
+    updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s
+
+-- name: complete_success
+UPDATE tasks
+SET status = 'completed', result_json = %s, error_message = NULL, progress = 100,
+    lease_expires_at = NULL, completed_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s
+
+-- name: complete_retry
+UPDATE tasks
+SET status = 'pending', error_message = %s, claimed_by = NULL, lease_expires_at = NULL,
+    updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s
+
+-- name: complete_failure
+UPDATE tasks
+SET status = 'failed', error_message = %s, lease_expires_at = NULL,
+    completed_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s
+
+-- name: get_task
+SELECT id, type, status, params_json, result_json, error_message, priority, progress,
+       progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
+       completed_at, created_at, updated_at
+FROM tasks WHERE id = %s
+
+-- name: get_tasks
+SELECT id, type, status, params_json, result_json, error_message, priority, progress,
+       progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
+       completed_at, created_at, updated_at
+FROM tasks WHERE id IN ({ids})
+
+-- name: task_exists
+SELECT 1 FROM tasks WHERE id = %s
+
+-- name: task_history
+SELECT event, worker_id, message, created_at FROM task_history WHERE task_id = %s ORDER BY id
+
+-- name: list_tasks
+SELECT id, type, status, params_json, result_json, error_message, priority, progress,
+       progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
+       completed_at, created_at, updated_at
+FROM tasks WHERE {where} ORDER BY id DESC LIMIT %s OFFSET %s
+
+-- name: count_tasks
+SELECT COUNT(*) FROM tasks WHERE {where}
