@@ -1,0 +1,407 @@
+#!/usr/bin/env python3
+"""taskq installer: a browser wizard when run as CGI, a command line otherwise.
+
+In a browser (https://your.site/install.py): check the host, ask for the
+database, test it, create or upgrade the schema, write config.ini (mode 600)
+and show the API key once. Once config.ini exists the wizard is locked: it
+only reconfigures for a request that carries the current API key.
+
+From a shell:
+    python3 install.py --backend mysql --host localhost --name taskq --user taskq --password ...
+    python3 install.py --backend sqlite [--sqlite-path data/taskq.sqlite3]
+    python3 install.py --migrate          # apply pending schema migrations
+    python3 install.py --check            # only the environment checks
+The API key is printed alone on standard output; everything else goes to
+standard error. The logic lives in lib/taskq/install.py.
+"""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(ROOT, "lib"))
+
+from taskq import install as setup  # noqa: E402
+from taskq.errors import TaskqError  # noqa: E402
+
+COOKIE = "taskq_install"
+
+CSS = """
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
+main{max-width:46rem;margin:2rem auto;padding:1.5rem 2rem;background:#fff;border-radius:8px;box-shadow:0 1px 4px #0002}
+h1{font-size:1.5rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
+ol.steps{display:flex;gap:1.5rem;list-style:none;padding:0;margin:0 0 1rem;color:#7a8190;font-size:.9rem}
+ol.steps li.on{color:#1d2330;font-weight:600}
+table{border-collapse:collapse;width:100%}td{padding:.45rem .5rem;border-top:1px solid #e3e5ea;vertical-align:top}
+.ok{color:#17693a;font-weight:600}.bad{color:#b3261e;font-weight:600}.fix{color:#b3261e;font-size:.92rem}
+.err{background:#fdecea;border-left:4px solid #b3261e;padding:.7rem 1rem;margin:1rem 0}
+.note{background:#eef4ff;border-left:4px solid #2f5fd0;padding:.7rem 1rem;margin:1rem 0}
+label{display:block;margin:.7rem 0 .2rem;font-weight:600}label.inline{display:inline;font-weight:normal}
+input[type=text],input[type=password],input[type=number]{width:100%;box-sizing:border-box;padding:.45rem;font:inherit;border:1px solid #b8bdc7;border-radius:4px}
+fieldset{border:1px solid #d5d8de;border-radius:6px;margin:1rem 0;padding:.5rem 1rem 1rem}
+button,a.button{display:inline-block;margin-top:1.2rem;padding:.55rem 1.2rem;font:inherit;font-weight:600;color:#fff;background:#2f5fd0;border:0;border-radius:4px;text-decoration:none;cursor:pointer}
+code,pre{font-family:ui-monospace,Consolas,monospace;font-size:.88rem}
+pre{background:#1d2330;color:#e8eaf0;padding:.8rem 1rem;border-radius:6px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+.key{font-size:1.05rem;background:#fff8d6;border:1px solid #e6c200;padding:.6rem;border-radius:4px;word-break:break-all}
+small{color:#5b6272}
+"""
+
+
+# -- HTML --------------------------------------------------------------------
+def esc(value):
+    import html
+
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def layout(title, body, step=None):
+    steps = "".join('<li class="%s">%d. %s</li>' % ("on" if i == step else "", i, name)
+                    for i, name in ((1, "Check the host"), (2, "Database"), (3, "Done")))
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<meta name="robots" content="noindex"><title>%s · taskq installer</title>'
+            '<style>%s</style></head><body><main>%s<h1>%s</h1>%s</main></body></html>\n'
+            % (esc(title), CSS, '<ol class="steps">%s</ol>' % steps if step else "", esc(title), body))
+
+
+def error_box(message):
+    return '<div class="err" role="alert">%s</div>' % esc(message) if message else ""
+
+
+def checks_page(checks, url):
+    rows = "".join(
+        '<tr><td class="%s">%s</td><td>%s<br><small>%s</small>%s</td></tr>'
+        % ("ok" if c.ok else "bad", "OK" if c.ok else "Fix", esc(c.name), esc(c.detail),
+           "" if c.ok else '<div class="fix">%s</div>' % esc(c.fix))
+        for c in checks)
+    if all(c.ok for c in checks):
+        action = ('<p>Everything taskq needs is here.</p>'
+                  '<a class="button" href="%s?step=database">Continue to the database</a>' % esc(url))
+    else:
+        action = ('<p>Fix the items marked <span class="bad">Fix</span>, then check again.</p>'
+                  '<a class="button" href="%s">Check again</a>' % esc(url))
+    return layout("Check the host", "<table>%s</table>%s" % (rows, action), 1)
+
+
+def database_page(url, csrf, values, error=None, field=None, unlock_key=None):
+    v = lambda key, default="": esc(values.get(key, default))  # noqa: E731
+    mysql = values.get("backend", "mysql") != "sqlite"
+    hidden = '<input type="hidden" name="csrf" value="%s"><input type="hidden" name="step" value="install">' % esc(csrf)
+    rotate = ""
+    if unlock_key:
+        hidden += '<input type="hidden" name="current_key" value="%s">' % esc(unlock_key)
+        rotate = ('<p><input type="checkbox" id="new_key" name="new_key" value="1"> <label class="inline" '
+                  'for="new_key">Make a new API key (workers must then use the new one)</label></p>')
+    blame = ' autofocus' if field else ""
+
+    def text(name, label, kind="text", extra="", hint=""):
+        focus = blame if field == name else ""
+        value = "" if kind == "password" else ' value="%s"' % v(name)
+        return ('<label for="%s">%s</label><input type="%s" id="%s" name="%s"%s%s%s>%s'
+                % (name, label, kind, name, name, value, extra, focus,
+                   "<small>%s</small>" % hint if hint else ""))
+
+    body = (
+        error_box(error)
+        + '<form method="post" action="%s">%s' % (esc(url), hidden)
+        + '<fieldset><legend><input type="radio" id="backend_mysql" name="backend" value="mysql"%s> '
+          '<label class="inline" for="backend_mysql"><b>MySQL or MariaDB</b> (recommended for several workers)</label></legend>'
+        % (" checked" if mysql else "")
+        + text("host", "Host", extra=' autocomplete="off"', hint="On most shared hosts: localhost")
+        + text("port", "Port", "number", ' min="1" max="65535"')
+        + text("name", "Database name", extra=' autocomplete="off"',
+               hint="Create the database and its user first in your hosting control panel.")
+        + text("user", "User name", extra=' autocomplete="off"')
+        + text("password", "Password", "password", ' autocomplete="new-password"')
+        + text("unix_socket", "Socket path (optional)", hint="Leave empty unless your host names a socket file.")
+        + '</fieldset><fieldset><legend><input type="radio" id="backend_sqlite" name="backend" value="sqlite"%s> '
+          '<label class="inline" for="backend_sqlite"><b>SQLite</b> (one file, nothing to set up)</label></legend>'
+        % ("" if mysql else " checked")
+        + text("sqlite_path", "SQLite file (optional)",
+               hint="Empty: data/taskq.sqlite3 in the taskq folder, denied to the web by .htaccess.")
+        + "</fieldset>" + rotate
+        + "<button type=\"submit\">Test the connection and install</button></form>")
+    return layout("Database", body, 2)
+
+
+def done_page(api_key, base, settings, applied_note, rotated=True):
+    api_url = base + "/api/"
+    cgi_url = base + "/cgi-bin/api.py/"
+    key_note = ("This is the API key. Copy it now and keep it safe: this page shows it once, and "
+                "every request to the API must send it." if rotated else
+                "The API key is unchanged; workers keep using it.")
+    curl = ("curl -s %(api)shealth\n\n"
+            "curl -s -X POST %(api)stask-types/register \\\n"
+            "  -H 'X-API-Key: %(key)s' -H 'Content-Type: application/json' \\\n"
+            "  -d '{\"name\": \"example.echo\", \"version\": \"1\", \"param_schema\": {\"type\": \"object\"}}'\n\n"
+            "curl -s -X POST %(api)stasks \\\n"
+            "  -H 'X-API-Key: %(key)s' -H 'Content-Type: application/json' \\\n"
+            "  -d '{\"type\": \"example.echo\", \"params\": {\"text\": \"hello\"}}'\n\n"
+            "curl -s -X POST %(api)stasks/claim \\\n"
+            "  -H 'X-API-Key: %(key)s' -H 'Content-Type: application/json' \\\n"
+            "  -d '{\"worker_id\": \"my-worker\"}'" % {"api": api_url, "key": api_key})
+    worker = ("python3 -m taskq.worker --url %s --api-key '%s' \\\n"
+              "  --type 'example.%%' --exec 'cat'" % (api_url, api_key))
+    db = ("SQLite" if settings["backend"] == "sqlite"
+          else "MySQL/MariaDB database %s on %s" % (settings["name"], settings["host"]))
+    body = (
+        '<p class="ok">taskq is installed.</p><p>%s; %s config.ini is written (mode 600).</p>'
+        % (esc(db), esc(applied_note))
+        + '<h2>API key</h2><p>%s</p><div class="key"><code id="api-key">%s</code></div>' % (esc(key_note), esc(api_key))
+        + '<h2>API address</h2><p><code id="api-url">%s</code><br><small>or, without clean URLs: '
+          '<code>%s</code></small></p>' % (esc(api_url), esc(cgi_url))
+        + '<p>Health check: <a id="health-link" href="%shealth">%shealth</a></p>' % (esc(api_url), esc(api_url))
+        + "<h2>Try it with curl</h2><pre>%s</pre>" % esc(curl)
+        + "<h2>Run a worker</h2><p>On any machine with Python 3 and the taskq files:</p><pre>%s</pre>" % esc(worker)
+        + '<div class="note">The installer is now locked: opening it again asks for this API key '
+          'before it changes anything.</div>')
+    return layout("Done", body, 3)
+
+
+def locked_page(url, csrf, error=None, usable=True):
+    if not usable:
+        body = error_box(error) + (
+            "<p>taskq is already installed, but its config.ini has no API key (or cannot be read), so "
+            "the installer cannot check who you are. Change config.ini over FTP or SSH, or delete it to "
+            "run the installer again.</p>")
+        return layout("Installer locked", body)
+    body = (error_box(error)
+            + "<p>taskq is already installed. To change its settings, enter the current API key "
+              "(it is <code>api_key</code> in config.ini).</p>"
+            + '<form method="post" action="%s"><input type="hidden" name="csrf" value="%s">'
+              '<input type="hidden" name="step" value="unlock">'
+              '<label for="current_key">Current API key</label>'
+              '<input type="password" id="current_key" name="current_key" autocomplete="off" autofocus>'
+              '<button type="submit">Unlock</button></form>' % (esc(url), esc(csrf)))
+    return layout("Installer locked", body)
+
+
+def message_page(title, message):
+    return layout(title, error_box(message) + '<p><a href="?">Start again</a></p>')
+
+
+# -- the wizard as a WSGI app ------------------------------------------------
+class Wizard:
+    def __init__(self, path=None):
+        self.path = path or setup.config_path()
+
+    def __call__(self, environ, start_response):
+        response = self.handle(environ)
+        status, body, cookie = response
+        headers = [("Content-Type", "text/html; charset=utf-8"),
+                   ("Cache-Control", "no-store"),
+                   ("X-Frame-Options", "DENY"),
+                   ("X-Content-Type-Options", "nosniff"),
+                   ("Referrer-Policy", "no-referrer"),
+                   ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; "
+                    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")]
+        if cookie:
+            headers.append(("Set-Cookie", cookie))
+        data = body.encode("utf-8")
+        headers.append(("Content-Length", str(len(data))))
+        start_response(status, headers)
+        return [data]
+
+    # -- request helpers
+    @staticmethod
+    def script_url(environ):
+        return environ.get("SCRIPT_NAME") or "/install.py"
+
+    @staticmethod
+    def site_base(environ):
+        """scheme://host/prefix of the taskq folder, from the request."""
+        https = environ.get("HTTPS", "").lower() in ("on", "1") or environ.get("REQUEST_SCHEME") == "https"
+        scheme = "https" if https else "http"
+        host = environ.get("HTTP_HOST")
+        if not host:
+            host = environ.get("SERVER_NAME", "localhost")
+            port = environ.get("SERVER_PORT", "")
+            if port and port != ("443" if https else "80"):
+                host += ":" + port
+        prefix = os.path.dirname(Wizard.script_url(environ)).rstrip("/")
+        return "%s://%s%s" % (scheme, host, prefix)
+
+    @staticmethod
+    def read_form(environ):
+        from urllib.parse import parse_qs
+
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        raw = environ["wsgi.input"].read(min(length, 65536)) if length > 0 else b""
+        form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        return {key: values[0] for key, values in form.items()}
+
+    def csrf(self, environ):
+        """(nonce, token, Set-Cookie or None): the per-browser nonce and the form token signed for it."""
+        import hashlib
+        import hmac
+        import secrets
+        from http.cookies import SimpleCookie
+
+        cookie = SimpleCookie()
+        try:
+            cookie.load(environ.get("HTTP_COOKIE", ""))
+        except Exception:  # noqa: BLE001 - a garbled cookie is as good as none
+            pass
+        nonce = cookie[COOKIE].value if COOKIE in cookie else ""
+        set_cookie = None
+        if len(nonce) != 32 or not all(ch in "0123456789abcdef" for ch in nonce):
+            nonce = secrets.token_hex(16)
+            https = self.site_base(environ).startswith("https:")
+            set_cookie = "%s=%s; Path=%s; HttpOnly; SameSite=Strict%s" % (
+                COOKIE, nonce, self.script_url(environ), "; Secure" if https else "")
+        secret = setup.read_secret(self.path)
+        token = hmac.new(secret, ("csrf:" + nonce).encode("ascii"), hashlib.sha256).hexdigest()
+        return nonce, token, set_cookie
+
+    def installed_key(self):
+        """(api_key, error): the current key of an installed taskq."""
+        from taskq import config as config_module
+
+        try:
+            return config_module.load(self.path).api["api_key"], None
+        except TaskqError as exc:
+            return "", exc.message
+
+    def handle(self, environ):
+        from hmac import compare_digest
+        from urllib.parse import parse_qs
+
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        url = self.script_url(environ)
+        step = parse_qs(environ.get("QUERY_STRING", "")).get("step", [""])[0]
+        form = self.read_form(environ) if method == "POST" else {}
+        try:
+            nonce, token, cookie = self.csrf(environ)
+        except OSError:
+            checks = setup.environment_checks(path=self.path)
+            return "200 OK", checks_page(checks, url), None
+        installed = setup.is_installed(self.path)
+
+        if method == "POST":
+            if cookie or not compare_digest(form.get("csrf", ""), token):
+                return ("403 Forbidden", message_page(
+                    "Form expired", "This form has expired or was sent from another site. "
+                    "Start again from the installer's first page."), cookie)
+            step = form.get("step", "")
+        elif method not in ("GET", "HEAD"):
+            return "405 Method Not Allowed", message_page("Not allowed", "Use the installer's pages."), cookie
+
+        unlock_key = None
+        if installed:
+            current, problem = self.installed_key()
+            if not current:
+                return "403 Forbidden", locked_page(url, token, problem, usable=False), cookie
+            if method != "POST" or step not in ("unlock", "install"):
+                return "200 OK", locked_page(url, token), cookie
+            if not compare_digest(form.get("current_key", "").encode("utf-8"), current.encode("utf-8")):
+                return ("403 Forbidden", locked_page(url, token, "That is not the current API key. "
+                                                     "Nothing was changed."), cookie)
+            unlock_key = current
+            if step == "unlock":
+                return "200 OK", database_page(url, token, self.current_values(), unlock_key=unlock_key), cookie
+
+        if method == "POST" and step == "install":
+            return self.install(environ, url, token, form, unlock_key) + (cookie,)
+        if step == "database":
+            return "200 OK", database_page(url, token, {"backend": "mysql", "host": "localhost",
+                                                        "port": "3306"}), cookie
+        checks = setup.environment_checks(path=self.path)
+        return "200 OK", checks_page(checks, url), cookie
+
+    def current_values(self):
+        from taskq import config as config_module
+
+        try:
+            values = setup.settings_from_config(config_module.load(self.path))
+        except TaskqError:
+            return {"backend": "mysql", "host": "localhost", "port": "3306"}
+        values.pop("password", None)
+        values.setdefault("port", "3306")
+        return values
+
+    def install(self, environ, url, token, form, unlock_key):
+        values = {key: form.get(key, "") for key in setup.DB_KEYS}
+        failing = [c for c in setup.environment_checks(path=self.path) if not c.ok]
+        if failing:
+            problem = "Fix this first: %s (%s). %s" % (failing[0].name, failing[0].detail, failing[0].fix)
+            return "200 OK", database_page(url, token, values, problem, unlock_key=unlock_key)
+        try:
+            settings = setup.validate_settings(values)
+            keep = unlock_key if unlock_key and not form.get("new_key") else None
+            api_key = setup.install(settings, self.path, keep)
+        except TaskqError as exc:
+            field = getattr(exc, "field", None)
+            return "200 OK", database_page(url, token, values, exc.message, field, unlock_key=unlock_key)
+        note = ("the database file is ready and" if settings["backend"] == "sqlite"
+                else "the database schema is up to date and")
+        return "200 OK", done_page(api_key, self.site_base(environ), settings, note, rotated=keep is None)
+
+
+# -- command line ------------------------------------------------------------
+def parse_args(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="install.py", description="Install taskq: test the database, create or upgrade its "
+        "schema, write config.ini (mode 600) and print the API key.")
+    parser.add_argument("--config", help="config.ini to write (default: TASKQ_CONFIG or config.ini in the taskq folder)")
+    parser.add_argument("--migrate", action="store_true", help="apply pending schema migrations to the configured database and exit")
+    parser.add_argument("--check", action="store_true", help="only run the environment checks")
+    parser.add_argument("--backend", choices=("mysql", "sqlite"))
+    parser.add_argument("--host", default="localhost")
+    parser.add_argument("--port", default="3306")
+    parser.add_argument("--name", help="database name")
+    parser.add_argument("--user", help="database user")
+    parser.add_argument("--password", help="database password (or set TASKQ_DB_PASSWORD)")
+    parser.add_argument("--unix-socket", default="")
+    parser.add_argument("--sqlite-path", default="", help="SQLite file (default: data/taskq.sqlite3)")
+    parser.add_argument("--new-key", action="store_true", help="replace the API key of an existing config.ini")
+    return parser, parser.parse_args(argv)
+
+
+def main(argv=None):
+    parser, args = parse_args(sys.argv[1:] if argv is None else argv)
+    path = os.path.abspath(args.config) if args.config else setup.config_path()
+    err = sys.stderr
+    if args.check or not (args.migrate or args.backend):
+        checks = setup.environment_checks(path=path)
+        for c in checks:
+            err.write("%-4s %s: %s\n" % ("ok" if c.ok else "FIX", c.name, c.detail))
+            if not c.ok:
+                err.write("     %s\n" % c.fix)
+        if not args.check:
+            err.write("\nNext: python3 install.py --backend mysql|sqlite ... (see --help)\n")
+        return 0 if all(c.ok for c in checks) else 1
+    try:
+        if args.migrate:
+            err.write(setup.migrate_configured(path) + "\n")
+            return 0
+        password = args.password if args.password is not None else os.environ.get("TASKQ_DB_PASSWORD", "")
+        settings = setup.validate_settings({
+            "backend": args.backend, "host": args.host, "port": args.port, "name": args.name,
+            "user": args.user, "password": password, "unix_socket": args.unix_socket,
+            "sqlite_path": args.sqlite_path})
+        keep = None
+        if os.path.exists(path) and not args.new_key:
+            from taskq import config as config_module
+
+            keep = config_module.load(path).api["api_key"] or None
+        api_key = setup.install(settings, path, keep)
+    except TaskqError as exc:
+        err.write("install.py: %s\n" % exc.message)
+        return 1
+    err.write("taskq is installed: %s written (mode 600). %s\n"
+              % (path, "The API key is unchanged:" if keep else "The new API key:"))
+    sys.stdout.write(api_key + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    if "GATEWAY_INTERFACE" in os.environ:
+        from wsgiref.handlers import CGIHandler
+
+        CGIHandler().run(Wizard())
+    else:
+        sys.exit(main())

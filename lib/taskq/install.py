@@ -1,0 +1,399 @@
+"""What install.py does, as functions both of its faces (wizard, shell) call.
+
+- `environment_checks`: what a host must offer, each with the exact fix.
+- `validate_settings`: the database form's values, checked field by field.
+- `connect_mysql` / `explain_mysql_error`: a connection test whose failures
+  read as plain words (access denied, unknown database, host unreachable).
+- `install`: test the database, create or upgrade its schema, write
+  config.ini with mode 600 and return the API key.
+
+No secret ever goes anywhere but config.ini (mode 600, denied to the web by
+the shipped .htaccess) and the wizard's CSRF secret beside it.
+"""
+
+import collections
+import configparser
+import os
+import re
+import secrets
+import sys
+
+from . import config as config_module
+from .config import DEFAULTS, PROJECT_ROOT
+from .errors import TaskqError
+
+MIN_PYTHON = (3, 8)
+SECRET_FILE_NAME = ".taskq-install-secret"
+DB_KEYS = ("backend", "host", "port", "name", "user", "password", "unix_socket", "sqlite_path")
+
+Check = collections.namedtuple("Check", "name ok detail fix")
+
+
+class InstallError(TaskqError):
+    """A step of the installation failed; the message says why in plain words.
+
+    `field` names the form field to blame, when there is one.
+    """
+
+    status = 400
+    message = "Installation failed"
+
+    def __init__(self, message=None, field=None, details=None):
+        super().__init__(message, details)
+        self.field = field
+
+
+def config_path():
+    """Where config.ini lives: TASKQ_CONFIG, else the project root."""
+    return os.environ.get("TASKQ_CONFIG") or config_module.DEFAULT_CONFIG_PATH
+
+
+def is_installed(path):
+    return os.path.exists(path)
+
+
+# -- environment checks ------------------------------------------------------
+def _module_check(module, package, root):
+    try:
+        imported = __import__(module)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the finding
+        return Check("%s importable" % package, False, "cannot be imported: %s" % exc,
+                     "Upload the lib/ folder of a taskq bundle built for Python %d.%d (the Python "
+                     "running here) completely, keeping its subfolders." % sys.version_info[:2])
+    where = os.path.abspath(getattr(imported, "__file__", "") or "")
+    origin = "bundled in lib/" if where.startswith(os.path.join(root, "lib") + os.sep) else "installed on this host"
+    version = getattr(imported, "__version__", None) or getattr(imported, "VERSION", "")
+    if module == "jsonschema" and not version:
+        try:
+            from importlib import metadata
+
+            version = metadata.version("jsonschema")
+        except Exception:  # noqa: BLE001 - the version is only informative
+            version = ""
+    return Check("%s importable" % package, True, "%s %s" % (version or "", origin), "")
+
+
+def environment_checks(root=PROJECT_ROOT, path=None):
+    """What the host must offer before installing; each failing Check says how to fix it."""
+    path = path or config_path()
+    checks = []
+    version = "%d.%d.%d" % sys.version_info[:3]
+    if sys.version_info[:2] >= MIN_PYTHON:
+        checks.append(Check("Python 3.8 or newer", True, "Python %s" % version, ""))
+    else:
+        checks.append(Check("Python 3.8 or newer", False, "Python %s" % version,
+                            "Ask your host for Python 3.8 or newer, then change the first line of "
+                            "install.py and cgi-bin/api.py to point at it."))
+    checks.append(_module_check("pymysql", "PyMySQL", root))
+    checks.append(_module_check("jsonschema", "jsonschema", root))
+
+    api = os.path.join(root, "cgi-bin", "api.py")
+    if not os.path.isfile(api):
+        checks.append(Check("cgi-bin/api.py executable", False, "the file is missing",
+                            "Upload the cgi-bin folder with api.py inside it."))
+    else:
+        with open(api, "rb") as handle:
+            first = handle.readline()
+        if first.endswith(b"\r\n"):
+            checks.append(Check("cgi-bin/api.py executable", False,
+                                "its lines end in Windows line endings (CRLF)",
+                                "Upload cgi-bin/api.py again in binary transfer mode (in FileZilla: "
+                                "Transfer > Transfer type > Binary); CRLF line endings make Apache "
+                                "answer 500."))
+        elif not os.access(api, os.X_OK):
+            checks.append(Check("cgi-bin/api.py executable", False, "the file may not be executed",
+                                "Set the permissions of cgi-bin/api.py to 755 (in FileZilla: right "
+                                "click the file > File permissions > 755)."))
+        else:
+            checks.append(Check("cgi-bin/api.py executable", True, "mode %o" % (os.stat(api).st_mode & 0o777), ""))
+
+    folder = os.path.dirname(os.path.abspath(path))
+    writable = os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)
+    if writable and os.path.exists(path):
+        writable = os.access(path, os.W_OK)
+    if writable:
+        checks.append(Check("Config folder writable", True, "config.ini goes in %s" % _shown(folder, root), ""))
+    else:
+        checks.append(Check("Config folder writable", False, "cannot write config.ini in %s" % _shown(folder, root),
+                            "Make that folder writable for the web server (permissions 755 on hosts "
+                            "that run scripts as your user, otherwise ask your host), or set "
+                            "TASKQ_CONFIG to a writable path outside the web root."))
+
+    missing = [name for name in (".htaccess", os.path.join("cgi-bin", ".htaccess"))
+               if not os.path.isfile(os.path.join(root, name))]
+    if missing:
+        checks.append(Check(".htaccess present", False, "missing: %s" % ", ".join(missing),
+                            "Upload the .htaccess files too. FTP clients hide files whose name starts "
+                            "with a dot: turn on 'show hidden files' (in FileZilla: Server > Force "
+                            "showing hidden files). Without them config.ini could be read from the web."))
+    else:
+        checks.append(Check(".htaccess present", True, ".htaccess and cgi-bin/.htaccess", ""))
+    return checks
+
+
+def _shown(folder, root):
+    """A folder as a person recognises it: relative to the project when inside it."""
+    folder = os.path.abspath(folder)
+    if folder == root:
+        return "the taskq folder"
+    if folder.startswith(root + os.sep):
+        return os.path.relpath(folder, root) + "/"
+    return folder
+
+
+# -- settings ----------------------------------------------------------------
+def validate_settings(values):
+    """Normalised database settings from form or command-line values.
+
+    Raises InstallError naming the first bad field.
+    """
+    get = lambda key: ("" if values.get(key) is None else str(values.get(key)))  # noqa: E731
+    backend = get("backend").strip().lower() or "sqlite"
+    if backend not in config_module.BACKENDS:
+        raise InstallError("Choose MySQL/MariaDB or SQLite as the database.", "backend")
+    for key in DB_KEYS:
+        if re.search(r"[\x00-\x1f\x7f]", get(key)):
+            raise InstallError("The %s must not contain line breaks or control characters." % _LABELS[key], key)
+    settings = {"backend": backend}
+    if backend == "sqlite":
+        settings["sqlite_path"] = get("sqlite_path").strip()
+        return settings
+    settings["unix_socket"] = get("unix_socket").strip()
+    settings["host"] = get("host").strip() or ("localhost" if settings["unix_socket"] else "")
+    if not settings["host"]:
+        raise InstallError("Enter the database host (on most shared hosts: localhost).", "host")
+    if re.search(r"\s", settings["host"]):
+        raise InstallError("The database host must not contain spaces.", "host")
+    port = get("port").strip() or "3306"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InstallError("The port must be a number between 1 and 65535 (usually 3306).", "port")
+    settings["port"] = int(port)
+    settings["name"] = get("name").strip()
+    if not settings["name"]:
+        raise InstallError("Enter the name of the database (create it first in your hosting control panel).", "name")
+    if len(settings["name"]) > 64:
+        raise InstallError("A database name has at most 64 characters.", "name")
+    settings["user"] = get("user").strip()
+    if not settings["user"]:
+        raise InstallError("Enter the database user name.", "user")
+    password = get("password")
+    if password != password.strip():
+        raise InstallError("The password must not start or end with a space: config.ini cannot keep it.", "password")
+    settings["password"] = password
+    return settings
+
+
+_LABELS = {"backend": "database type", "host": "host", "port": "port", "name": "database name",
+           "user": "user name", "password": "password", "unix_socket": "socket path",
+           "sqlite_path": "SQLite file path"}
+
+
+def settings_from_config(cfg):
+    """The database settings a Config holds, as validate_settings returns them."""
+    db = cfg.database
+    if db["backend"] == "sqlite":
+        return {"backend": "sqlite", "sqlite_path": db["sqlite_path"]}
+    return {key: db[key] for key in DB_KEYS if key != "sqlite_path"}
+
+
+def new_api_key():
+    return secrets.token_urlsafe(32)
+
+
+# -- config.ini ----------------------------------------------------------------
+def render_config(settings, api_key, existing_text=""):
+    """config.ini text: the new [database] and api_key, other keys kept from `existing_text`."""
+    kept = configparser.ConfigParser(interpolation=None)
+    if existing_text:
+        kept.read_string(existing_text)
+    values = collections.OrderedDict((section, collections.OrderedDict()) for section in DEFAULTS)
+    for section in kept.sections():
+        if section in values and section != "database":
+            for key, raw in kept.items(section):
+                if key in DEFAULTS[section]:
+                    values[section][key] = raw
+    for key in DB_KEYS:
+        if key in settings and settings[key] != "" and key in DEFAULTS["database"]:
+            values["database"][key] = str(settings[key])
+    values["api"]["api_key"] = api_key
+    lines = ["; taskq configuration, written by install.py. Every key is described in",
+             "; config.example.ini; a key left out takes its default. Keep this file",
+             "; private (mode 600): it holds the database password and the API key.", ""]
+    for section, keys in values.items():
+        if not keys:
+            continue
+        lines.append("[%s]" % section)
+        lines.extend("%s = %s" % (key, value) for key, value in keys.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_private(path, text):
+    """Write `text` to `path` with mode 600, atomically (a reader sees old or new, whole)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, ".%s.%s.tmp" % (os.path.basename(path), secrets.token_hex(6)))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_secret(path):
+    """The wizard's CSRF secret, kept beside config.ini (mode 600, a dotfile); made on first use."""
+    secret_path = os.path.join(os.path.dirname(os.path.abspath(path)), SECRET_FILE_NAME)
+    try:
+        with open(secret_path, encoding="ascii") as handle:
+            secret = handle.read().strip()
+        if len(secret) >= 32:
+            return secret.encode("ascii")
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_hex(32)
+    write_private(secret_path, secret + "\n")
+    return secret.encode("ascii")
+
+
+# -- the database ------------------------------------------------------------
+def config_for(settings, api_key="", base_dir=PROJECT_ROOT):
+    """A parsed Config for these settings (so every value passes config.py's checks)."""
+    return config_module.parse(render_config(settings, api_key), base_dir=base_dir)
+
+
+def connect_mysql(cfg):
+    """A PyMySQL connection for a Config, or InstallError in plain words."""
+    import pymysql
+
+    db = cfg.database
+    kwargs = dict(host=db["host"], port=db["port"], user=db["user"], password=db["password"],
+                  database=db["name"], charset="utf8mb4", connect_timeout=db["connect_timeout"],
+                  autocommit=True)
+    if db["unix_socket"]:
+        kwargs["unix_socket"] = db["unix_socket"]
+    if cfg.mysql_ssl_enabled():
+        kwargs["ssl"] = {"ca": db["ssl_ca"]} if db["ssl_ca"] else {"check_hostname": True}
+    try:
+        return pymysql.connect(**kwargs)
+    except pymysql.err.MySQLError as exc:
+        raise InstallError(explain_mysql_error(exc, db), _blamed_field(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise InstallError("Cannot connect to the database: %s" % exc) from None
+
+
+def _error_code(exc):
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _blamed_field(exc):
+    return {1045: "password", 1044: "name", 1049: "name", 2003: "host", 2005: "host",
+            2002: "unix_socket"}.get(_error_code(exc))
+
+
+_NAME_NOT_FOUND = re.compile(r"Errno -[235]\b|Name or service not known|nodename nor servname|"
+                             r"getaddrinfo|Temporary failure in name resolution", re.I)
+
+
+def explain_mysql_error(exc, db):
+    """One sentence a person can act on, for a PyMySQL error."""
+    code = _error_code(exc)
+    text = str(exc.args[1]) if len(getattr(exc, "args", ())) > 1 else str(exc)
+    where = "%s:%s" % (db["host"], db["port"])
+    if code == 1045:
+        return ("Access denied: the database server refused the user name %r with this password. "
+                "Check both in your hosting control panel (MySQL databases) and type the password "
+                "again." % db["user"])
+    if code == 1044:
+        return ("Access denied to the database %r for the user %r. In your hosting control panel, "
+                "give this user all privileges on this database." % (db["name"], db["user"]))
+    if code == 1049:
+        return ("Unknown database: no database named %r exists on %s. Create it in your hosting "
+                "control panel (or with CREATE DATABASE), or correct the name." % (db["name"], where))
+    if code in (1142, 1143, 1227):
+        return ("The database user %r may not create or change tables. Give it all privileges on "
+                "the database %r (CREATE, ALTER, INDEX, REFERENCES, INSERT, UPDATE, DELETE, SELECT)."
+                % (db["user"], db["name"]))
+    if code == 2005 or (code == 2003 and _NAME_NOT_FOUND.search(text)):
+        return ("Host not found: the name %r does not resolve to any server. Check the host name; "
+                "on most shared hosts it is localhost." % db["host"])
+    if db.get("unix_socket") and code in (2002, 2003):
+        return ("Cannot connect through the socket %s: the file does not exist or refuses the "
+                "connection. Check the socket path your host gives, or leave it empty to use host "
+                "and port." % db["unix_socket"])
+    if code in (2002, 2003):
+        return ("Host unreachable: no database server answers at %s. Check the host and port (on "
+                "most shared hosts: localhost and 3306) and that the server is running." % where)
+    if code == 2013:
+        return ("The database server at %s closed the connection while connecting. If it needs "
+                "encrypted connections, set ssl = on in config.ini; otherwise try again." % where)
+    return "The database server answered: %s" % text
+
+
+def prepare_mysql(cfg):
+    """Test the connection and bring the schema up to date; returns (from_version, applied)."""
+    import pymysql
+
+    from . import migrate
+
+    conn = connect_mysql(cfg)
+    try:
+        before = migrate.current_version(conn)
+        applied = migrate.migrate(conn)
+        return before, applied
+    except pymysql.err.MySQLError as exc:
+        raise InstallError(explain_mysql_error(exc, cfg.database), _blamed_field(exc)) from None
+    finally:
+        conn.close()
+
+
+def prepare_sqlite(cfg):
+    """Open the SQLite store once: it creates its schema itself."""
+    from .store.sqlite import SQLiteStore
+
+    path = cfg.database["sqlite_path"]
+    try:
+        SQLiteStore(cfg).close()
+    except TaskqError as exc:
+        raise InstallError("%s at %s: make its folder writable for the web server." % (exc.message, path),
+                           "sqlite_path") from None
+
+
+def install(settings, path, api_key=None):
+    """Create or upgrade the schema, then write config.ini (mode 600); returns the API key.
+
+    `api_key` None makes a new key. Keys of config.ini outside [database] and
+    api_key are kept. Nothing is written when the database step fails.
+    """
+    existing = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            existing = handle.read()
+    api_key = api_key or new_api_key()
+    text = render_config(settings, api_key, existing)
+    cfg = config_module.parse(text, path, os.path.dirname(os.path.abspath(path)))
+    if cfg.backend == "mysql":
+        prepare_mysql(cfg)
+    else:
+        prepare_sqlite(cfg)
+    write_private(path, text)
+    return api_key
+
+
+def migrate_configured(path):
+    """`install.py --migrate`: bring the configured database up to date; returns a sentence."""
+    cfg = config_module.load(path)
+    if cfg.backend == "sqlite":
+        prepare_sqlite(cfg)
+        return "SQLite creates and upgrades its schema itself: %s is ready." % cfg.database["sqlite_path"]
+    before, applied = prepare_mysql(cfg)
+    if not applied:
+        return "The database schema is up to date (version %d)." % before
+    return "Applied migration%s %s: the schema is now at version %d." % (
+        "" if len(applied) == 1 else "s", ", ".join("%04d" % n for n in applied), applied[-1])

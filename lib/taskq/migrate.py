@@ -1,0 +1,109 @@
+"""Versioned MySQL/MariaDB schema migrations.
+
+`migrations/mysql/NNNN_name.sql` files are applied in number order to bring
+a database from the version recorded in `taskq_schema_version` (0 when the
+table is missing) up to the newest. Each applied migration leaves its row in
+that table, so a re-run applies nothing. A server-wide lock
+(`GET_LOCK('taskq_migrate', 30)`) keeps two installers from racing.
+
+MySQL commits every DDL statement on its own, so a migration cannot be rolled
+back half way; migrations are written to be re-runnable instead (IF NOT
+EXISTS, INSERT IGNORE), and the version row is written only after the last
+statement succeeded.
+
+SQLite needs none of this: its store creates its schema on first use.
+"""
+
+import collections
+import os
+import re
+
+from .config import PROJECT_ROOT
+from .errors import TaskqError
+
+MIGRATIONS_DIR = os.path.join(PROJECT_ROOT, "migrations", "mysql")
+LOCK_NAME = "taskq_migrate"
+LOCK_TIMEOUT = 30
+
+Migration = collections.namedtuple("Migration", "number name path")
+
+_FILE_NAME = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
+
+
+class MigrationError(TaskqError):
+    status = 503
+    message = "Database schema cannot be brought up to date"
+
+
+def available(directory=MIGRATIONS_DIR):
+    """Every migration file in `directory`, lowest number first."""
+    found = []
+    for entry in sorted(os.listdir(directory)):
+        match = _FILE_NAME.match(entry)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), os.path.join(directory, entry)))
+    numbers = [m.number for m in found]
+    if len(set(numbers)) != len(numbers):
+        raise MigrationError("Two migration files share a number in %s" % directory)
+    return found
+
+
+def statements(text):
+    """The statements of a migration script: comment lines dropped, split on ';'."""
+    script = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def current_version(conn):
+    """The highest recorded schema version, 0 for a database without the version table."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM information_schema.tables "
+                    "WHERE table_schema = DATABASE() AND table_name = 'taskq_schema_version'")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute("SELECT COALESCE(MAX(version), 0) FROM taskq_schema_version")
+        return int(cur.fetchone()[0])
+
+
+def pending(conn, directory=MIGRATIONS_DIR):
+    """Migrations above the recorded version; refuses a database newer than this code."""
+    migrations = available(directory)
+    version = current_version(conn)
+    newest = migrations[-1].number if migrations else 0
+    if version > newest:
+        raise MigrationError("The database schema is at version %d, newer than this copy of taskq "
+                             "knows (%d): upload the newer taskq files" % (version, newest))
+    return [m for m in migrations if m.number > version]
+
+
+def migrate(conn, directory=MIGRATIONS_DIR, lock_timeout=LOCK_TIMEOUT):
+    """Apply every pending migration under the migration lock; returns their numbers.
+
+    `conn` is a PyMySQL connection with a database selected.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, %s)", (LOCK_NAME, lock_timeout))
+        if cur.fetchone()[0] != 1:
+            raise MigrationError("Another installer is changing the database schema; "
+                                 "try again in a minute")
+    try:
+        applied = []
+        # read the version only once the lock is held: the other installer
+        # may just have applied what we were about to
+        for migration in pending(conn, directory):
+            with open(migration.path, encoding="utf-8") as handle:
+                script = handle.read()
+            with conn.cursor() as cur:
+                for statement in statements(script):
+                    cur.execute(statement)
+                cur.execute("INSERT IGNORE INTO taskq_schema_version (version, applied_at) "
+                            "VALUES (%s, UTC_TIMESTAMP(6))", (migration.number,))
+            conn.commit()
+            applied.append(migration.number)
+        return applied
+    finally:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (LOCK_NAME,))
+        except Exception:  # noqa: BLE001 - a lost connection releases the lock itself
+            pass
