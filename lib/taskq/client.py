@@ -1,0 +1,365 @@
+"""A small HTTP client for the taskq API: stdlib only (urllib, json).
+
+    from taskq.client import Client, NotFound
+
+    api = Client("https://example.com/cgi-bin/api.py", api_key="...")
+    task = api.create_task("email.send", {"to": "a@example.com"})
+    claimed = api.claim("worker-1")            # a task dict, or None when the queue is empty
+    api.complete(claimed["id"], "worker-1", result={"sent": True})
+
+Every method returns the `data` of the API's JSON envelope as plain dicts and
+lists. An error answer raises the ApiError subclass that matches its status
+(NotFound, Conflict, Forbidden, ValidationError with `.details`, ...).
+
+Connection errors, timeouts and 502/503/504 are retried with exponential
+backoff and jitter, waiting what a `Retry-After` header asks for; 4xx answers
+are never retried. Retrying every route is safe: creates are deduplicated,
+progress and complete are conditional on the lease, and a claim whose answer
+was lost only leaves a lease that expires.
+"""
+
+import email.utils
+import http.client
+import json
+import random
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from . import __version__
+
+RETRY_STATUSES = (502, 503, 504)
+NO_TASKS = "No available tasks"
+
+
+class ApiError(Exception):
+    """An error answer from the API (or no answer at all: see ConnectionFailed).
+
+    status: the HTTP status (None when the server was never reached);
+    message: the API's `error` text; details: its `details`, if any;
+    body: the parsed JSON body (or None when it was not JSON).
+    """
+
+    status = None
+
+    def __init__(self, message, status=None, details=None, body=None, retry_after=None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.details = details
+        self.body = body
+        self.retry_after = retry_after
+
+    def __str__(self):
+        if self.status is None:
+            return self.message
+        return "%d: %s" % (self.status, self.message)
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class ValidationError(BadRequest):
+    """A 400 carrying details, e.g. params that break the type's schema:
+    `details` is a list of {path, message}."""
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    """403: the task is leased to another worker."""
+
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+
+
+class Conflict(ApiError):
+    """409: the task is not claimed, or this worker's lease expired or was lost."""
+
+    status = 409
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
+class ServerError(ApiError):
+    status = 500
+
+
+class Unavailable(ServerError):
+    """502/503/504 after every retry: the service or its database is down."""
+
+    status = 503
+
+
+class ConnectionFailed(Unavailable):
+    """The server could not be reached (refused, reset, timed out) after every retry."""
+
+    status = None
+
+
+_BY_STATUS = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
+              405: MethodNotAllowed, 409: Conflict, 413: PayloadTooLarge,
+              502: Unavailable, 503: Unavailable, 504: Unavailable}
+
+
+def error_for(status, body, retry_after=None):
+    """The ApiError instance for an error answer (status, parsed JSON body or None)."""
+    message, details = None, None
+    if isinstance(body, dict):
+        message = body.get("error")
+        details = body.get("details")
+    if not isinstance(message, str) or not message:
+        message = "HTTP %d" % status
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else ApiError
+    if cls is BadRequest and details is not None:
+        cls = ValidationError
+    return cls(message, status=status, details=details, body=body, retry_after=retry_after)
+
+
+def parse_retry_after(value):
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Client:
+    """One method per API route.
+
+    retries: how many times a request is repeated after a connection error,
+    a timeout or a 502/503/504; backoff: the first wait in seconds, doubled on
+    each retry with full jitter; max_delay caps any single wait, including
+    one asked for by Retry-After. on_retry(attempt, delay, error) is called
+    before each wait (for logging).
+    """
+
+    def __init__(self, base_url, api_key=None, timeout=30.0, retries=5, backoff=0.5,
+                 max_delay=30.0, on_retry=None, user_agent=None):
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://, not %r" % base_url)
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key or None
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_delay = max_delay
+        self.on_retry = on_retry
+        self.user_agent = user_agent or "taskq-client/%s" % __version__
+        self.last_date = None  # the Date header of the last answer, as a POSIX timestamp
+
+    # -- transport -----------------------------------------------------
+    def request(self, method, path, body=None, query=None):
+        """Send one request (with retries); returns the parsed envelope's `data`."""
+        return self.request_envelope(method, path, body, query).get("data")
+
+    def request_envelope(self, method, path, body=None, query=None):
+        """Like request() but returns the whole JSON envelope."""
+        url = self.base_url + path
+        if query:
+            pairs = [(k, _query_value(v)) for k, v in query.items() if v is not None]
+            if pairs:
+                url += "?" + urllib.parse.urlencode(pairs)
+        data = None
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
+        if body is not None:
+            data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
+        attempt = 0
+        while True:
+            try:
+                return self._send(method, url, data, headers)
+            except ApiError as exc:
+                retryable = exc.status is None or exc.status in RETRY_STATUSES
+                if not retryable or attempt >= self.retries:
+                    raise
+                delay = self._delay(attempt, exc.retry_after)
+                attempt += 1
+                if self.on_retry is not None:
+                    self.on_retry(attempt, delay, exc)
+                time.sleep(delay)
+
+    def _delay(self, attempt, retry_after):
+        if retry_after is not None:
+            return min(self.max_delay, retry_after)
+        return random.uniform(0, min(self.max_delay, self.backoff * (2 ** attempt)))
+
+    def _send(self, method, url, data, headers):
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status, raw = response.status, response.read()
+                response_headers = response.headers
+        except urllib.error.HTTPError as exc:
+            status, response_headers = exc.code, exc.headers
+            try:
+                raw = exc.read()
+            except (OSError, http.client.HTTPException):
+                raw = b""
+            finally:
+                exc.close()
+        except (urllib.error.URLError, http.client.HTTPException, OSError, socket.timeout) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ConnectionFailed("Cannot reach %s: %s" % (url, reason)) from None
+        self._note_date(response_headers)
+        payload = _parse(raw)
+        if 200 <= status < 300:
+            if not isinstance(payload, dict):
+                raise ServerError("Answer is not a JSON object (HTTP %d from %s)" % (status, url),
+                                  status=status)
+            return payload
+        retry_after = parse_retry_after(response_headers.get("Retry-After") if response_headers else None)
+        raise error_for(status, payload, retry_after)
+
+    def _note_date(self, headers):
+        value = headers.get("Date") if headers else None
+        if value:
+            try:
+                self.last_date = email.utils.parsedate_to_datetime(value).timestamp()
+            except (TypeError, ValueError, IndexError):
+                self.last_date = None
+        else:
+            self.last_date = None
+
+    # -- health and docs -------------------------------------------------
+    def health(self):
+        return self.request("GET", "/health")
+
+    def openapi(self):
+        return self.request("GET", "/openapi.json")
+
+    # -- task types ------------------------------------------------------
+    def register_type(self, name, version, param_schema, max_attempts=None, claim_timeout=None):
+        body = {"name": name, "version": version, "param_schema": param_schema}
+        _put(body, max_attempts=max_attempts, claim_timeout=claim_timeout)
+        return self.request("POST", "/task-types/register", body)
+
+    def get_type(self, name):
+        return self.request("GET", "/task-types/" + urllib.parse.quote(name, safe=""))
+
+    def list_types(self, active_only=False):
+        return self.request("GET", "/task-types", query={"active_only": active_only or None})
+
+    # -- tasks -----------------------------------------------------------
+    def create_task(self, type, params, priority=None):  # noqa: A002 - the API's field name
+        """{id, type, status, priority, dedupe_key, deduplicated}."""
+        body = {"type": type, "params": params}
+        _put(body, priority=priority)
+        return self.request("POST", "/tasks", body)
+
+    def create_tasks(self, tasks):
+        """Batch create: tasks is a list of {type, params, priority?} (1-500).
+
+        Returns {results, created, deduplicated, failed, count}; each result is
+        {index, ok: true, id, deduplicated, ...} or {index, ok: false, status,
+        error, details?}.
+        """
+        return self.request("POST", "/tasks", {"tasks": list(tasks)})
+
+    def claim(self, worker_id, type_pattern=None, lease_seconds=None):
+        """One task {id, type, params, attempts, ...}, or None when none is available."""
+        body = {"worker_id": worker_id}
+        _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds)
+        try:
+            return self.request("POST", "/tasks/claim", body)
+        except NotFound as exc:
+            if exc.message == NO_TASKS:
+                return None
+            raise
+
+    def claim_batch(self, worker_id, limit, type_pattern=None, lease_seconds=None):
+        """Up to `limit` (1-100) tasks as a list; empty when none is available."""
+        body = {"worker_id": worker_id, "limit": limit}
+        _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds)
+        return self.request("POST", "/tasks/claim", body)["tasks"]
+
+    def progress(self, task_id, worker_id, progress, message=None, lease_seconds=None):
+        """Record progress and extend the lease (a heartbeat)."""
+        body = {"worker_id": worker_id, "progress": progress}
+        _put(body, message=message, lease_seconds=lease_seconds)
+        return self.request("POST", "/tasks/%d/progress" % task_id, body)
+
+    def complete(self, task_id, worker_id, result=None, success=True, error=None):
+        """Finish a task: success with `result`, or success=False with `error`.
+
+        Returns {id, status, attempts, will_retry}.
+        """
+        body = {"worker_id": worker_id, "success": bool(success)}
+        if success:
+            body["result"] = result
+        elif error is not None:
+            body["error"] = error
+        return self.request("POST", "/tasks/%d/complete" % task_id, body)
+
+    def fail(self, task_id, worker_id, error):
+        return self.complete(task_id, worker_id, success=False, error=error)
+
+    def complete_batch(self, worker_id, results):
+        """results: [{id, success, result | error}] (1-100).
+
+        Returns {results, completed, failed, count}; each result is {index,
+        ok: true, id, status, attempts, will_retry} or {index, ok: false, id,
+        status: <HTTP status>, error}.
+        """
+        return self.request("POST", "/tasks/complete", {"worker_id": worker_id,
+                                                        "results": list(results)})
+
+    def get_task(self, task_id):
+        return self.request("GET", "/tasks/%d" % task_id)
+
+    def task_history(self, task_id):
+        return self.request("GET", "/tasks/%d/history" % task_id)
+
+    def list_tasks(self, status=None, type=None, limit=None, offset=None):  # noqa: A002
+        return self.request("GET", "/tasks", query={"status": status, "type": type,
+                                                    "limit": limit, "offset": offset})
+
+
+def _put(body, **optional):
+    for key, value in optional.items():
+        if value is not None:
+            body[key] = value
+
+
+def _query_value(value):
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+def _parse(raw):
+    if not raw:
+        return None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None

@@ -1,0 +1,638 @@
+"""The worker loop, shipped once: `python3 -m taskq.worker` (or `taskq-worker`).
+
+Run a command per task:
+
+    python3 -m taskq.worker --url https://example.com/cgi-bin/api.py \\
+        --type 'images.%' --concurrency 4 --exec "./resize.sh"
+
+The command gets the task's params as JSON on stdin and TASKQ_TASK_ID,
+TASKQ_TASK_TYPE, TASKQ_ATTEMPT (and TASKQ_MAX_ATTEMPTS, TASKQ_WORKER_ID) in
+its environment. Its stdout, if it parses as JSON, is the result (otherwise
+{"stdout": "..."}); a non-zero exit is a failure whose error is the tail of
+its stderr; --task-timeout kills it (its whole process group) when it runs
+too long.
+
+Or handle tasks in Python:
+
+    from taskq import worker
+
+    @worker.handler("email.send")
+    def send(params, task):         # `task` is optional: def send(params)
+        task.progress(50, "connected")
+        return {"sent": True}       # the result; an exception fails the task
+
+    if __name__ == "__main__":
+        worker.main()               # same options as the command line
+
+While a task runs, heartbeats (POST /tasks/{id}/progress) extend its lease
+every third of the lease; if one answers 409 or 403 the lease is lost: the
+command is killed (a Python handler sees task.lost, and task.progress()
+raises LeaseLost) and the task is not completed, because another worker owns
+it now. SIGTERM or SIGINT stops claiming, lets the claimed tasks finish,
+completes them and exits 0; a second signal kills running commands and exits
+1 without completing them (their leases lapse and they are retried).
+"""
+
+import argparse
+import inspect
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+from .client import (ApiError, BadRequest, Client, Conflict, Forbidden, MethodNotAllowed,
+                     NotFound, Unauthorized)
+
+ERROR_TAIL = 4000
+KILL_GRACE = 2.0
+TICK = 0.1
+LOST = (Conflict, Forbidden, NotFound)
+FATAL = (Unauthorized, BadRequest, MethodNotAllowed, NotFound)
+
+# -- the handler registry ----------------------------------------------------
+HANDLERS = {}
+
+
+def handler(type_name, registry=None):
+    """Decorator: register a function as the handler of one task type.
+
+    The function is called with the task's params (a dict) and, if it takes a
+    second argument, the Task; its return value (any JSON) is the result and
+    an exception fails the task with its traceback's tail as the error.
+    """
+    target = HANDLERS if registry is None else registry
+
+    def register(fn):
+        target[type_name] = fn
+        return fn
+
+    return register
+
+
+def _wants_task(fn):
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def like_exact(name):
+    """A LIKE pattern matching exactly this type name (`_` is a wildcard in LIKE)."""
+    return name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class LeaseLost(Exception):
+    """The task's lease was lost (409/403 on a heartbeat): stop working on it."""
+
+
+# -- one claimed task ----------------------------------------------------------
+class Task:
+    """A claimed task as a handler sees it: id, type, params, attempt, max_attempts."""
+
+    def __init__(self, data, runner, lease):
+        self.id = data["id"]
+        self.type = data["type"]
+        self.params = data.get("params") or {}
+        self.attempt = data.get("attempts", 1)
+        self.max_attempts = data.get("max_attempts")
+        self.data = data
+        self.lease = lease
+        self.interval = heartbeat_interval(lease)
+        self.next_beat = time.monotonic() + self.interval
+        self.percent = 0
+        self.message = None
+        self.lost = False
+        self.lost_reason = None
+        self._runner = runner
+
+    def progress(self, percent, message=None):
+        """Report progress (0-100); it also extends the lease. Raises LeaseLost."""
+        self.percent, self.message = percent, message
+        if self.lost:
+            raise LeaseLost(self.lost_reason)
+        self._runner.heartbeat.beat(self)
+        if self.lost:
+            raise LeaseLost(self.lost_reason)
+
+    def mark_lost(self, reason):
+        self.lost = True
+        self.lost_reason = reason
+
+
+def heartbeat_interval(lease):
+    """A third of the lease, and always a beat before its last second."""
+    return max(0.2, min(lease / 3.0, (lease - 1.0) / 2.0))
+
+
+def lease_length(task, server_now, default):
+    """Seconds the lease lasts, from the server's clock (its Date header) when known."""
+    from datetime import datetime, timezone
+
+    expires = task.get("lease_expires_at")
+    if not expires or server_now is None:
+        return default
+    try:
+        when = datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return default
+    return max(1.0, when.timestamp() - server_now)
+
+
+class Heartbeat(threading.Thread):
+    """Keeps the lease of every held task alive until it is completed or lost."""
+
+    def __init__(self, client, worker_id, lease_seconds, log):
+        super().__init__(name="taskq-heartbeat", daemon=True)
+        self.client = client
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self.log = log
+        self.tasks = {}
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.done = False
+
+    def add(self, task):
+        with self.lock:
+            self.tasks[task.id] = task
+        self.wake.set()
+
+    def remove(self, task):
+        with self.lock:
+            self.tasks.pop(task.id, None)
+
+    def stop(self):
+        self.done = True
+        self.wake.set()
+
+    def beat(self, task):
+        try:
+            self.client.progress(task.id, self.worker_id, task.percent, task.message,
+                                 self.lease_seconds)
+            task.next_beat = time.monotonic() + task.interval
+        except LOST as exc:
+            task.mark_lost("%s" % exc)
+            self.remove(task)
+        except ApiError as exc:  # unreachable for now: try again soon, the lease has slack
+            task.next_beat = time.monotonic() + min(task.interval, 1.0)
+            self.log("heartbeat for task %d failed: %s" % (task.id, exc))
+
+    def run(self):
+        while not self.done:
+            now = time.monotonic()
+            with self.lock:
+                held = list(self.tasks.values())
+            for task in held:
+                if task.next_beat <= now and not task.lost and not self.done:
+                    self.beat(task)
+            with self.lock:
+                upcoming = [t.next_beat for t in self.tasks.values()]
+            wait = min(upcoming) - time.monotonic() if upcoming else 5.0
+            self.wake.wait(max(0.05, min(wait, 5.0)))
+            self.wake.clear()
+
+
+# -- how many tasks may still be claimed (--max-tasks) ---------------------------
+class Budget:
+    """A task allowance; shared between processes when given a multiprocessing Value."""
+
+    def __init__(self, limit=None, shared=None):
+        self.limit = limit
+        self.shared = shared
+
+    def take(self, want):
+        if self.shared is not None:
+            with self.shared.get_lock():
+                got = min(want, self.shared.value)
+                self.shared.value -= got
+                return got
+        if self.limit is None:
+            return want
+        got = min(want, self.limit)
+        self.limit -= got
+        return got
+
+    def give_back(self, count):
+        if count <= 0:
+            return
+        if self.shared is not None:
+            with self.shared.get_lock():
+                self.shared.value += count
+        elif self.limit is not None:
+            self.limit += count
+
+
+# -- the loop ---------------------------------------------------------------------
+class Runner:
+    """One worker loop in one process: claim, run, heartbeat, complete."""
+
+    def __init__(self, client, worker_id=None, handlers=None, command=None, patterns=(),
+                 batch=1, budget=None, once=False, poll_min=0.5, poll_max=10.0,
+                 task_timeout=None, lease_seconds=None, default_lease=300.0, log=None,
+                 heartbeat_client=None):
+        if not handlers and not command:
+            raise ValueError("a worker needs --exec COMMAND or registered handlers")
+        self.client = client
+        self.worker_id = worker_id or default_worker_id()
+        self.handlers = dict(handlers or {})
+        self.command = command
+        if patterns:
+            self.patterns = list(patterns)
+        elif command:
+            self.patterns = [None]
+        else:
+            self.patterns = [like_exact(name) for name in sorted(self.handlers)]
+        self.batch = max(1, min(100, batch))
+        self.budget = budget or Budget()
+        self.once = once
+        self.poll_min = poll_min
+        self.poll_max = max(poll_min, poll_max)
+        self.task_timeout = task_timeout
+        self.lease_seconds = lease_seconds
+        self.default_lease = float(lease_seconds or default_lease)
+        self.log = log or _stderr_log(self.worker_id)
+        self.heartbeat = Heartbeat(heartbeat_client or client, self.worker_id, lease_seconds,
+                                   self.log)
+        self.stopping = False
+        self.force = False
+        self.parent = None
+        self._next_pattern = 0
+
+    # -- signals ---------------------------------------------------------
+    def install_signals(self, sigint=True):
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal if sigint else _ignore)
+
+    def _on_signal(self, signum, frame):
+        if self.stopping:
+            self.force = True
+        self.stopping = True
+
+    # -- main loop ---------------------------------------------------------
+    def run(self):
+        """Work until stopped, out of tasks (--once) or budget; returns an exit status."""
+        self.log("worker started (%s)" % (("exec: " + self.command) if self.command else
+                                          "handlers: " + ", ".join(sorted(self.handlers))))
+        self.heartbeat.start()
+        delay = self.poll_min
+        status = 0
+        try:
+            while not self.stopping:
+                if self.parent is not None and os.getppid() != self.parent:
+                    self.log("parent process is gone; stopping")
+                    break
+                want = self.budget.take(self.batch)
+                if want == 0:
+                    break
+                try:
+                    tasks = self._claim(want)
+                except FATAL as exc:
+                    self.budget.give_back(want)
+                    self.log("claim refused, giving up: %s" % exc)
+                    status = 2
+                    break
+                except ApiError as exc:
+                    self.budget.give_back(want)
+                    self.log("claim failed: %s" % exc)
+                    if self.once:
+                        status = 1
+                        break
+                    self._sleep(self.poll_max)
+                    continue
+                self.budget.give_back(want - len(tasks))
+                if not tasks:
+                    if self.once:
+                        break
+                    self._sleep(random.uniform(delay / 2.0, delay))
+                    delay = min(self.poll_max, delay * 2)
+                    continue
+                delay = self.poll_min
+                self._process(tasks)
+        finally:
+            self.heartbeat.stop()
+        if self.force:
+            self.log("stopped at once; unfinished tasks will be retried after their lease")
+            return 1
+        self.log("worker stopped")
+        return status
+
+    def _sleep(self, seconds):
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            time.sleep(min(TICK, max(0.0, end - time.monotonic())))
+
+    def _claim(self, want):
+        """Try each type pattern in turn, starting after the last one used."""
+        count = len(self.patterns)
+        for step in range(count):
+            pattern = self.patterns[(self._next_pattern + step) % count]
+            rows = self.client.claim_batch(self.worker_id, want, pattern, self.lease_seconds)
+            if rows:
+                self._next_pattern = (self._next_pattern + step + 1) % count
+                server_now = self.client.last_date
+                return [Task(row, self, lease_length(row, server_now, self.default_lease))
+                        for row in rows]
+            if self.stopping:
+                break
+        return []
+
+    def _process(self, tasks):
+        for task in tasks:
+            self.heartbeat.add(task)
+        finished = []
+        for task in tasks:
+            if self.force:
+                break
+            started = time.monotonic()
+            outcome = self._run_one(task)
+            took = time.monotonic() - started
+            if outcome is None or task.lost:
+                self.heartbeat.remove(task)
+                self._log_task(task, "lost" if not self.force else "interrupted", took,
+                               task.lost_reason)
+                continue
+            if len(tasks) == 1:
+                self._complete_one(task, outcome, took)
+            else:
+                finished.append((task, outcome, took))
+        if finished and not self.force:
+            self._complete_many(finished)
+        for task in tasks:
+            self.heartbeat.remove(task)
+
+    # -- running one task --------------------------------------------------
+    def _run_one(self, task):
+        """{"success": bool, "result" | "error"}, or None when the lease was lost."""
+        if self.command:
+            return self._run_command(task)
+        fn = self.handlers.get(task.type)
+        if fn is None:
+            return {"success": False, "error": "no handler registered for type %s" % task.type}
+        try:
+            result = fn(task.params, task) if _wants_task(fn) else fn(task.params)
+        except LeaseLost:
+            return None
+        except Exception:  # noqa: BLE001 - any failure of user code fails the task
+            return {"success": False, "error": _tail(traceback.format_exc().strip())}
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            return {"success": False, "error": "handler result is not JSON: %s" % exc}
+        return {"success": True, "result": result}
+
+    def _run_command(self, task):
+        env = dict(os.environ)
+        env.update(TASKQ_TASK_ID=str(task.id), TASKQ_TASK_TYPE=task.type,
+                   TASKQ_ATTEMPT=str(task.attempt), TASKQ_WORKER_ID=self.worker_id,
+                   TASKQ_MAX_ATTEMPTS="" if task.max_attempts is None else str(task.max_attempts))
+        data = json.dumps(task.params, ensure_ascii=False).encode("utf-8")
+        try:
+            proc = subprocess.Popen(self.command, shell=True, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                    start_new_session=True)
+        except OSError as exc:
+            return {"success": False, "error": "cannot start command: %s" % exc}
+        deadline = None if not self.task_timeout else time.monotonic() + self.task_timeout
+        stdin, reason, kill_at = data, None, None
+        while True:
+            try:
+                out, err = proc.communicate(stdin, timeout=TICK)
+                break
+            except subprocess.TimeoutExpired:
+                stdin = None  # sent (or being sent) by the first call
+            now = time.monotonic()
+            if reason is None:
+                if task.lost:
+                    reason = "lost"
+                elif self.force:
+                    reason = "interrupted"
+                elif deadline is not None and now >= deadline:
+                    reason = "timeout"
+                if reason is not None:
+                    _kill_group(proc, signal.SIGTERM)
+                    kill_at = now + KILL_GRACE
+            elif now >= kill_at:
+                _kill_group(proc, signal.SIGKILL)
+                kill_at = float("inf")
+        if reason in ("lost", "interrupted") or task.lost:
+            return None
+        err_tail = _tail(err.decode("utf-8", "replace").strip())
+        if reason == "timeout":
+            message = "command timed out after %gs and was killed" % self.task_timeout
+            return {"success": False, "error": message + ("; stderr: " + err_tail if err_tail else "")}
+        if proc.returncode != 0:
+            if err_tail:
+                return {"success": False, "error": err_tail}
+            if proc.returncode < 0:
+                return {"success": False, "error": "command killed by signal %d" % -proc.returncode}
+            return {"success": False, "error": "command exited with status %d" % proc.returncode}
+        text = out.decode("utf-8", "replace")
+        try:
+            result = json.loads(text)
+        except ValueError:
+            result = {"stdout": text}
+        return {"success": True, "result": result}
+
+    # -- completing --------------------------------------------------------
+    def _complete_one(self, task, outcome, took):
+        try:
+            if outcome["success"]:
+                answer = self.client.complete(task.id, self.worker_id, result=outcome["result"])
+            else:
+                answer = self.client.fail(task.id, self.worker_id, outcome["error"])
+        except LOST as exc:
+            self._log_task(task, "lost", took, str(exc))
+            return
+        except ApiError as exc:
+            self._log_task(task, "not-completed", took, str(exc))
+            return
+        finally:
+            self.heartbeat.remove(task)
+        self._log_task(task, _outcome(answer), took, outcome.get("error"))
+
+    def _complete_many(self, finished):
+        items = []
+        for task, outcome, _ in finished:
+            item = {"id": task.id, "success": outcome["success"]}
+            if outcome["success"]:
+                item["result"] = outcome["result"]
+            else:
+                item["error"] = outcome["error"]
+            items.append(item)
+        try:
+            answer = self.client.complete_batch(self.worker_id, items)
+        except ApiError as exc:
+            for task, _, took in finished:
+                self._log_task(task, "not-completed", took, str(exc))
+            return
+        for (task, outcome, took), item in zip(finished, answer["results"]):
+            if item.get("ok"):
+                self._log_task(task, _outcome(item), took, outcome.get("error"))
+            else:
+                name = "lost" if item.get("status") in (403, 404, 409) else "not-completed"
+                self._log_task(task, name, took, "%s: %s" % (item.get("status"), item.get("error")))
+
+    def _log_task(self, task, outcome, took, error=None):
+        line = "task=%d type=%s attempt=%s outcome=%s duration=%.3fs" % (
+            task.id, task.type, task.attempt, outcome, took)
+        if error:
+            line += " error=%s" % json.dumps(error.splitlines()[-1][:200] if error.strip() else error)
+        self.log(line)
+
+
+def _outcome(answer):
+    status = answer.get("status")
+    if status == "pending" or answer.get("will_retry"):
+        return "retry"
+    return status or "completed"
+
+
+def _tail(text, size=ERROR_TAIL):
+    return text if len(text) <= size else "..." + text[-size:]
+
+
+def _kill_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _ignore(signum, frame):
+    pass
+
+
+def default_worker_id():
+    return "%s-%d-%04x" % (socket.gethostname(), os.getpid(), random.getrandbits(16))
+
+
+def _stderr_log(worker_id):
+    def log(message):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        sys.stderr.write("%s taskq-worker[%s] %s\n" % (stamp, worker_id, message))
+        sys.stderr.flush()
+
+    return log
+
+
+# -- command line -------------------------------------------------------------
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="taskq-worker",
+        description="Claim tasks from a taskq API and run them: a command per task (--exec) "
+                    "or the Python handlers registered with @taskq.worker.handler.")
+    parser.add_argument("--url", default=os.environ.get("TASKQ_URL"),
+                        help="API base URL, e.g. https://example.com/cgi-bin/api.py (or TASKQ_URL)")
+    parser.add_argument("--api-key", default=os.environ.get("TASKQ_API_KEY"),
+                        help="API key (default: TASKQ_API_KEY)")
+    parser.add_argument("--worker-id", help="worker id (default: host-pid-random; "
+                                            "with --concurrency N each process adds -1..-N)")
+    parser.add_argument("--type", dest="types", action="append", default=[], metavar="PATTERN",
+                        help="claim only types matching this SQL LIKE pattern (repeatable)")
+    parser.add_argument("--exec", dest="command", metavar="COMMAND",
+                        help="shell command run per task: params JSON on stdin, result JSON on stdout")
+    parser.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="worker processes (default 1)")
+    parser.add_argument("--batch", type=int, default=1, metavar="N",
+                        help="tasks claimed per request, 1-100 (default 1)")
+    parser.add_argument("--max-tasks", type=int, metavar="N", help="stop after claiming N tasks")
+    parser.add_argument("--once", action="store_true",
+                        help="exit when the queue is empty instead of polling")
+    parser.add_argument("--poll-min", type=float, default=0.5, metavar="SECONDS",
+                        help="first wait when the queue is empty (default 0.5)")
+    parser.add_argument("--poll-max", type=float, default=10.0, metavar="SECONDS",
+                        help="longest wait when the queue stays empty (default 10)")
+    parser.add_argument("--task-timeout", type=float, metavar="SECONDS",
+                        help="kill a command running longer than this and fail the task")
+    parser.add_argument("--lease", type=int, metavar="SECONDS",
+                        help="lease_seconds asked for on claim and heartbeat (default: the server's)")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="HTTP timeout per request (default 30)")
+    return parser
+
+
+def main(argv=None, handlers=None):
+    """Entry point of `python3 -m taskq.worker` and `taskq-worker`; returns the exit status.
+
+    handlers: {type: function}; by default those registered with @handler.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = HANDLERS if handlers is None else handlers
+    if not args.url:
+        parser.error("--url (or TASKQ_URL) is required")
+    if not args.command and not handlers:
+        parser.error("--exec COMMAND is required (or register Python handlers and call main())")
+    if args.concurrency < 1 or not 1 <= args.batch <= 100:
+        parser.error("--concurrency must be at least 1 and --batch 1 to 100")
+    if args.max_tasks is not None and args.max_tasks < 1:
+        parser.error("--max-tasks must be at least 1")
+    if args.concurrency == 1:
+        runner = _make_runner(args, handlers, args.worker_id, Budget(args.max_tasks))
+        runner.install_signals()
+        return runner.run()
+    return _run_pool(args, handlers)
+
+
+def _make_runner(args, handlers, worker_id, budget):
+    def client(retries):
+        return Client(args.url, api_key=args.api_key, timeout=args.timeout, retries=retries)
+
+    return Runner(client(5), worker_id=worker_id, handlers=handlers, command=args.command,
+                  patterns=args.types, batch=args.batch, budget=budget, once=args.once,
+                  poll_min=args.poll_min, poll_max=args.poll_max, task_timeout=args.task_timeout,
+                  lease_seconds=args.lease, heartbeat_client=client(2))
+
+
+def _child(args, handlers, index, shared, parent):
+    worker_id = "%s-%d" % (args.worker_id, index + 1) if args.worker_id else None
+    runner = _make_runner(args, handlers, worker_id, Budget(shared=shared))
+    runner.parent = parent
+    # The pool's parent forwards SIGINT as SIGTERM, so a terminal's Ctrl-C
+    # (sent to the whole process group) is not counted twice.
+    runner.install_signals(sigint=False)
+    sys.exit(runner.run())
+
+
+def _run_pool(args, handlers):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    shared = None
+    if args.max_tasks is not None:
+        shared = context.Value("q", args.max_tasks)
+    parent = os.getpid()
+    procs = [context.Process(target=_child, args=(args, handlers, i, shared, parent),
+                             name="taskq-worker-%d" % (i + 1)) for i in range(args.concurrency)]
+
+    def forward(signum, frame):
+        for proc in procs:
+            if proc.is_alive():
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        while proc.is_alive():
+            proc.join(0.2)
+    codes = [proc.exitcode for proc in procs]
+    if all(code == 0 for code in codes):
+        return 0
+    return max((code for code in codes if code and code > 0), default=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
