@@ -278,7 +278,12 @@ def connect_mysql(cfg):
     if db["unix_socket"]:
         kwargs["unix_socket"] = db["unix_socket"]
     if cfg.mysql_ssl_enabled():
-        kwargs["ssl"] = {"ca": db["ssl_ca"]} if db["ssl_ca"] else {"check_hostname": True}
+        if db["ssl_ca"]:
+            kwargs["ssl"] = {"ca": db["ssl_ca"]}
+        else:  # as the store does: the system's certificate authorities
+            import ssl
+
+            kwargs["ssl"] = ssl.create_default_context()
     try:
         return pymysql.connect(**kwargs)
     except pymysql.err.MySQLError as exc:

@@ -1,0 +1,186 @@
+"""Versioned MySQL migrations: every migration applied to an empty database
+gives exactly schema.sql, and the migrator is safe to re-run and to race."""
+
+import re
+import threading
+import uuid
+
+import pytest
+
+from conftest import IN_CI, load_mysql_schema, mysql_connect
+from taskq import migrate
+
+pytestmark = pytest.mark.mysql
+
+
+@pytest.fixture
+def scratch_databases():
+    """make() -> name of a new empty throwaway database; all dropped afterwards."""
+    try:
+        admin = mysql_connect()
+    except Exception as exc:  # noqa: BLE001
+        if IN_CI:
+            pytest.fail("MariaDB is required in CI and is unreachable: %s" % exc)
+        pytest.skip("MariaDB not reachable: %s" % exc)
+    made = []
+
+    def make():
+        name = "taskq_mig_%s" % uuid.uuid4().hex[:12]
+        with admin.cursor() as cur:
+            cur.execute("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci" % name)
+        made.append(name)
+        return name
+
+    yield make
+    with admin.cursor() as cur:
+        for name in made:
+            cur.execute("DROP DATABASE IF EXISTS %s" % name)
+    admin.close()
+
+
+def table_definitions(database):
+    """{table: SHOW CREATE TABLE text without its AUTO_INCREMENT counter}."""
+    conn = mysql_connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")
+            tables = sorted(row[0] for row in cur.fetchall())
+            definitions = {}
+            for table in tables:
+                cur.execute("SHOW CREATE TABLE `%s`" % table)
+                definitions[table] = re.sub(r" AUTO_INCREMENT=\d+", "", cur.fetchone()[1])
+        return definitions
+    finally:
+        conn.close()
+
+
+def versions(database):
+    conn = mysql_connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT version FROM taskq_schema_version ORDER BY version")
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def run_migrate(database, **kw):
+    conn = mysql_connect(database)
+    try:
+        return migrate.migrate(conn, **kw)
+    finally:
+        conn.close()
+
+
+def test_all_migrations_on_empty_database_equal_schema_sql(scratch_databases):
+    migrated, reference = scratch_databases(), scratch_databases()
+    applied = run_migrate(migrated)
+    conn = mysql_connect(reference)
+    load_mysql_schema(conn)
+    conn.close()
+
+    assert applied == [m.number for m in migrate.available()]
+    got, want = table_definitions(migrated), table_definitions(reference)
+    assert sorted(got) == sorted(want)
+    for table in want:
+        assert got[table] == want[table], "table %s differs from schema.sql" % table
+    assert versions(migrated) == versions(reference)
+
+
+def test_schema_sql_records_the_newest_migration_version(scratch_databases):
+    database = scratch_databases()
+    conn = mysql_connect(database)
+    load_mysql_schema(conn)
+    try:
+        assert migrate.current_version(conn) == migrate.available()[-1].number
+        assert migrate.pending(conn) == []
+    finally:
+        conn.close()
+
+
+def test_migrate_twice_applies_nothing_the_second_time(scratch_databases):
+    database = scratch_databases()
+    first = run_migrate(database)
+    before = table_definitions(database)
+    assert first
+    assert run_migrate(database) == []
+    assert table_definitions(database) == before
+    assert versions(database) == first
+
+
+def test_migration_reruns_cleanly_after_failing_before_recording_its_version(scratch_databases):
+    database = scratch_databases()
+    run_migrate(database)
+    conn = mysql_connect(database)
+    with conn.cursor() as cur:  # as if the process died after the DDL, before the version row
+        cur.execute("DELETE FROM taskq_schema_version")
+    assert migrate.current_version(conn) == 0
+    conn.close()
+
+    assert run_migrate(database) == [m.number for m in migrate.available()]
+    assert versions(database) == [m.number for m in migrate.available()]
+
+
+def test_migrate_refuses_a_database_newer_than_this_code(scratch_databases):
+    database = scratch_databases()
+    run_migrate(database)
+    conn = mysql_connect(database)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO taskq_schema_version VALUES (9999, UTC_TIMESTAMP(6))")
+    conn.close()
+    with pytest.raises(migrate.MigrationError, match="newer than this copy of taskq"):
+        run_migrate(database)
+
+
+def test_migrate_gives_up_while_another_installer_holds_the_lock(scratch_databases):
+    database = scratch_databases()
+    holder = mysql_connect(database)
+    with holder.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, 0)", (migrate.LOCK_NAME,))
+        assert cur.fetchone()[0] == 1
+    try:
+        with pytest.raises(migrate.MigrationError, match="Another installer"):
+            run_migrate(database, lock_timeout=1)
+        assert versions_or_none(database) is None
+    finally:
+        holder.close()
+    assert run_migrate(database)
+
+
+def versions_or_none(database):
+    conn = mysql_connect(database)
+    try:
+        return migrate.current_version(conn) or None
+    finally:
+        conn.close()
+
+
+def test_concurrent_installers_apply_each_migration_once(scratch_databases):
+    database = scratch_databases()
+    results, failures = [], []
+
+    def worker():
+        try:
+            results.append(run_migrate(database))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    everything = [m.number for m in migrate.available()]
+    assert sorted(results) == [[]] * 3 + [everything]
+    assert versions(database) == everything
+
+
+def test_statements_drop_comment_lines_and_split_on_semicolons():
+    script = "-- a comment; with a semicolon\nCREATE TABLE a (x INT);\n  -- another\nINSERT INTO a VALUES (1);\n\n"
+    assert migrate.statements(script) == ["CREATE TABLE a (x INT)", "INSERT INTO a VALUES (1)"]
+
+
+def test_migration_files_are_numbered_without_gaps():
+    numbers = [m.number for m in migrate.available()]
+    assert numbers == list(range(1, len(numbers) + 1))
