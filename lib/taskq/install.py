@@ -62,14 +62,13 @@ def _module_check(module, package, root):
                      "running here) completely, keeping its subfolders." % sys.version_info[:2])
     where = os.path.abspath(getattr(imported, "__file__", "") or "")
     origin = "bundled in lib/" if where.startswith(os.path.join(root, "lib") + os.sep) else "installed on this host"
-    version = getattr(imported, "__version__", None) or getattr(imported, "VERSION", "")
-    if module == "jsonschema" and not version:
-        try:
-            from importlib import metadata
+    version = ""
+    try:  # jsonschema deprecates __version__; the installed metadata says it too
+        from importlib import metadata
 
-            version = metadata.version("jsonschema")
-        except Exception:  # noqa: BLE001 - the version is only informative
-            version = ""
+        version = metadata.version(package)
+    except Exception:  # noqa: BLE001 - the version is only informative
+        version = str(getattr(imported, "__version__", ""))
     return Check("%s importable" % package, True, "%s %s" % (version or "", origin), "")
 
 

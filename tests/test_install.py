@@ -1,0 +1,388 @@
+"""install.py from a shell, and the wizard's safety rules through its WSGI app.
+
+The command line runs as a real process (`python3 install.py ...`); the
+wizard's pages are exercised in-process here (fast layer) and in a real
+browser behind Apache in test_wizard_browser.py.
+"""
+
+import io
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from conftest import IN_CI, ApiClient, mysql_connect, mysql_params
+from taskq import config as config_module
+from taskq import install as setup
+from taskq.app import Application
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INSTALL = os.path.join(ROOT, "install.py")
+
+
+def run_install(*args, env=None):
+    full_env = dict(os.environ)
+    full_env.pop("TASKQ_CONFIG", None)
+    full_env.pop("GATEWAY_INTERFACE", None)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, INSTALL] + list(args), capture_output=True, text=True,
+                          env=full_env, timeout=120)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(str(path)).st_mode)
+
+
+@pytest.fixture
+def empty_mysql_database():
+    """Name of a new, empty throwaway database (dropped afterwards)."""
+    try:
+        admin = mysql_connect()
+    except Exception as exc:  # noqa: BLE001
+        if IN_CI:
+            pytest.fail("MariaDB is required in CI and is unreachable: %s" % exc)
+        pytest.skip("MariaDB not reachable: %s" % exc)
+    name = "taskq_inst_%s" % uuid.uuid4().hex[:12]
+    with admin.cursor() as cur:
+        cur.execute("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci" % name)
+    yield name
+    with admin.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS %s" % name)
+    admin.close()
+
+
+def mysql_args(database, password=None):
+    p = mysql_params()
+    return ["--backend", "mysql", "--host", p["host"], "--port", str(p["port"]), "--name", database,
+            "--user", p["user"], "--password", p["password"] if password is None else password]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def api_for(config_path):
+    return ApiClient(Application(config=config_module.load(str(config_path))))
+
+
+def register_echo(api, key):
+    return api.post("/task-types/register", {"name": "echo", "version": "1", "param_schema": {"type": "object"}},
+                    headers={"X-API-Key": key})
+
+
+# -- command line ------------------------------------------------------------
+def test_cli_sqlite_install_prints_key_and_writes_private_config(tmp_path):
+    config_path = tmp_path / "config.ini"
+    result = run_install("--backend", "sqlite", "--sqlite-path", str(tmp_path / "q.sqlite3"),
+                         "--config", str(config_path))
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{40,}", key)
+    assert mode(config_path) == 0o600
+    cfg = config_module.load(str(config_path))
+    assert (cfg.backend, cfg.api["api_key"]) == ("sqlite", key)
+    assert (tmp_path / "q.sqlite3").exists()
+
+    api = api_for(config_path)
+    assert api.get("/task-types").status == 401
+    assert register_echo(api, key).status == 201
+
+
+@pytest.mark.mysql
+def test_cli_mysql_install_creates_schema_in_empty_database(tmp_path, empty_mysql_database):
+    config_path = tmp_path / "config.ini"
+    result = run_install(*mysql_args(empty_mysql_database) + ["--config", str(config_path)])
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert mode(config_path) == 0o600
+    cfg = config_module.load(str(config_path))
+    assert (cfg.backend, cfg.database["name"], cfg.api["api_key"]) == ("mysql", empty_mysql_database, key)
+
+    conn = mysql_connect(empty_mysql_database)
+    with conn.cursor() as cur:
+        cur.execute("SHOW TABLES")
+        assert {row[0] for row in cur.fetchall()} == {"task_types", "tasks", "task_history",
+                                                       "taskq_schema_version"}
+    conn.close()
+    api = api_for(config_path)
+    assert register_echo(api, key).status == 201
+    created = api.post("/tasks", {"type": "echo", "params": {"n": 1}}, headers={"X-API-Key": key})
+    assert created.status == 201
+
+
+@pytest.mark.mysql
+def test_cli_migrate_rerun_is_a_no_op(tmp_path, empty_mysql_database):
+    config_path = tmp_path / "config.ini"
+    assert run_install(*mysql_args(empty_mysql_database) + ["--config", str(config_path)]).returncode == 0
+    conn = mysql_connect(empty_mysql_database)
+    with conn.cursor() as cur:
+        cur.execute("SELECT version, applied_at FROM taskq_schema_version")
+        before = cur.fetchall()
+
+    result = run_install("--migrate", "--config", str(config_path))
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stderr
+    assert result.stdout == ""
+    with conn.cursor() as cur:
+        cur.execute("SELECT version, applied_at FROM taskq_schema_version")
+        assert cur.fetchall() == before
+    conn.close()
+
+
+@pytest.mark.mysql
+def test_cli_migrate_applies_pending_migrations_to_an_empty_database(tmp_path, empty_mysql_database):
+    p = mysql_params()
+    config_path = tmp_path / "config.ini"
+    config_path.write_text("[database]\nbackend = mysql\nhost = %s\nport = %d\nuser = %s\npassword = %s\n"
+                           "name = %s\n" % (p["host"], p["port"], p["user"], p["password"],
+                                            empty_mysql_database), encoding="utf-8")
+    result = run_install("--migrate", env={"TASKQ_CONFIG": str(config_path)})
+    assert result.returncode == 0, result.stderr
+    assert "Applied migration 0001" in result.stderr
+
+
+@pytest.mark.mysql
+def test_cli_wrong_password_says_access_denied_and_writes_nothing(tmp_path, empty_mysql_database):
+    config_path = tmp_path / "config.ini"
+    result = run_install(*mysql_args(empty_mysql_database, password="not-the-password")
+                         + ["--config", str(config_path)])
+    assert result.returncode == 1
+    assert "Access denied" in result.stderr and "password" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not config_path.exists()
+
+
+@pytest.mark.mysql
+def test_cli_unknown_database_is_named_in_plain_words(tmp_path):
+    missing = "taskq_missing_%s" % uuid.uuid4().hex[:8]
+    result = run_install(*mysql_args(missing) + ["--config", str(tmp_path / "config.ini")])
+    assert result.returncode == 1
+    assert "Unknown database" in result.stderr and missing in result.stderr
+
+
+def test_cli_unreachable_host_is_explained(tmp_path):
+    result = run_install("--backend", "mysql", "--host", "127.0.0.1", "--port", str(free_port()),
+                         "--name", "taskq", "--user", "taskq", "--config", str(tmp_path / "config.ini"))
+    assert result.returncode == 1
+    assert "Host unreachable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_rerun_keeps_api_key_and_other_settings_unless_new_key(tmp_path):
+    config_path = tmp_path / "config.ini"
+    args = ["--backend", "sqlite", "--sqlite-path", str(tmp_path / "q.sqlite3"), "--config", str(config_path)]
+    first = run_install(*args).stdout.strip()
+    config_path.write_text(config_path.read_text() + "[queue]\nclaim_timeout = 42\n")
+
+    again = run_install(*args)
+    assert again.returncode == 0 and again.stdout.strip() == first
+    assert config_module.load(str(config_path)).queue["claim_timeout"] == 42
+    assert mode(config_path) == 0o600
+
+    rotated = run_install(*args + ["--new-key"]).stdout.strip()
+    assert rotated and rotated != first
+    assert config_module.load(str(config_path)).api["api_key"] == rotated
+
+
+def test_cli_check_names_what_to_fix(tmp_path):
+    result = run_install("--check", "--config", str(tmp_path / "missing-folder" / "config.ini"))
+    assert result.returncode == 1
+    assert "FIX  Config folder writable" in result.stderr
+
+
+# -- the library -------------------------------------------------------------
+@pytest.mark.parametrize("field, value, words", [
+    ("port", "70000", "between 1 and 65535"),
+    ("host", "", "database host"),
+    ("name", "", "name of the database"),
+    ("password", "pass\nword", "line breaks"),
+    ("password", " padded", "start or end with a space"),
+])
+def test_invalid_database_settings_name_the_field(field, value, words):
+    values = {"backend": "mysql", "host": "localhost", "port": "3306", "name": "taskq",
+              "user": "taskq", "password": "secret"}
+    values[field] = value
+    with pytest.raises(setup.InstallError, match=words) as caught:
+        setup.validate_settings(values)
+    assert caught.value.field == field
+
+
+def test_rendered_config_parses_back_to_the_same_settings():
+    settings = setup.validate_settings({"backend": "mysql", "host": "db.example", "port": "3307",
+                                        "name": "q", "user": "u", "password": "p%;#=x"})
+    cfg = config_module.parse(setup.render_config(settings, "KEY"))
+    assert setup.settings_from_config(cfg) == dict(settings, unix_socket="")
+    assert cfg.api["api_key"] == "KEY"
+
+
+def make_site(tmp_path, crlf=False, executable=True, htaccess=True):
+    site = tmp_path / "site"
+    (site / "cgi-bin").mkdir(parents=True)
+    api = site / "cgi-bin" / "api.py"
+    api.write_bytes(b"#!/usr/bin/env python3" + (b"\r\n" if crlf else b"\n"))
+    api.chmod(0o755 if executable else 0o644)
+    if htaccess:
+        (site / ".htaccess").write_text("# rules\n")
+        (site / "cgi-bin" / ".htaccess").write_text("# rules\n")
+    return site
+
+
+def failing(checks):
+    return {c.name: c for c in checks if not c.ok}
+
+
+def test_environment_checks_pass_on_a_complete_site(tmp_path):
+    site = make_site(tmp_path)
+    assert failing(setup.environment_checks(str(site), str(site / "config.ini"))) == {}
+
+
+def test_environment_checks_say_how_to_fix_each_problem(tmp_path):
+    site = make_site(tmp_path, executable=False, htaccess=False)
+    bad = failing(setup.environment_checks(str(site), str(site / "nowhere" / "config.ini")))
+    assert "755" in bad["cgi-bin/api.py executable"].fix
+    assert "hidden files" in bad[".htaccess present"].fix
+    assert "writable" in bad["Config folder writable"].fix
+
+
+def test_environment_checks_spot_crlf_line_endings(tmp_path):
+    site = make_site(tmp_path, crlf=True)
+    bad = failing(setup.environment_checks(str(site), str(site / "config.ini")))
+    assert "binary" in bad["cgi-bin/api.py executable"].fix
+
+
+# -- the wizard's safety rules, in-process -------------------------------------
+def load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("taskq_install_script", INSTALL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+wizard_module = load_script()
+
+
+class Browserless:
+    """Calls the wizard's WSGI app and keeps its cookie, like a browser."""
+
+    def __init__(self, config_path):
+        self.app = wizard_module.Wizard(str(config_path))
+        self.cookie = ""
+
+    def request(self, method, query="", form=None):
+        from urllib.parse import urlencode
+        from wsgiref.util import setup_testing_defaults
+
+        body = urlencode(form or {}).encode("utf-8")
+        environ = {"REQUEST_METHOD": method, "SCRIPT_NAME": "/install.py", "PATH_INFO": "",
+                   "QUERY_STRING": query, "CONTENT_LENGTH": str(len(body)),
+                   "CONTENT_TYPE": "application/x-www-form-urlencoded", "wsgi.input": io.BytesIO(body),
+                   "HTTP_HOST": "example.test", "HTTP_COOKIE": self.cookie}
+        setup_testing_defaults(environ)
+        seen = {}
+
+        def start_response(status, headers, exc_info=None):
+            seen["status"], seen["headers"] = int(status.split()[0]), dict(headers)
+
+        html = b"".join(self.app(environ, start_response)).decode("utf-8")
+        if "Set-Cookie" in seen["headers"]:
+            self.cookie = seen["headers"]["Set-Cookie"].split(";")[0]
+        return seen["status"], html, seen["headers"]
+
+    def csrf(self, html):
+        return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+
+
+def sqlite_form(tmp_path, csrf, **extra):
+    form = {"csrf": csrf, "step": "install", "backend": "sqlite", "sqlite_path": str(tmp_path / "w.sqlite3")}
+    form.update(extra)
+    return form
+
+
+def test_wizard_rejects_a_post_without_its_csrf_token(tmp_path):
+    config_path = tmp_path / "config.ini"
+    client = Browserless(config_path)
+    status, html, _ = client.request("GET", "step=database")
+    status, html, _ = client.request("POST", form=sqlite_form(tmp_path, "0" * 64))
+    assert status == 403 and "expired" in html
+    assert not config_path.exists()
+
+
+def test_wizard_rejects_a_token_sent_without_its_cookie(tmp_path):
+    config_path = tmp_path / "config.ini"
+    client = Browserless(config_path)
+    _, html, _ = client.request("GET", "step=database")
+    token = client.csrf(html)
+    client.cookie = ""  # another site's form: the browser sends no SameSite=Strict cookie
+    status, _, _ = client.request("POST", form=sqlite_form(tmp_path, token))
+    assert status == 403 and not config_path.exists()
+
+
+def test_wizard_installs_sqlite_and_shows_key_once_with_safe_headers(tmp_path):
+    config_path = tmp_path / "config.ini"
+    client = Browserless(config_path)
+    _, html, headers = client.request("GET", "step=database")
+    assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+    status, html, headers = client.request("POST", form=sqlite_form(tmp_path, client.csrf(html)))
+    key = config_module.load(str(config_path)).api["api_key"]
+    assert status == 200 and key in html
+    assert "http://example.test/api/" in html and "http://example.test/cgi-bin/api.py/" in html
+    assert headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert mode(config_path) == 0o600
+    secret = tmp_path / setup.SECRET_FILE_NAME
+    assert mode(secret) == 0o600
+
+    status, html, _ = client.request("GET")  # the key is never shown again
+    assert "Installer locked" in html and key not in html
+
+
+def test_wizard_escapes_every_value_it_shows(tmp_path):
+    client = Browserless(tmp_path / "config.ini")
+    _, html, _ = client.request("GET", "step=database")
+    evil = '"><script>alert(1)</script>'
+    _, html, _ = client.request("POST", form={"csrf": client.csrf(html), "step": "install", "backend": "mysql",
+                                              "host": "localhost", "port": "3306", "name": evil,
+                                              "user": evil, "password": ""})
+    assert "<script>alert(1)" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_locked_wizard_refuses_to_reconfigure_without_the_current_key(tmp_path):
+    config_path = tmp_path / "config.ini"
+    key = setup.install({"backend": "sqlite", "sqlite_path": str(tmp_path / "a.sqlite3")}, str(config_path))
+    before = config_path.read_text()
+    client = Browserless(config_path)
+    _, html, _ = client.request("GET", "step=database")
+    assert "Installer locked" in html and 'name="host"' not in html
+    token = client.csrf(html)
+
+    status, html, _ = client.request("POST", form=sqlite_form(tmp_path, token, sqlite_path=str(tmp_path / "b")))
+    assert status == 403
+    status, html, _ = client.request("POST", form=sqlite_form(tmp_path, token, current_key="wrong"))
+    assert status == 403 and "not the current API key" in html
+    assert config_path.read_text() == before
+
+    status, html, _ = client.request("POST", form={"csrf": token, "step": "unlock", "current_key": key})
+    assert status == 200 and 'name="sqlite_path"' in html
+    status, html, _ = client.request("POST", form=sqlite_form(tmp_path, token, current_key=key,
+                                                              sqlite_path=str(tmp_path / "b.sqlite3")))
+    assert status == 200 and "taskq is installed" in html
+    cfg = config_module.load(str(config_path))
+    assert cfg.database["sqlite_path"] == str(tmp_path / "b.sqlite3") and cfg.api["api_key"] == key
+
+
+def test_locked_wizard_without_a_key_in_config_refuses_everything(tmp_path):
+    config_path = tmp_path / "config.ini"
+    config_path.write_text("[database]\nbackend = sqlite\n")
+    client = Browserless(config_path)
+    status, html, _ = client.request("GET")
+    assert status == 403 and "no API key" in html and "<form" not in html
