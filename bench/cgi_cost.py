@@ -1,0 +1,399 @@
+#!/usr/bin/env python3
+"""What one real CGI request costs, as ratios to floors measured in the same run.
+
+Every sample is a new process: `cgi-bin/api.py` run by the chosen interpreter
+with a CGI environment and the body on stdin, exactly as a web server runs it.
+The floors are processes too (bench/floors/):
+
+  (a) bare         a Python CGI that prints a header and `{}`
+  (b) pymysql      imports PyMySQL, connects without TLS, runs SELECT 1
+  (c) +jsonschema  (b) plus `import jsonschema`
+  (b') tls-ctx     (b) with PyMySQL's default TLS handling (informational)
+
+All cases of all backends run round-robin in one loop, in a fresh random
+order each round (claim -> progress -> complete keep their order, as they act
+on the same task), after warm-up rounds; the report gives the median and p90
+of each. MariaDB runs use a throwaway database made from schema.sql and
+dropped at the end.
+
+    .venv/py3.11/bin/python bench/cgi_cost.py                 # both backends
+    .venv/py3.11/bin/python bench/cgi_cost.py --backend sqlite --rounds 20
+    ... --update-docs    # also rewrite the generated part of docs/performance.md
+
+Results go to bench/results/cgi_cost-<UTC time>.{json,md}. Numbers belong in
+docs/performance.md, never in test assertions.
+"""
+
+import argparse
+import glob
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+API = os.path.join(ROOT, "cgi-bin", "api.py")
+FLOORS = os.path.join(ROOT, "bench", "floors")
+RESULTS = os.path.join(ROOT, "bench", "results")
+DOC = os.path.join(ROOT, "docs", "performance.md")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import benchlib  # noqa: E402
+
+TYPE_NAME = "bench.demo"
+PARAM_SCHEMA = {"type": "object", "required": ["n"],
+                "properties": {"n": {"type": "integer"}, "tag": {"type": "string"}}}
+WORKER = "bench-worker"
+PREFILL = 50
+API_CASES = ("health", "register", "create", "claim", "progress", "complete")
+CHAIN = ("claim", "progress", "complete")
+
+
+# -- one process --------------------------------------------------------------
+def cgi_env(method, path, body, extra=None):
+    """The environment Apache's mod_cgi hands a script (RFC 3875), nothing inherited but PATH/LANG."""
+    env = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL", "TMPDIR") if key in os.environ}
+    env.update({
+        "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "taskq-bench",
+        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1",
+        "REQUEST_METHOD": method, "SCRIPT_NAME": "/cgi-bin/api.py", "SCRIPT_FILENAME": API,
+        "PATH_INFO": path, "QUERY_STRING": "", "REQUEST_URI": "/cgi-bin/api.py" + path,
+    })
+    if body:
+        env["CONTENT_LENGTH"] = str(len(body))
+        env["CONTENT_TYPE"] = "application/json"
+    env.update(extra or {})
+    return env
+
+
+def spawn(python, script, env, body=b"", args=()):
+    """((wall s, cpu s), status, parsed JSON or None, stderr) of one CGI process.
+
+    cpu is the child's user + system time: less disturbed than wall time by
+    whatever else the machine runs, so it is reported beside it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.Popen([python] + list(args) + [script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out, err = proc.communicate(body, timeout=60)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed = (wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    if proc.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (script, proc.returncode, err.decode("utf-8", "replace")))
+    status, payload = benchlib.parse_cgi(out)
+    return elapsed, status, payload, err
+
+
+# -- the cases ------------------------------------------------------------------
+class Backend:
+    """One backend's config file and the state a round's chained requests share."""
+
+    def __init__(self, name, python, config_path, mysql_env=None):
+        self.name = name
+        self.python = python
+        self.config_path = config_path
+        self.mysql_env = mysql_env
+        self.claimed_id = None
+        self.counter = 0
+
+    def request(self, method, path, body=None, args=(), extra_env=None):
+        raw = b"" if body is None else json.dumps(body).encode("utf-8")
+        env = cgi_env(method, path, raw, dict(extra_env or {}, TASKQ_CONFIG=self.config_path))
+        return spawn(self.python, API, env, raw, args)
+
+    def case(self, name):
+        """(method, path, body, accepted statuses) for the next run of `name`."""
+        if name == "health":
+            return "GET", "/health", None, (200,)
+        if name == "register":
+            return ("POST", "/task-types/register",
+                    {"name": TYPE_NAME, "version": "1.0", "param_schema": PARAM_SCHEMA}, (200, 201))
+        if name == "create":
+            self.counter += 1
+            return ("POST", "/tasks", {"type": TYPE_NAME, "priority": 0,
+                                       "params": {"n": self.counter, "tag": uuid.uuid4().hex}}, (201,))
+        if name == "claim":
+            return "POST", "/tasks/claim", {"worker_id": WORKER}, (200,)
+        if name == "progress":
+            return ("POST", "/tasks/%d/progress" % self.claimed_id,
+                    {"worker_id": WORKER, "progress": 50, "message": "half way"}, (200,))
+        if name == "complete":
+            return ("POST", "/tasks/%d/complete" % self.claimed_id,
+                    {"worker_id": WORKER, "success": True, "result": {"ok": True}}, (200,))
+        raise KeyError(name)
+
+    def run(self, name):
+        method, path, body, accepted = self.case(name)
+        elapsed, status, payload, err = self.request(method, path, body)
+        if status not in accepted:
+            raise RuntimeError("%s %s on %s answered %s: %r %s" % (
+                method, path, self.name, status, payload, err.decode("utf-8", "replace")[-2000:]))
+        if name == "claim":
+            self.claimed_id = payload["data"]["id"]
+        return elapsed
+
+    def prepare(self):
+        """Register the type and queue PREFILL tasks so a claim always finds one."""
+        for name in ("register",):
+            self.run(name)
+        tasks = [{"type": TYPE_NAME, "params": {"n": -i, "tag": "prefill"}} for i in range(1, PREFILL + 1)]
+        _, status, payload, err = self.request("POST", "/tasks", {"tasks": tasks})
+        if status not in (200, 201):
+            raise RuntimeError("batch create answered %s: %r %s" % (status, payload, err[-2000:]))
+
+
+class Floor:
+    def __init__(self, name, python, script, env):
+        self.name, self.python, self.script, self.env = name, python, script, env
+
+    def run(self, _name=None):
+        elapsed, status, _, _ = spawn(self.python, self.script, cgi_env("GET", "/", b"", self.env))
+        if status != 200:
+            raise RuntimeError("floor %s answered %s" % (self.name, status))
+        return elapsed
+
+
+def schedule(cases):
+    """A random order of (runner, name) keeping each backend's claim, progress, complete in order."""
+    order = list(cases)
+    random.shuffle(order)
+    for backend in {runner for runner, name in cases if isinstance(runner, Backend)}:
+        slots = [i for i, (runner, name) in enumerate(order) if runner is backend and name in CHAIN]
+        for slot, name in zip(slots, CHAIN):
+            order[slot] = (backend, name)
+    return order
+
+
+# -- what a claim imports ---------------------------------------------------------------
+def import_profile(backend, repeats=5):
+    """Per-module import times of a CGI claim (median over repeats) and the module set."""
+    runs = []
+    for _ in range(repeats):
+        elapsed, status, payload, err = backend.request(
+            "POST", "/tasks/claim", {"worker_id": WORKER}, extra_env={"PYTHONPROFILEIMPORTTIME": "1"})
+        if status != 200:
+            raise RuntimeError("claim for the import profile answered %s: %r" % (status, payload))
+        backend.claimed_id = payload["data"]["id"]
+        backend.run("complete")
+        runs.append(benchlib.parse_importtime(err.decode("utf-8", "replace")))
+    return benchlib.merge_importtimes(runs)
+
+
+def floor_modules(python, script, env):
+    _, _, _, err = spawn(python, script, cgi_env("GET", "/", b"", dict(env, PYTHONPROFILEIMPORTTIME="1")))
+    return set(benchlib.parse_importtime(err.decode("utf-8", "replace")))
+
+
+# -- setup ----------------------------------------------------------------------------
+def default_python():
+    if os.path.realpath(sys.prefix).startswith(os.path.realpath(os.path.join(ROOT, ".venv"))):
+        return sys.executable
+    found = sorted(glob.glob(os.path.join(ROOT, ".venv", "py3.*", "bin", "python")),
+                   key=lambda p: [int(x) for x in re.findall(r"py3\.(\d+)", p)])
+    if not found:
+        sys.exit("no .venv/py3.X found: run ./test once, or pass --python")
+    return found[-1]
+
+
+def interpreter_facts(python):
+    code = ("import sys, sqlite3, json\n"
+            "out = {'python': sys.version.split()[0], 'sqlite': sqlite3.sqlite_version}\n"
+            "for m in ('pymysql', 'jsonschema'):\n"
+            "    try:\n"
+            "        from importlib.metadata import version\n"
+            "        out[m] = version('PyMySQL' if m == 'pymysql' else m)\n"
+            "    except Exception as exc:\n"
+            "        out[m] = 'unknown (%s)' % exc\n"
+            "print(json.dumps(out))\n")
+    return json.loads(subprocess.check_output([python, "-c", code]))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--python", help="interpreter that runs the CGI processes (default: the project venv's)")
+    parser.add_argument("--backend", action="append", choices=("sqlite", "mysql"),
+                        help="repeatable; default both")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--mysql", default=os.environ.get("TASKQ_TEST_MYSQL", ""),
+                        help='"host=.. port=.. user=.. password=.." (default: TASKQ_TEST_MYSQL, else root@127.0.0.1:3306)')
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--update-docs", action="store_true",
+                        help="rewrite the cgi_cost part of docs/performance.md")
+    args = parser.parse_args(argv)
+    backends = args.backend or ["sqlite", "mysql"]
+    python = os.path.abspath(args.python or default_python())
+    random.seed(args.seed)
+    if "mysql" in backends and os.path.realpath(sys.executable) != os.path.realpath(python):
+        try:
+            import pymysql  # noqa: F401 - making the throwaway database needs it here too
+        except ImportError:
+            os.execv(python, [python] + sys.argv)
+
+    facts = benchlib.machine_facts()
+    facts.update(interpreter_facts(python))
+    facts["interpreter"] = python
+
+    tmp = tempfile.mkdtemp(prefix="taskq-bench-")
+    mysql_db = None
+    runners = {}
+    try:
+        if "sqlite" in backends:
+            path = benchlib.write_config(tmp, "sqlite", sqlite_path=os.path.join(tmp, "bench.sqlite3"))
+            runners["sqlite"] = Backend("sqlite", python, path)
+        if "mysql" in backends:
+            mysql = benchlib.mysql_params(args.mysql)
+            mysql_db, facts["mariadb"] = benchlib.create_mysql_database(mysql)
+            path = benchlib.write_config(tmp, "mysql", **dict(mysql, name=mysql_db))
+            runners["mysql"] = Backend("mysql", python, path)
+        for runner in runners.values():
+            runner.prepare()
+
+        cases = [(Floor("a", python, os.path.join(FLOORS, "bare.py"), {}), "floor_a")]
+        if "mysql" in runners:
+            mysql_env = {"TASKQ_BENCH_MYSQL": benchlib.mysql_spec(dict(mysql, database=mysql_db))}
+            floor_b = os.path.join(FLOORS, "pymysql_select1.py")
+            cases += [(Floor("b", python, floor_b, mysql_env), "floor_b"),
+                      (Floor("c", python, floor_b, dict(mysql_env, TASKQ_BENCH_JSONSCHEMA="1")), "floor_c"),
+                      (Floor("b_tls", python, floor_b, dict(mysql_env, TASKQ_BENCH_TLS_CTX="1")), "floor_b_tls_ctx")]
+        for runner in runners.values():
+            cases += [(runner, name) for name in API_CASES]
+
+        samples, cpu_samples = {}, {}
+        total = args.warmup + args.rounds
+        started = time.time()
+        for round_no in range(total):
+            for runner, name in schedule(cases):
+                wall, cpu = runner.run(name)
+                if round_no >= args.warmup:
+                    key = name if isinstance(runner, Floor) else "%s:%s" % (runner.name, name)
+                    samples.setdefault(key, []).append(wall)
+                    cpu_samples.setdefault(key, []).append(cpu)
+            if round_no % 10 == 9:
+                print("round %d/%d (%.0fs)" % (round_no + 1, total, time.time() - started), file=sys.stderr)
+
+        profiles = {name: import_profile(runner) for name, runner in runners.items()}
+        floor_sets = {"floor_a": floor_modules(python, os.path.join(FLOORS, "bare.py"), {})}
+        if "mysql" in runners:
+            floor_sets["floor_b"] = floor_modules(python, os.path.join(FLOORS, "pymysql_select1.py"),
+                                                  mysql_env)
+    finally:
+        if mysql_db:
+            benchlib.drop_mysql_database(mysql, mysql_db)
+        benchlib.remove_tree(tmp)
+
+    stats = {key: benchlib.summarize(values) for key, values in samples.items()}
+    cpu_stats = {key: benchlib.summarize(values) for key, values in cpu_samples.items()}
+    report = {"facts": facts, "rounds": args.rounds, "warmup": args.warmup, "stats": stats,
+              "cpu_stats": cpu_stats,
+              "samples_ms": {k: [round(v * 1000, 3) for v in vs] for k, vs in samples.items()},
+              "cpu_samples_ms": {k: [round(v * 1000, 3) for v in vs] for k, vs in cpu_samples.items()},
+              "imports": {name: {"modules": prof, "beyond_floor": sorted(
+                  set(prof) - floor_sets["floor_b" if name == "mysql" else "floor_a"])}
+                          for name, prof in profiles.items()}}
+    markdown = render(report)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "cgi_cost-%s.json" % stamp), "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1, sort_keys=True)
+    with open(os.path.join(RESULTS, "cgi_cost-%s.md" % stamp), "w", encoding="utf-8") as handle:
+        handle.write(markdown)
+    print(markdown)
+    if args.update_docs:
+        benchlib.replace_doc_region(DOC, "cgi_cost", markdown)
+        print("updated %s" % DOC, file=sys.stderr)
+    for name, data in report["imports"].items():
+        if any(m == "jsonschema" or m.startswith("jsonschema.") for m in data["modules"]):
+            print("FAIL: a claim on %s imported jsonschema" % name, file=sys.stderr)
+            return 1
+    return 0
+
+
+# -- the report ------------------------------------------------------------------------
+RATIOS = (  # (case, floor, target or None)
+    ("mysql:health", "floor_b", 1.15), ("mysql:claim", "floor_b", 1.15),
+    ("mysql:progress", "floor_b", 1.15), ("mysql:complete", "floor_b", 1.15),
+    ("mysql:create", "floor_c", 1.15), ("mysql:register", "floor_c", 1.15),
+    ("sqlite:claim", "floor_a", 1.5), ("sqlite:complete", "floor_a", 1.5),
+    ("sqlite:health", "floor_a", None), ("sqlite:progress", "floor_a", None),
+    ("sqlite:create", "floor_a", None), ("sqlite:register", "floor_a", None),
+)
+
+FLOOR_TEXT = {
+    "floor_a": "(a) bare Python CGI: header + `{}`",
+    "floor_b": "(b) (a) + `import pymysql`, connect (no TLS), `SELECT 1`",
+    "floor_c": "(c) (b) + `import jsonschema`",
+    "floor_b_tls_ctx": "(b') (b) with PyMySQL's default TLS handling (builds a TLS context)",
+}
+
+
+FLOOR_SHORT = {"floor_a": "(a)", "floor_b": "(b)", "floor_c": "(c)"}
+
+
+def render(report):
+    f, stats, cpu = report["facts"], report["stats"], report["cpu_stats"]
+    out = ["Measured %s by `bench/cgi_cost.py` (%d rounds after %d warm-up rounds, all cases "
+           "interleaved in a random order each round; every sample is a new process)." % (
+               f["date"], report["rounds"], report["warmup"]),
+           "",
+           "Machine: %s, %s cores, %s; Python %s (`%s`), SQLite %s, PyMySQL %s, jsonschema %s%s." % (
+               f["cpu"], f["cores"], f["os"], f["python"], os.path.relpath(f["interpreter"], ROOT),
+               f["sqlite"], f["pymysql"], f["jsonschema"],
+               ", MariaDB %s on 127.0.0.1 (TCP)" % f["mariadb"] if f.get("mariadb") else ""),
+           "",
+           "Wall time is what a client waits for (process start to exit); CPU is the process's "
+           "user + system time, which other load on the machine disturbs less.",
+           "",
+           "| process | wall median ms | wall p90 ms | CPU median ms |", "|---|---:|---:|---:|"]
+    rows = [(key, FLOOR_TEXT[key]) for key in ("floor_a", "floor_b", "floor_c", "floor_b_tls_ctx")]
+    rows += [("%s:%s" % (backend, case), "%s `%s`" % (backend, case_label(case)))
+             for backend in ("sqlite", "mysql") for case in API_CASES]
+    for key, label in rows:
+        if key in stats:
+            out.append("| %s | %.1f | %.1f | %.1f |" % (label, stats[key]["median"] * 1e3,
+                                                      stats[key]["p90"] * 1e3, cpu[key]["median"] * 1e3))
+    out += ["", "| request | floor | wall ratio (medians) | CPU ratio (medians) | target | |",
+            "|---|---|---:|---:|---:|---|"]
+    for key, floor, target in RATIOS:
+        if key in stats and floor in stats:
+            ratio = stats[key]["median"] / stats[floor]["median"]
+            cpu_ratio = cpu[key]["median"] / cpu[floor]["median"]
+            verdict = "" if target is None else ("meets" if ratio <= target else "**misses**")
+            out.append("| %s `%s` | %s | %.2fx | %.2fx | %s | %s |" % (
+                key.split(":")[0], case_label(key.split(":")[1]), FLOOR_SHORT[floor],
+                ratio, cpu_ratio, "" if target is None else "<= %.2fx" % target, verdict))
+    for name, data in sorted(report["imports"].items()):
+        modules = data["modules"]
+        top = [(m, t) for m, t in modules.items() if t["depth"] == 0]
+        top.sort(key=lambda item: -item[1]["cumulative"])
+        has_jsonschema = any(m == "jsonschema" or m.startswith("jsonschema.") for m in modules)
+        out += ["", "What a CGI claim on %s imports (`python -X importtime`, median of 5 runs): "
+                "%d modules; jsonschema %s. Top-level imports by cumulative time:" % (
+                    name, len(modules), "**imported**" if has_jsonschema else "not imported"),
+                "", "| module | cumulative ms | self ms |", "|---|---:|---:|"]
+        for module, t in top[:12]:
+            out.append("| `%s` | %.1f | %.1f |" % (module, t["cumulative"] / 1e3, t["self"] / 1e3))
+        beyond = data["beyond_floor"]
+        floor = "(b)" if name == "mysql" else "(a)"
+        self_total = sum(modules[m]["self"] for m in beyond) / 1e3
+        out += ["", "Modules a claim on %s imports beyond floor %s (%d, %.1f ms of self time): %s" % (
+            name, floor, len(beyond), self_total, ", ".join("`%s`" % m for m in beyond) or "none")]
+    return "\n".join(out) + "\n"
+
+
+def case_label(case):
+    return {"health": "GET /health", "register": "POST /task-types/register", "create": "POST /tasks",
+            "claim": "POST /tasks/claim", "progress": "POST /tasks/{id}/progress",
+            "complete": "POST /tasks/{id}/complete"}[case]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
