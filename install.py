@@ -31,7 +31,7 @@ main{max-width:46rem;margin:2rem auto;padding:1.5rem 2rem;background:#fff;border
 h1{font-size:1.5rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
 ol.steps{display:flex;gap:1.5rem;list-style:none;padding:0;margin:0 0 1rem;color:#7a8190;font-size:.9rem}
 ol.steps li.on{color:#1d2330;font-weight:600}
-table{border-collapse:collapse;width:100%}td{padding:.45rem .5rem;border-top:1px solid #e3e5ea;vertical-align:top}
+table{border-collapse:collapse;width:100%}td:first-child{width:3rem}td{padding:.45rem .5rem;border-top:1px solid #e3e5ea;vertical-align:top}
 .ok{color:#17693a;font-weight:600}.bad{color:#b3261e;font-weight:600}.fix{color:#b3261e;font-size:.92rem}
 .err{background:#fdecea;border-left:4px solid #b3261e;padding:.7rem 1rem;margin:1rem 0}
 .note{background:#eef4ff;border-left:4px solid #2f5fd0;padding:.7rem 1rem;margin:1rem 0}
@@ -40,7 +40,7 @@ input[type=text],input[type=password],input[type=number]{width:100%;box-sizing:b
 fieldset{border:1px solid #d5d8de;border-radius:6px;margin:1rem 0;padding:.5rem 1rem 1rem}
 button,a.button{display:inline-block;margin-top:1.2rem;padding:.55rem 1.2rem;font:inherit;font-weight:600;color:#fff;background:#2f5fd0;border:0;border-radius:4px;text-decoration:none;cursor:pointer}
 code,pre{font-family:ui-monospace,Consolas,monospace;font-size:.88rem}
-pre{background:#1d2330;color:#e8eaf0;padding:.8rem 1rem;border-radius:6px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+pre{background:#1d2330;color:#e8eaf0;padding:.8rem 1rem;border-radius:6px;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}
 .key{font-size:1.05rem;background:#fff8d6;border:1px solid #e6c200;padding:.6rem;border-radius:4px;word-break:break-all}
 small{color:#5b6272}
 """
@@ -131,15 +131,15 @@ def done_page(api_key, base, settings, applied_note, rotated=True):
                 "The API key is unchanged; workers keep using it.")
     curl = ("curl -s %(api)shealth\n\n"
             "curl -s -X POST %(api)stask-types/register \\\n"
-            "  -H 'X-API-Key: %(key)s' -H 'Content-Type: application/json' \\\n"
+            "  -H 'X-API-Key: %(key)s' \\\n  -H 'Content-Type: application/json' \\\n"
             "  -d '{\"name\": \"example.echo\", \"version\": \"1\", \"param_schema\": {\"type\": \"object\"}}'\n\n"
             "curl -s -X POST %(api)stasks \\\n"
-            "  -H 'X-API-Key: %(key)s' -H 'Content-Type: application/json' \\\n"
+            "  -H 'X-API-Key: %(key)s' \\\n  -H 'Content-Type: application/json' \\\n"
             "  -d '{\"type\": \"example.echo\", \"params\": {\"text\": \"hello\"}}'\n\n"
             "curl -s -X POST %(api)stasks/claim \\\n"
-            "  -H 'X-API-Key: %(key)s' -H 'Content-Type: application/json' \\\n"
+            "  -H 'X-API-Key: %(key)s' \\\n  -H 'Content-Type: application/json' \\\n"
             "  -d '{\"worker_id\": \"my-worker\"}'" % {"api": api_url, "key": api_key})
-    worker = ("python3 -m taskq.worker --url %s --api-key '%s' \\\n"
+    worker = ("python3 -m taskq.worker --url %s \\\n  --api-key '%s' \\\n"
               "  --type 'example.%%' --exec 'cat'" % (api_url, api_key))
     db = ("SQLite" if settings["backend"] == "sqlite"
           else "MySQL/MariaDB database %s on %s" % (settings["name"], settings["host"]))

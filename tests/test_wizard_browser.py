@@ -1,0 +1,289 @@
+"""The install wizard in a real headless Chromium, served as CGI by a real Apache.
+
+The site is a copy of the project's shipped files with PyMySQL and jsonschema
+vendored under lib/ (as the upload bundle has them), run by a bare Python
+without site-packages, as the web user. Each wizard page is saved as a
+screenshot under docs/img/ (the README's deployment section shows them).
+"""
+
+import os
+import re
+import shutil
+import stat
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import IN_CI, mysql_connect, mysql_params
+from support.apache import (ApacheUnavailable, available, cgi_python_env, make_docroot,
+                            prepare_docroot, run_user, start_apache)
+
+pytestmark = [pytest.mark.browser, pytest.mark.apache, pytest.mark.mysql]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMG = os.path.join(ROOT, "docs", "img")
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SHIPPED = ("install.py", "cgi-bin", "lib", "migrations", "data/.htaccess", ".htaccess", "schema.sql")
+VENDORED = ("PyMySQL", "jsonschema")
+
+
+def unavailable(reason):
+    if IN_CI:
+        pytest.fail("required in CI: %s" % reason)
+    pytest.skip(reason)
+
+
+def vendor(distributions, target):
+    """Copy installed distributions and their (non-extra) requirements into target/, as a bundle does."""
+    from importlib import metadata
+
+    seen, queue = set(), list(distributions)
+    while queue:
+        name = queue.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement for another Python version
+        for requirement in dist.requires or ():
+            if "extra ==" not in requirement:
+                queue.append(re.match(r"[A-Za-z0-9_.-]+", requirement).group(0))
+        for item in dist.files or ():
+            if item.parts[0] == ".." or "__pycache__" in item.parts:
+                continue
+            dest = os.path.join(target, *item.parts)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy2(str(dist.locate_file(item)), dest)
+
+
+def build_site(folder):
+    """The shipped files of this checkout, with the runtime packages vendored in lib/."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.sqlite3*")
+    for name in SHIPPED:
+        src, dest = os.path.join(ROOT, name), os.path.join(folder, name)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if os.path.isdir(src):
+            shutil.copytree(src, dest, ignore=ignore)
+        else:
+            shutil.copy2(src, dest)
+    vendor(VENDORED, os.path.join(folder, "lib"))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A running Apache serving the taskq folder at /taskq/; yields (base_url, folder)."""
+    reason = available()
+    if reason:
+        unavailable(reason)
+    docroot = make_docroot()
+    workdir = tempfile.mkdtemp(prefix="taskq-wizard-py-")
+    folder = os.path.join(docroot, "taskq")
+    os.mkdir(folder)
+    build_site(folder)
+    prepare_docroot(docroot)
+    try:
+        server = start_apache(docroot, env=cgi_python_env(workdir))
+    except ApacheUnavailable as exc:
+        unavailable(str(exc))
+    try:
+        yield server.base_url + "/taskq", folder
+    finally:
+        log = server.error_log()
+        server.stop()
+        shutil.rmtree(docroot, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if "Traceback" in log:
+            print(log)
+
+
+@pytest.fixture
+def fresh_site(site):
+    """The site as just uploaded: no config.ini."""
+    url, folder = site
+    for name in os.listdir(folder):
+        if name == "config.ini" or name.startswith(".taskq-install-secret"):
+            os.unlink(os.path.join(folder, name))
+    return url, folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(path, os.X_OK):
+            unavailable("%s is not installed (Debian packages chromium, chromium-driver)" % path)
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium fetch a browser or driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="taskq-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1000,900",
+                "--user-data-dir=" + profile):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def empty_database():
+    try:
+        admin = mysql_connect()
+    except Exception as exc:  # noqa: BLE001
+        unavailable("MariaDB not reachable: %s" % exc)
+    name = "taskq_wiz_%s" % uuid.uuid4().hex[:12]
+    with admin.cursor() as cur:
+        cur.execute("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci" % name)
+    yield name
+    with admin.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS %s" % name)
+    admin.close()
+
+
+def screenshot(driver, name):
+    """Save the whole page (not just the window) as docs/img/<name>.png."""
+    driver.execute_script("if (document.activeElement) document.activeElement.blur()")
+    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    size = metrics.get("cssContentSize") or metrics["contentSize"]
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 1000, "height": min(int(size["height"]) + 1, 4000), "deviceScaleFactor": 1, "mobile": False})
+    try:
+        os.makedirs(IMG, exist_ok=True)
+        driver.save_screenshot(os.path.join(IMG, name + ".png"))
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def fill_mysql_form(driver, database, password):
+    from selenium.webdriver.common.by import By
+
+    p = mysql_params()
+    driver.find_element(By.ID, "backend_mysql").click()
+    for field, value in (("host", p["host"]), ("port", str(p["port"])), ("name", database),
+                         ("user", p["user"]), ("password", password)):
+        element = driver.find_element(By.ID, field)
+        element.clear()
+        element.send_keys(value)
+
+
+def submit(driver):
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def api_get(url, key=None):
+    request = urllib.request.Request(url, headers={"X-API-Key": key} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def wrong_password():
+    return "wrong-" + (mysql_params()["password"] or "password")
+
+
+def test_fresh_install_against_mariadb_through_the_browser(browser, fresh_site, empty_database):
+    from selenium.webdriver.common.by import By
+
+    url, folder = fresh_site
+    browser.get(url + "/install.py")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Check the host"
+    assert "Fix" not in [td.text for td in browser.find_elements(By.CSS_SELECTOR, "td.bad")]
+    assert "bundled in lib/" in browser.page_source
+    screenshot(browser, "wizard-1-checks")
+
+    browser.find_element(By.LINK_TEXT, "Continue to the database").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Database"
+    fill_mysql_form(browser, empty_database, mysql_params()["password"])
+    screenshot(browser, "wizard-2-database")
+    submit(browser)
+
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Done", browser.page_source
+    key = browser.find_element(By.ID, "api-key").text
+    api_url = browser.find_element(By.ID, "api-url").text
+    assert api_url == url + "/api/"
+    assert "X-API-Key: %s" % key in browser.page_source
+    screenshot(browser, "wizard-3-done")
+
+    config_path = os.path.join(folder, "config.ini")
+    assert stat.S_IMODE(os.stat(config_path).st_mode) == 0o600
+    assert os.stat(config_path).st_uid == run_user().pw_uid
+    with open(config_path, encoding="utf-8") as handle:
+        assert "api_key = %s" % key in handle.read()
+    assert api_get(url + "/config.ini") == 403
+
+    # the API answers with the shown key, through both URL forms
+    browser.find_element(By.ID, "health-link").click()
+    assert '"success":true' in browser.page_source.replace(" ", "")
+    assert api_get(api_url + "task-types", key) == 200
+    assert api_get(url + "/cgi-bin/api.py/task-types", key) == 200
+    assert api_get(api_url + "task-types") == 401
+    conn = mysql_connect(empty_database)
+    with conn.cursor() as cur:
+        cur.execute("SELECT MAX(version) FROM taskq_schema_version")
+        assert cur.fetchone()[0] >= 1
+    conn.close()
+
+
+def test_wrong_password_shows_plain_words_error_and_writes_nothing(browser, fresh_site, empty_database):
+    from selenium.webdriver.common.by import By
+
+    url, folder = fresh_site
+    browser.get(url + "/install.py?step=database")
+    fill_mysql_form(browser, empty_database, wrong_password())
+    submit(browser)
+
+    alert = browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert alert.startswith("Access denied") and "password" in alert
+    assert browser.find_element(By.ID, "password").get_attribute("value") == ""
+    assert browser.find_element(By.ID, "name").get_attribute("value") == empty_database
+    screenshot(browser, "wizard-error")
+    assert not os.path.exists(os.path.join(folder, "config.ini"))
+
+
+def test_installed_wizard_is_locked_without_the_current_key(browser, fresh_site, empty_database):
+    from selenium.webdriver.common.by import By
+
+    url, folder = fresh_site
+    browser.get(url + "/install.py?step=database")
+    fill_mysql_form(browser, empty_database, mysql_params()["password"])
+    submit(browser)
+    key = browser.find_element(By.ID, "api-key").text
+    config_path = os.path.join(folder, "config.ini")
+    with open(config_path, encoding="utf-8") as handle:
+        installed = handle.read()
+
+    for page in ("/install.py", "/install.py?step=database"):
+        browser.get(url + page)
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Installer locked"
+        assert not browser.find_elements(By.ID, "host")
+        assert key not in browser.page_source
+    screenshot(browser, "wizard-locked")
+
+    browser.find_element(By.ID, "current_key").send_keys("not-the-key")
+    submit(browser)
+    assert "not the current API key" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    with open(config_path, encoding="utf-8") as handle:
+        assert handle.read() == installed
+
+    browser.find_element(By.ID, "current_key").send_keys(key)
+    submit(browser)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Database"
+    assert browser.find_element(By.ID, "name").get_attribute("value") == empty_database
