@@ -163,6 +163,11 @@ class Application:
                 payload["details"] = exc.details
             if status >= 500:
                 _log_error(self._config, environ, exc, traceback=False)
+        except ImportError as exc:  # a package missing from lib/: name it (issue 3)
+            status = 500
+            payload = {"success": False,
+                       "error": "Missing Python package: %s" % (exc.name or "unknown")}
+            _log_error(self._config, environ, exc, traceback=True)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             status = 500
             payload = {"success": False, "error": "Internal server error"}

@@ -117,7 +117,7 @@ class MySQLStore(Store):
                 host=db["host"], port=db["port"], user=db["user"], password=db["password"],
                 database=db["name"], unix_socket=db["unix_socket"] or None,
                 charset="utf8mb4", autocommit=True, client_flag=CLIENT.FOUND_ROWS,
-                connect_timeout=db["connect_timeout"], ssl=ssl,
+                connect_timeout=db["connect_timeout"], ssl=ssl, ssl_disabled=ssl is None,
                 init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         except pymysql.err.MySQLError as exc:
             raise (translate(exc) or Unavailable()) from exc
