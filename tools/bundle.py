@@ -197,14 +197,41 @@ def download_dependencies(root, wheel_dir, python_version, platforms, pip_args=(
     pip_download(requirements, wheel_dir, python_version, platforms, pip_args)
     # pip evaluates environment markers (`; python_version < "3.9"`) for the
     # interpreter running it, not for --python-version: fetch what it skipped.
+    # The same bug can bring wheels the target does not need: drop those.
     environment = target_environment(python_version, platforms)
     for _ in range(MAX_CLOSURE_ROUNDS):
         missing = missing_requirements(wheel_dir, environment)
         if not missing:
-            return
+            break
         pip_download(missing, wheel_dir, python_version, platforms, pip_args)
-    raise BundleError("dependencies still missing after %d rounds: %s"
-                      % (MAX_CLOSURE_ROUNDS, ", ".join(missing)))
+    else:
+        raise BundleError("dependencies still missing after %d rounds: %s"
+                          % (MAX_CLOSURE_ROUNDS, ", ".join(missing)))
+    prune_unneeded(wheel_dir, requirements, environment)
+
+
+def prune_unneeded(wheel_dir, requirements, environment):
+    """Delete wheels that nothing reaches from `requirements` on the target."""
+    Requirement = _markers()
+    wheels = {}
+    for name in os.listdir(wheel_dir):
+        if name.endswith(".whl"):
+            meta = wheel_metadata(os.path.join(wheel_dir, name))
+            wheels[normalize(meta["Name"])] = (name, meta)
+    todo = [normalize(Requirement(line).name) for line in requirements]
+    seen = set()
+    while todo:
+        key = todo.pop()
+        if key in seen or key not in wheels:
+            continue
+        seen.add(key)
+        for line in wheels[key][1].get_all("Requires-Dist") or ():
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate(environment):
+                todo.append(normalize(req.name))
+    for key, (name, _) in wheels.items():
+        if key not in seen:
+            os.remove(os.path.join(wheel_dir, name))
 
 
 def wheel_files(path):
