@@ -111,7 +111,8 @@ def database_page(url, csrf, values, error=None, field=None, unlock_key=None):
         + text("name", "Database name", extra=' autocomplete="off"',
                hint="Create the database and its user first in your hosting control panel.")
         + text("user", "User name", extra=' autocomplete="off"')
-        + text("password", "Password", "password", ' autocomplete="new-password"')
+        + text("password", "Password", "password", ' autocomplete="new-password"',
+               hint="Leave empty to keep the current password." if unlock_key else "")
         + text("unix_socket", "Socket path (optional)", hint="Leave empty unless your host names a socket file.")
         + '</fieldset><fieldset><legend><input type="radio" id="backend_sqlite" name="backend" value="sqlite"%s> '
           '<label class="inline" for="backend_sqlite"><b>SQLite</b> (one file, nothing to set up)</label></legend>'
@@ -157,7 +158,7 @@ def done_page(api_key, base, settings, applied_note, rotated=True):
     return layout("Done", body, 3)
 
 
-def locked_page(url, csrf, error=None, usable=True):
+def locked_page(url, csrf, error=None, usable=True, notice=None):
     if not usable:
         body = error_box(error) + (
             "<p>taskq is already installed, but its config.ini has no API key (or cannot be read), so "
@@ -165,13 +166,16 @@ def locked_page(url, csrf, error=None, usable=True):
             "run the installer again.</p>")
         return layout("Installer locked", body)
     body = (error_box(error)
-            + "<p>taskq is already installed. To change its settings, enter the current API key "
-              "(it is <code>api_key</code> in config.ini).</p>"
+            + ('<div class="note" role="status">%s</div>' % esc(notice) if notice else "")
+            + "<p>taskq is already installed. To change its settings, or to bring the database "
+              "schema up to date after uploading a newer taskq, enter the current API key (it is "
+              "<code>api_key</code> in config.ini).</p>"
             + '<form method="post" action="%s"><input type="hidden" name="csrf" value="%s">'
-              '<input type="hidden" name="step" value="unlock">'
               '<label for="current_key">Current API key</label>'
               '<input type="password" id="current_key" name="current_key" autocomplete="off" autofocus>'
-              '<button type="submit">Unlock</button></form>' % (esc(url), esc(csrf)))
+              '<button type="submit" id="unlock" name="step" value="unlock">Change settings</button> '
+              '<button type="submit" id="upgrade" name="step" value="migrate">Upgrade the database schema</button>'
+              '</form>' % (esc(url), esc(csrf)))
     return layout("Installer locked", body)
 
 
@@ -293,12 +297,18 @@ class Wizard:
             current, problem = self.installed_key()
             if not current:
                 return "403 Forbidden", locked_page(url, token, problem, usable=False), cookie
-            if method != "POST" or step not in ("unlock", "install"):
+            if method != "POST" or step not in ("unlock", "install", "migrate"):
                 return "200 OK", locked_page(url, token), cookie
             if not compare_digest(form.get("current_key", "").encode("utf-8"), current.encode("utf-8")):
                 return ("403 Forbidden", locked_page(url, token, "That is not the current API key. "
                                                      "Nothing was changed."), cookie)
             unlock_key = current
+            if step == "migrate":
+                try:
+                    done = setup.migrate_configured(self.path)
+                except TaskqError as exc:
+                    return "200 OK", locked_page(url, token, exc.message), cookie
+                return "200 OK", locked_page(url, token, notice=done), cookie
             if step == "unlock":
                 return "200 OK", database_page(url, token, self.current_values(), unlock_key=unlock_key), cookie
 
@@ -321,12 +331,22 @@ class Wizard:
         values.setdefault("port", "3306")
         return values
 
+    def current_password(self):
+        from taskq import config as config_module
+
+        try:
+            return config_module.load(self.path).database["password"]
+        except TaskqError:
+            return ""
+
     def install(self, environ, url, token, form, unlock_key):
         values = {key: form.get(key, "") for key in setup.DB_KEYS}
         failing = [c for c in setup.environment_checks(path=self.path) if not c.ok]
         if failing:
             problem = "Fix this first: %s (%s). %s" % (failing[0].name, failing[0].detail, failing[0].fix)
             return "200 OK", database_page(url, token, values, problem, unlock_key=unlock_key)
+        if unlock_key and not values["password"]:
+            values["password"] = self.current_password()
         try:
             settings = setup.validate_settings(values)
             keep = unlock_key if unlock_key and not form.get("new_key") else None

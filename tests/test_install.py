@@ -386,3 +386,21 @@ def test_locked_wizard_without_a_key_in_config_refuses_everything(tmp_path):
     client = Browserless(config_path)
     status, html, _ = client.request("GET")
     assert status == 403 and "no API key" in html and "<form" not in html
+
+
+@pytest.mark.mysql
+def test_locked_wizard_upgrades_the_schema_for_the_key_holder(tmp_path, empty_mysql_database):
+    p = mysql_params()
+    config_path = tmp_path / "config.ini"
+    config_path.write_text("[database]\nbackend = mysql\nhost = %s\nport = %d\nuser = %s\npassword = %s\n"
+                           "name = %s\n[api]\napi_key = K3y\n" % (p["host"], p["port"], p["user"], p["password"],
+                                                                 empty_mysql_database), encoding="utf-8")
+    client = Browserless(config_path)
+    _, html, _ = client.request("GET")
+    token = client.csrf(html)
+    status, html, _ = client.request("POST", form={"csrf": token, "step": "migrate", "current_key": "nope"})
+    assert status == 403
+    status, html, _ = client.request("POST", form={"csrf": token, "step": "migrate", "current_key": "K3y"})
+    assert status == 200 and "Applied migration 0001" in html
+    status, html, _ = client.request("POST", form={"csrf": token, "step": "migrate", "current_key": "K3y"})
+    assert "up to date" in html

@@ -380,7 +380,11 @@ def install(settings, path, api_key=None):
         with open(path, encoding="utf-8") as handle:
             existing = handle.read()
     api_key = api_key or new_api_key()
-    text = render_config(settings, api_key, existing)
+    try:
+        text = render_config(settings, api_key, existing)
+    except configparser.Error:
+        raise InstallError("The existing config.ini cannot be read: fix it or delete it, then "
+                           "install again.") from None
     cfg = config_module.parse(text, path, os.path.dirname(os.path.abspath(path)))
     if cfg.backend == "mysql":
         prepare_mysql(cfg)
