@@ -367,9 +367,9 @@ class MySQLStore(Store):
             ids = self._pick(worker_id, type_pattern, limit, lease_seconds)
             rows = []
             if ids:
-                by_id = {row["id"]: row for row in self._all("get_tasks", ids, ids=_placeholders(ids))}
-                rows = [by_id[task_id] for task_id in ids]
-                events.extend((task_id, "claimed", worker_id, None) for task_id in ids)
+                rows = sorted(self._all("get_tasks", ids, ids=_placeholders(ids)),
+                              key=lambda row: (-row["priority"], row["id"]))
+                events.extend((row["id"], "claimed", worker_id, None) for row in rows)
             self._events(events)
             return rows
 

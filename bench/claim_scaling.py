@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""How a MySQL/MariaDB claim scales: 1M pending tasks, then 1M completed ahead of a few pending.
+
+Creates a throwaway database, fills it with INSERT ... SELECT over a cross
+join of digits (works on MySQL 5.7 and MariaDB 10.3 alike), times claims
+through the real store (plain, one type by name, two types by pattern; the
+portable UPDATE path and the SKIP LOCKED path), prints the EXPLAIN of every
+statement a claim runs, and drops the database again.
+
+    python bench/claim_scaling.py                  # 1,000,000 rows
+    python bench/claim_scaling.py --rows 100000 --samples 20
+    TASKQ_TEST_MYSQL="host=127.0.0.1 port=3306 user=root password=" python bench/claim_scaling.py
+
+Numbers go in docs/performance.md, never in test assertions.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "lib"))
+
+import pymysql  # noqa: E402
+
+from taskq import config as config_module  # noqa: E402
+from taskq.store.mysql import Q, MySQLStore  # noqa: E402
+
+TYPES = ("bench.alpha", "bench.beta", "other.gamma")
+DIGITS = "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL " \
+         "SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL " \
+         "SELECT 8 UNION ALL SELECT 9)"
+
+
+def connection_params():
+    params = {"host": "127.0.0.1", "port": "3306", "user": "root", "password": ""}
+    for part in os.environ.get("TASKQ_TEST_MYSQL", "").split():
+        key, _, value = part.partition("=")
+        params[key] = value
+    params["port"] = int(params["port"])
+    return params
+
+
+def connect(params, database=None):
+    return pymysql.connect(host=params["host"], port=params["port"], user=params["user"],
+                           password=params["password"], database=database, autocommit=True,
+                           charset="utf8mb4")
+
+
+def load_schema(conn):
+    with open(os.path.join(ROOT, "schema.sql"), encoding="utf-8") as handle:
+        script = "\n".join(line for line in handle.read().splitlines()
+                           if not line.lstrip().startswith("--"))
+    with conn.cursor() as cur:
+        for statement in script.split(";"):
+            if statement.strip():
+                cur.execute(statement)
+
+
+def fill(conn, rows, status, start):
+    """Insert `rows` tasks numbered from `start` with `status`, 100k rows per statement.
+
+    Priorities 0-9 and the three types are spread evenly, so every claim
+    has to respect the order (priority desc, id asc) across the whole set.
+    """
+    chunk = 100000 if rows >= 100000 else rows
+    width = len(str(chunk - 1))
+    digits = " CROSS JOIN ".join("%s AS d%d" % (DIGITS, i) for i in range(width))
+    number = " + ".join("d%d.d * %d" % (i, 10 ** i) for i in range(width))
+    finished = "UTC_TIMESTAMP(6)" if status == "completed" else "NULL"
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")
+        for base in range(start, start + rows, chunk):
+            cur.execute(
+                "INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, "
+                "neg_priority, progress, attempts, max_attempts, completed_at, created_at, updated_at) "
+                "SELECT 1 + n MOD 3, ELT(1 + n MOD 3, %s, %s, %s), %s, CONCAT('{{\"n\":', n, '}}'), "
+                "LPAD(HEX(n), 64, '0'), n MOD 10, -(n MOD 10), IF(%s = 'completed', 100, 0), "
+                "IF(%s = 'completed', 1, 0), 3, {finished}, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) "
+                "FROM (SELECT {base} + {number} AS n FROM {digits}) AS seq WHERE n < %s".format(
+                    finished=finished, base=base, number=number, digits=digits),
+                TYPES + (status, status, status, start + rows))
+        cur.execute("SET SESSION unique_checks = 1, foreign_key_checks = 1")
+        cur.execute("ANALYZE TABLE tasks")
+        cur.fetchall()
+
+
+def store_for(params, database, skip_locked):
+    text = ("[database]\nbackend = mysql\nhost = %s\nport = %d\nuser = %s\npassword = %s\n"
+            "name = %s\nskip_locked = %s\n[queue]\nhistory = true\n"
+            % (params["host"], params["port"], params["user"], params["password"], database,
+               skip_locked))
+    return MySQLStore(config_module.parse(text))
+
+
+def time_claims(store, pattern, samples):
+    """Milliseconds per claim (and per complete of what it claimed)."""
+    claims, completes = [], []
+    for index in range(samples):
+        started = time.perf_counter()
+        rows = store.claim("bench-worker", pattern, 1, None)
+        claims.append((time.perf_counter() - started) * 1000)
+        if not rows:
+            raise SystemExit("claim %d with pattern %r found nothing" % (index, pattern))
+        started = time.perf_counter()
+        store.complete(rows[0]["id"], "bench-worker", True, "{}", None)
+        completes.append((time.perf_counter() - started) * 1000)
+    return claims, completes
+
+
+def summary(values):
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return "median %6.2f ms  p95 %6.2f ms" % (statistics.median(values), p95)
+
+
+def explain(conn, label, sql, params, analyze):
+    """EXPLAIN a statement; on MariaDB also ANALYZE it (it runs, so roll it back) for real row counts."""
+    with conn.cursor() as cur:
+        cur.execute("EXPLAIN " + sql, params)
+        columns = [c[0] for c in cur.description]
+        rows = cur.fetchall()
+        print("\n-- %s" % label)
+        print(_table(columns, rows))
+        if analyze:
+            cur.execute("BEGIN")
+            cur.execute("ANALYZE " + sql, params)
+            columns = [c[0] for c in cur.description]
+            keep = [i for i, c in enumerate(columns)
+                    if c in ("id", "select_type", "table", "type", "key", "rows", "r_rows", "Extra")]
+            rows = [tuple(row[i] for i in keep) for row in cur.fetchall()]
+            cur.execute("ROLLBACK")
+            print("ANALYZE (executed, rolled back):")
+            print(_table([columns[i] for i in keep], rows))
+
+
+def _table(columns, rows):
+    cells = [[str(c) for c in columns]] + [["NULL" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["| " + " | ".join(r[i].ljust(widths[i]) for i in range(len(columns))) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def explain_claim(conn, type_ids, mariadb):
+    lease = ("bench-explain", None, 300)
+    explain(conn, "expired leases (non-locking read)", Q["expired_leases"], (50,), mariadb)
+    explain(conn, "claim_next: portable claim, no type_pattern", Q["claim_next"], lease, mariadb)
+    explain(conn, "claim_next_of_type: portable claim, type_pattern naming one type",
+            Q["claim_next_of_type"], lease + (type_ids[0],), mariadb)
+    explain(conn, "lock_next: SKIP LOCKED claim, no type_pattern", Q["lock_next"], (1,), mariadb)
+    explain(conn, "lock_next_of_type: SKIP LOCKED claim, one type", Q["lock_next_of_type"],
+            (type_ids[0], 1), mariadb)
+    union = " UNION ALL ".join([Q["head_of_type"]] * 2)
+    explain(conn, "head_of_type x2: heads of two types matched by a pattern (non-locking)",
+            union, (type_ids[0], 1, type_ids[1], 1), mariadb)
+
+
+def scenario(params, database, title, pattern_rounds, samples):
+    print("\n## %s" % title)
+    for skip_locked in ("off", "on"):
+        store = store_for(params, database, skip_locked)
+        if skip_locked == "on" and not store.skip_locked:
+            continue
+        path = "SKIP LOCKED" if store.skip_locked else "portable UPDATE"
+        for label, pattern in pattern_rounds:
+            claims, completes = time_claims(store, pattern, samples)
+            print("%-16s %-30s claim: %s | complete: %s"
+                  % (path, label, summary(claims), summary(completes)))
+        store.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1000000)
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="do not drop the database (debugging)")
+    args = parser.parse_args()
+
+    params = connection_params()
+    admin = connect(params)
+    database = "taskq_bench_%s" % uuid.uuid4().hex[:10]
+    with admin.cursor() as cur:
+        cur.execute("CREATE DATABASE %s CHARACTER SET utf8mb4" % database)
+    try:
+        conn = connect(params, database)
+        load_schema(conn)
+        store = store_for(params, database, "off")
+        print("# claim scaling on %s, %d rows, %d claims per case" % (store.server_info(), args.rows,
+                                                                     args.samples))
+        type_ids = [store.register_type(name, "1", "{}", None, None)[0]["id"] for name in TYPES]
+        mariadb = store.flavour == "MariaDB"
+        store.close()
+        cases = (("plain", None), ("type_pattern one type", "bench.alpha"),
+                 ("type_pattern two types", "bench.%"))
+
+        started = time.perf_counter()
+        fill(conn, args.rows, "pending", 0)
+        print("filled %d pending tasks in %.1f s" % (args.rows, time.perf_counter() - started))
+        explain_claim(conn, type_ids, mariadb)
+        scenario(params, database, "%d pending" % args.rows, cases, args.samples)
+
+        with conn.cursor() as cur:
+            cur.execute("TRUNCATE TABLE task_history")
+            cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+            cur.execute("TRUNCATE TABLE tasks")
+            cur.execute("SET FOREIGN_KEY_CHECKS = 1")
+        started = time.perf_counter()
+        fill(conn, args.rows, "completed", 0)
+        # a few pending tasks behind the finished ones, enough for every timed claim
+        fill(conn, 6 * args.samples * len(cases), "pending", args.rows)
+        print("\nfilled %d completed tasks (+%d pending after them) in %.1f s"
+              % (args.rows, 6 * args.samples * len(cases), time.perf_counter() - started))
+        explain_claim(conn, type_ids, mariadb)
+        scenario(params, database, "%d completed ahead of the pending ones" % args.rows, cases,
+                 args.samples)
+        conn.close()
+    finally:
+        if not args.keep:
+            with admin.cursor() as cur:
+                cur.execute("DROP DATABASE IF EXISTS %s" % database)
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
