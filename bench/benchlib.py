@@ -71,7 +71,16 @@ def machine_facts():
     except OSError:
         pass
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu,
-            "cores": os.cpu_count(), "os": "%s %s" % (platform.system(), platform.release())}
+            "cores": os.cpu_count(), "os": "%s %s" % (platform.system(), platform.release()),
+            "load_before": loadavg()}
+
+
+def loadavg():
+    """The 1-minute load average: how busy the machine was besides the bench."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def write_config(directory, backend, **database):

@@ -290,6 +290,7 @@ def main(argv=None):
             benchlib.drop_mysql_database(mysql, mysql_db)
         benchlib.remove_tree(tmp)
 
+    facts["load_after"] = benchlib.loadavg()
     stats = {key: benchlib.summarize(values) for key, values in samples.items()}
     cpu_stats = {key: benchlib.summarize(values) for key, values in cpu_samples.items()}
     report = {"facts": facts, "rounds": args.rounds, "warmup": args.warmup, "stats": stats,
@@ -348,6 +349,9 @@ def render(report):
                f["cpu"], f["cores"], f["os"], f["python"], os.path.relpath(f["interpreter"], ROOT),
                f["sqlite"], f["pymysql"], f["jsonschema"],
                ", MariaDB %s on 127.0.0.1 (TCP)" % f["mariadb"] if f.get("mariadb") else ""),
+           "",
+           "1-minute load average %s before the run, %s after (2 cores; anything above ~1 "
+           "is other work competing with the bench)." % (f.get("load_before"), f.get("load_after")),
            "",
            "Wall time is what a client waits for (process start to exit); CPU is the process's "
            "user + system time, which other load on the machine disturbs less.",

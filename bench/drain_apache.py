@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""How fast 8 workers drain the queue through a real Apache running taskq as CGI.
+
+The upload bundle (tools/bundle.py, built for the chosen interpreter, or
+--bundle ZIP) is unpacked into a fresh document root and served by a real
+Apache on 127.0.0.1 (tests/support/apache.py): mod_cgid, the shipped
+.htaccess files, clean /api/ URLs, scripts run as www-data by a bare Python
+of the same version that sees only the bundle's vendored lib/.
+
+For each backend (SQLite in the bundle's data/ folder; MariaDB in a
+throwaway database made from schema.sql and dropped after):
+
+  batch   N tasks are queued (batch create, 500 a request); then W worker
+          processes loop: POST /tasks/claim {"limit": B} -> POST
+          /tasks/complete with every claimed task, until a claim comes back
+          empty.
+  single  M tasks; the same workers claim one task at a time
+          (POST /tasks/claim, POST /tasks/{id}/complete).
+
+Reported: tasks/s from the moment the workers start to the moment the last
+one stops, requests/s, every non-2xx answer counted by status (5xx must be
+0), and a check that every task ended completed and none is left pending.
+
+    .venv/py3.11/bin/python bench/drain_apache.py                    # both backends
+    .venv/py3.11/bin/python bench/drain_apache.py --backend sqlite --tasks 1000
+    ... --update-docs     # also rewrite the drain part of docs/performance.md
+
+Run as root (Apache hands CGI to www-data) on a machine with apache2 installed.
+"""
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import benchlib  # noqa: E402
+from support.apache import cgi_python_env, make_docroot, prepare_docroot, start_apache  # noqa: E402
+
+RESULTS = os.path.join(ROOT, "bench", "results")
+DOC = os.path.join(ROOT, "docs", "performance.md")
+TYPE_NAME = "bench.drain"
+CREATE_BATCH = 500
+
+
+# -- HTTP -------------------------------------------------------------------------
+class Api:
+    """POST/GET JSON to the API over a new connection per request (KeepAlive is off)."""
+
+    def __init__(self, base_url):
+        assert base_url.startswith("http://")
+        hostport, _, prefix = base_url[len("http://"):].partition("/")
+        self.host, _, port = hostport.partition(":")
+        self.port = int(port or 80)
+        self.prefix = "/" + prefix if prefix else ""
+
+    def call(self, method, path, body=None, timeout=120):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            raw = None if body is None else json.dumps(body).encode("utf-8")
+            headers = {"Content-Type": "application/json"} if raw is not None else {}
+            conn.request(method, self.prefix + path, body=raw, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        try:
+            payload = json.loads(data.decode("utf-8")) if data else None
+        except ValueError:
+            payload = {"raw": data[:500].decode("utf-8", "replace")}
+        return response.status, payload
+
+
+# -- workers ----------------------------------------------------------------------
+def worker_loop(base_url, worker_id, batch, start_at, out_queue, deadline):
+    """Claim and complete until the queue is empty; report counts on out_queue."""
+    api = Api(base_url)
+    counts = {"requests": 0, "completed": 0, "statuses": {}, "item_errors": {}, "errors": []}
+
+    def note(status):
+        counts["requests"] += 1
+        if status >= 300:
+            counts["statuses"][str(status)] = counts["statuses"].get(str(status), 0) + 1
+
+    while time.time() < start_at:
+        time.sleep(0.001)
+    try:
+        while time.time() < deadline:
+            if batch:
+                status, payload = api.call("POST", "/tasks/claim", {"worker_id": worker_id, "limit": batch})
+                note(status)
+                if status != 200:
+                    continue  # counted; a 5xx makes the run fail, a retry keeps the drain going
+                tasks = payload["data"]["tasks"]
+                if not tasks:
+                    break
+                results = [{"id": t["id"], "success": True, "result": {"n": t["params"]["n"]}} for t in tasks]
+                status, payload = api.call("POST", "/tasks/complete", {"worker_id": worker_id, "results": results})
+                note(status)
+                if status == 200:
+                    for item in payload["data"]["results"]:
+                        if item["ok"] and item["status"] == "completed":
+                            counts["completed"] += 1
+                        else:
+                            key = item.get("error") or str(item.get("status"))
+                            counts["item_errors"][key] = counts["item_errors"].get(key, 0) + 1
+            else:
+                status, payload = api.call("POST", "/tasks/claim", {"worker_id": worker_id})
+                if status == 404:  # "No available tasks": the rest are held by other workers
+                    counts["requests"] += 1
+                    break
+                note(status)
+                if status != 200:
+                    continue
+                task = payload["data"]
+                status, payload = api.call("POST", "/tasks/%d/complete" % task["id"],
+                                           {"worker_id": worker_id, "success": True,
+                                            "result": {"n": task["params"]["n"]}})
+                note(status)
+                if status == 200:
+                    counts["completed"] += 1
+    except Exception as exc:  # noqa: BLE001 - reported, and fails the run
+        counts["errors"].append(repr(exc))
+    counts["finished_at"] = time.time()
+    out_queue.put(counts)
+
+
+def drain(base_url, workers, batch, timeout):
+    """Run the workers; returns (elapsed seconds, merged counts)."""
+    ctx = multiprocessing.get_context("fork")
+    out_queue = ctx.Queue()
+    start_at = time.time() + 0.5
+    procs = [ctx.Process(target=worker_loop,
+                         args=(base_url, "drain-%d" % i, batch, start_at, out_queue, start_at + timeout))
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    reports = [out_queue.get(timeout=timeout + 60) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    elapsed = max(r["finished_at"] for r in reports) - start_at
+    merged = {"requests": 0, "completed": 0, "statuses": {}, "item_errors": {}, "errors": []}
+    for report in reports:
+        merged["requests"] += report["requests"]
+        merged["completed"] += report["completed"]
+        merged["errors"] += report["errors"]
+        for field in ("statuses", "item_errors"):
+            for key, value in report[field].items():
+                merged[field][key] = merged[field].get(key, 0) + value
+    return elapsed, merged
+
+
+# -- one backend ------------------------------------------------------------------
+def fill(api, count, tag):
+    """Queue `count` new tasks with batch creates; returns their number as the API counted them."""
+    created = 0
+    for start in range(0, count, CREATE_BATCH):
+        items = [{"type": TYPE_NAME, "params": {"n": n, "run": tag}}
+                 for n in range(start, min(count, start + CREATE_BATCH))]
+        status, payload = api.call("POST", "/tasks", {"tasks": items})
+        if status not in (200, 201):
+            raise RuntimeError("batch create answered %s: %r" % (status, payload))
+        created += len(items)
+    return created
+
+
+def count_status(api, status):
+    code, payload = api.call("GET", "/tasks?status=%s&limit=1" % status)
+    if code != 200:
+        raise RuntimeError("GET /tasks?status=%s answered %s: %r" % (status, code, payload))
+    return payload["data"]["total"]
+
+
+def run_backend(base_url, args, name):
+    api = Api(base_url)
+    status, payload = api.call("GET", "/health")
+    if status != 200:
+        raise RuntimeError("health on %s answered %s: %r" % (name, status, payload))
+    status, payload = api.call("POST", "/task-types/register",
+                               {"name": TYPE_NAME, "version": "1.0",
+                                "param_schema": {"type": "object", "required": ["n"],
+                                                 "properties": {"n": {"type": "integer"}}}})
+    if status not in (200, 201):
+        raise RuntimeError("register answered %s: %r" % (status, payload))
+    out = {}
+    for mode, count, batch in (("batch", args.tasks, args.batch), ("single", args.single_tasks, 0)):
+        if not count:
+            continue
+        done_before = count_status(api, "completed")
+        fill(api, count, uuid.uuid4().hex[:8])
+        elapsed, counts = drain(base_url, args.workers, batch, args.timeout)
+        pending = count_status(api, "pending")
+        claimed = count_status(api, "claimed")
+        completed = count_status(api, "completed") - done_before
+        fivexx = sum(v for k, v in counts["statuses"].items() if k.startswith("5"))
+        out[mode] = {"tasks": count, "batch": batch, "workers": args.workers,
+                     "seconds": elapsed, "tasks_per_s": completed / elapsed,
+                     "requests": counts["requests"], "requests_per_s": counts["requests"] / elapsed,
+                     "completed_reported": counts["completed"], "completed_in_db": completed,
+                     "left_pending": pending, "left_claimed": claimed, "non_2xx": counts["statuses"],
+                     "five_xx": fivexx, "item_errors": counts["item_errors"], "errors": counts["errors"]}
+        print("%s %s: %d tasks in %.1fs = %.0f tasks/s, %d requests, 5xx %d, non-2xx %s, "
+              "left pending %d, claimed %d" % (name, mode, completed, elapsed, completed / elapsed,
+                                              counts["requests"], fivexx, counts["statuses"], pending,
+                                              claimed), file=sys.stderr)
+    return out
+
+
+def write_config(folder, backend, **database):
+    """config.ini in the site folder, kept owned by the user the scripts run as."""
+    path = os.path.join(folder, "config.ini")
+    lines = ["[database]", "backend = %s" % backend]
+    lines += ["%s = %s" % kv for kv in database.items()]
+    stat = os.stat(folder)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+    os.chown(path, stat.st_uid, stat.st_gid)
+
+
+def interpreter_version(python):
+    import subprocess
+
+    return subprocess.check_output([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                                   universal_newlines=True).strip()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", action="append", choices=("sqlite", "mysql"), help="repeatable; default both")
+    parser.add_argument("--tasks", type=int, default=3000, help="tasks drained with batches (default 3000)")
+    parser.add_argument("--single-tasks", type=int, default=400,
+                        help="tasks drained one request per claim and per complete (default 400; 0 skips)")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds a drain may take at most")
+    parser.add_argument("--bundle", help="a built bundle zip (default: build one with tools/bundle.py)")
+    parser.add_argument("--mysql", default=os.environ.get("TASKQ_TEST_MYSQL", ""),
+                        help='"host=.. port=.. user=.. password=.." (default: TASKQ_TEST_MYSQL, else root@127.0.0.1:3306)')
+    parser.add_argument("--update-docs", action="store_true", help="rewrite the drain part of docs/performance.md")
+    args = parser.parse_args(argv)
+    backends = args.backend or ["sqlite", "mysql"]
+
+    facts = benchlib.machine_facts()
+    facts["python"] = interpreter_version(sys.executable)
+    docroot = make_docroot()
+    workdir = tempfile.mkdtemp(prefix="taskq-drain-py-")
+    build_dir = tempfile.mkdtemp(prefix="taskq-drain-bundle-")
+    server = None
+    mysql_db = None
+    results = {}
+    try:
+        import bundle
+
+        zip_path = args.bundle or bundle.build(output_dir=build_dir, log=lambda msg: print(msg, file=sys.stderr))
+        facts["bundle"] = os.path.basename(zip_path)
+        folder = bundle.extract(zip_path, docroot)
+        write_config(folder, "sqlite")
+        prepare_docroot(docroot)
+        server = start_apache(docroot, env=cgi_python_env(workdir))
+        base_url = server.base_url + "/" + os.path.basename(folder) + "/api"
+        for name in backends:
+            if name == "sqlite":
+                write_config(folder, "sqlite")
+            else:
+                mysql = benchlib.mysql_params(args.mysql)
+                mysql_db, facts["mariadb"] = benchlib.create_mysql_database(mysql, prefix="taskq_drain")
+                write_config(folder, "mysql", **dict(mysql, name=mysql_db))
+            results[name] = run_backend(base_url, args, name)
+        facts["load_after"] = benchlib.loadavg()
+        log = server.error_log()
+        facts["apache_error_log_tracebacks"] = log.count("Traceback")
+    finally:
+        if server is not None:
+            server.stop()
+        if mysql_db:
+            benchlib.drop_mysql_database(benchlib.mysql_params(args.mysql), mysql_db)
+        for path in (docroot, workdir, build_dir):
+            shutil.rmtree(path, ignore_errors=True)
+
+    report = {"facts": facts, "results": results,
+              "settings": {"workers": args.workers, "batch": args.batch, "tasks": args.tasks,
+                           "single_tasks": args.single_tasks}}
+    markdown = render(report)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "drain_apache-%s.json" % stamp), "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1, sort_keys=True)
+    with open(os.path.join(RESULTS, "drain_apache-%s.md" % stamp), "w", encoding="utf-8") as handle:
+        handle.write(markdown)
+    print(markdown)
+    if args.update_docs:
+        benchlib.replace_doc_region(DOC, "drain", markdown)
+        print("updated %s" % DOC, file=sys.stderr)
+    failed = [(name, mode) for name, modes in results.items() for mode, r in modes.items()
+              if r["five_xx"] or r["errors"] or r["left_pending"] or r["left_claimed"]
+              or r["completed_in_db"] != r["tasks"]]
+    if failed:
+        print("FAIL: %s" % failed, file=sys.stderr)
+        return 1
+    return 0
+
+
+def render(report):
+    f, s = report["facts"], report["settings"]
+    out = ["Measured %s by `bench/drain_apache.py`: %d worker processes against a real Apache 2.4 "
+           "(mod_cgid, the shipped .htaccess, `/api/` clean URLs) serving the upload bundle `%s` as CGI, "
+           "scripts run by a bare Python %s. Machine: %s, %s cores%s. Workers, Apache, the CGI processes "
+           "and the database share those cores; 1-minute load average %s before, %s after." % (
+               f["date"], s["workers"], f.get("bundle", "?"), f["python"], f["cpu"], f["cores"],
+               ", MariaDB %s" % f["mariadb"] if f.get("mariadb") else "",
+               f.get("load_before"), f.get("load_after")),
+           "",
+           "| backend | mode | tasks | seconds | tasks/s | requests/s | 5xx | other non-2xx | left pending |",
+           "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    for name in ("sqlite", "mysql"):
+        for mode, r in sorted(report["results"].get(name, {}).items()):
+            label = "claim `limit=%d` + batch complete" % r["batch"] if r["batch"] else "single claim + complete"
+            other = {k: v for k, v in r["non_2xx"].items() if not k.startswith("5")}
+            out.append("| %s | %s | %d | %.1f | **%.0f** | %.1f | %d | %s | %d |" % (
+                "MariaDB" if name == "mysql" else "SQLite", label, r["completed_in_db"], r["seconds"],
+                r["tasks_per_s"], r["requests_per_s"], r["five_xx"],
+                ", ".join("%s: %d" % kv for kv in sorted(other.items())) or "none", r["left_pending"]))
+    out += ["", "Target (issue 4): batches of 50 drain at least 500 tasks/s with zero 5xx."]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
