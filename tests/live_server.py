@@ -21,6 +21,7 @@ def python_env(**extra):
     env = dict(os.environ)
     env["PYTHONPATH"] = LIB + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("TASKQ_API_KEY", None)
+    env["PYTHONUNBUFFERED"] = "1"  # logs reach their files line by line, on Python 3.8 too
     env.update(extra)
     return env
 

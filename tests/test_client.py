@@ -1,0 +1,179 @@
+"""taskq.client against a real dev server: every route, typed errors, retries.
+
+Retries are observed in the server's own request log (the dev server without
+--quiet logs each request) and through the client's on_retry hook.
+"""
+
+import pytest
+from live_server import LiveServer, closed_port, wait_for
+
+from taskq.client import (ApiError, BadRequest, Client, Conflict, ConnectionFailed, Forbidden,
+                          MethodNotAllowed, NotFound, ServerError, Unauthorized, Unavailable,
+                          ValidationError, parse_retry_after)
+
+SCHEMA = {"type": "object", "required": ["to"], "properties": {"to": {"type": "string"}}}
+
+
+@pytest.fixture
+def server(config_factory, tmp_path):
+    srv = LiveServer(config_factory().path, tmp_path / "server.log")
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def client(server):
+    return Client(server.url, retries=2, backoff=0.05)
+
+
+@pytest.fixture
+def down_server(tmp_path):
+    """A dev server whose MySQL database is a closed port: /health answers 503."""
+    config = tmp_path / "down.ini"
+    config.write_text("[database]\nbackend = mysql\nhost = 127.0.0.1\nport = %d\nconnect_timeout = 2\n"
+                      % closed_port(), encoding="utf-8")
+    srv = LiveServer(config, tmp_path / "down.log", quiet=False)
+    yield srv
+    srv.close()
+
+
+def requests_logged(server, request_line, at_least=1):
+    """How many times the server logged this request line (it logs after answering)."""
+    count = lambda: server.log().count('"%s HTTP/1.1"' % request_line)  # noqa: E731
+    wait_for(lambda: count() >= at_least, timeout=10)
+    return count()
+
+
+def test_client_drives_every_route_and_returns_plain_data(server, client, backend):
+    assert client.health()["database"]["backend"] == backend
+    assert client.openapi()["openapi"].startswith("3.1")
+    assert client.register_type("mail.send", "1", SCHEMA, max_attempts=2)["created"] is True
+    assert client.get_type("mail.send")["param_schema"] == SCHEMA
+    assert [t["name"] for t in client.list_types(active_only=True)["task_types"]] == ["mail.send"]
+
+    created = client.create_task("mail.send", {"to": "a@example.com"}, priority=2)
+    assert (created["status"], created["priority"], created["deduplicated"]) == ("pending", 2, False)
+    again = client.create_task("mail.send", {"to": "a@example.com"})
+    assert (again["id"], again["deduplicated"]) == (created["id"], True)
+
+    task = client.claim("w1", type_pattern="mail.%", lease_seconds=60)
+    assert (task["id"], task["params"], task["attempts"]) == (created["id"], {"to": "a@example.com"}, 1)
+    assert client.claim("w1") is None
+    assert client.progress(task["id"], "w1", 40, "half way")["progress"] == 40
+    done = client.complete(task["id"], "w1", result={"sent": True})
+    assert done == {"id": task["id"], "status": "completed", "attempts": 1, "will_retry": False}
+
+    stored = client.get_task(task["id"])
+    assert (stored["status"], stored["result"], stored["max_attempts"]) == ("completed", {"sent": True}, 2)
+    history = client.task_history(task["id"])["events"]
+    assert [e["event"] for e in history] == ["created", "claimed", "progress", "completed"]
+    listed = client.list_tasks(status="completed", type="mail.%", limit=10)
+    assert [t["id"] for t in listed["tasks"]] == [task["id"]]
+    assert client.list_tasks(status="pending")["total"] == 0
+
+
+def test_falsy_results_and_failures_round_trip(server, client):
+    client.register_type("job", "1", {"type": "object"})
+    first = client.create_task("job", {"n": 1})["id"]
+    second = client.create_task("job", {"n": 2})["id"]
+    client.claim("w")
+    client.claim("w")
+    client.complete(first, "w", result=0)
+    assert client.get_task(first)["result"] == 0
+    assert client.fail(second, "w", "it broke")["will_retry"] is True
+    assert client.get_task(second)["error_message"] == "it broke"
+
+
+def test_api_errors_raise_typed_exceptions(server, client):
+    client.register_type("mail.send", "1", SCHEMA)
+    with pytest.raises(NotFound) as missing:
+        client.get_task(99999)
+    assert missing.value.status == 404
+    assert missing.value.message == "Task not found: 99999"
+    with pytest.raises(NotFound):
+        client.get_type("no.such.type")
+
+    with pytest.raises(ValidationError) as invalid:
+        client.create_task("mail.send", {"to": 5})
+    assert invalid.value.message == "Parameter validation failed"
+    assert invalid.value.details == [{"path": "$.to", "message": "5 is not of type 'string'"}]
+    with pytest.raises(BadRequest) as bad:
+        client.create_task("mail.send", "not an object")
+    assert not isinstance(bad.value, ValidationError)
+
+    task_id = client.create_task("mail.send", {"to": "b@example.com"})["id"]
+    with pytest.raises(Conflict):
+        client.complete(task_id, "w1", result=1)  # not claimed
+    client.claim("w1")
+    with pytest.raises(Forbidden):
+        client.progress(task_id, "w2", 10)
+    with pytest.raises(MethodNotAllowed):
+        client.request("DELETE", "/tasks")
+    with pytest.raises(NotFound) as route:
+        Client(server.url + "/nowhere").claim("w1")
+    assert route.value.message.startswith("Route not found")
+    assert all(issubclass(cls, ApiError) for cls in (NotFound, Conflict, Forbidden, BadRequest))
+
+
+def test_api_key_is_sent_and_a_wrong_one_raises_unauthorized(config_factory, tmp_path):
+    srv = LiveServer(config_factory(api={"api_key": "s3cret"}).path, tmp_path / "server.log")
+    try:
+        with pytest.raises(Unauthorized):
+            Client(srv.url, api_key="wrong").list_types()
+        with pytest.raises(Unauthorized):
+            Client(srv.url).list_types()
+        assert Client(srv.url, api_key="s3cret").list_types()["count"] == 0
+    finally:
+        srv.close()
+
+
+def test_503_is_retried_waiting_what_retry_after_asks_then_raises_unavailable(down_server):
+    waits = []
+    client = Client(down_server.url, retries=2, backoff=0.001, max_delay=0.2,
+                    on_retry=lambda attempt, delay, error: waits.append((attempt, delay, error.status)))
+    with pytest.raises(Unavailable) as down:
+        client.health()
+    assert down.value.status == 503
+    assert down.value.retry_after == 5.0
+    assert down.value.details["database"]["reachable"] is False
+    # Retry-After: 5, capped by max_delay, rather than the 1-4 ms backoff.
+    assert waits == [(1, 0.2, 503), (2, 0.2, 503)]
+    assert requests_logged(down_server, "GET /health", at_least=3) == 3
+
+
+def test_4xx_answers_are_never_retried(down_server):
+    waits = []
+    client = Client(down_server.url, retries=3, backoff=0.001,
+                    on_retry=lambda *args: waits.append(args))
+    with pytest.raises(BadRequest):
+        client.request("POST", "/tasks", {"params": {}})
+    with pytest.raises(NotFound):
+        client.request("GET", "/no/such/route")
+    assert waits == []
+    assert requests_logged(down_server, "POST /tasks") == 1
+    assert requests_logged(down_server, "GET /no/such/route") == 1
+
+
+def test_unreachable_server_is_retried_then_raises_connection_failed():
+    waits = []
+    client = Client("http://127.0.0.1:%d" % closed_port(), retries=3, backoff=0.01,
+                    on_retry=lambda attempt, delay, error: waits.append((attempt, delay)))
+    with pytest.raises(ConnectionFailed) as failed:
+        client.health()
+    assert isinstance(failed.value, Unavailable)
+    assert failed.value.status is None
+    assert [attempt for attempt, _ in waits] == [1, 2, 3]
+    assert all(0 <= delay <= 0.01 * 2 ** (attempt - 1) for attempt, delay in waits)
+
+
+def test_retry_after_accepts_seconds_and_http_dates():
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_base_url_must_be_http():
+    with pytest.raises(ValueError):
+        Client("ftp://example.com")
+    assert issubclass(Unavailable, ServerError)
