@@ -1,0 +1,293 @@
+"""Concurrency with OS processes, on SQLite and on MariaDB.
+
+Workers are forked processes; some serve themselves in-process (their own
+Application, one store connection per request, as under Passenger) and some
+go through real CGI processes (tests/cgi.py). What each worker was handed is
+recorded by the worker and checked against the database afterwards.
+"""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from cgi import SCRIPT, cgi_environ, parse_cgi_output, run_cgi
+from conftest import ApiClient, db_execute, register
+from taskq.app import Application
+
+pytestmark = pytest.mark.slow
+
+FORK = multiprocessing.get_context("fork")
+TASKS = 2000
+IN_PROCESS_WORKERS = 6
+CGI_WORKERS = 2
+WORKER_DEADLINE = 150  # seconds; a worker past it stops and reports it
+
+
+# -- a worker process ----------------------------------------------------------------
+def _caller(mode, config_path):
+    if mode == "cgi":
+        def call(method, path, body):
+            response = run_cgi(method, path, body, config_path=config_path)
+            return response.status, response.json
+    else:
+        client = ApiClient(Application(config_path=config_path))
+
+        def call(method, path, body):
+            response = client.request(method, path, body)
+            return response.status, response.json
+    return call
+
+
+def _work(name, mode, config_path, pattern, out_path, deadline):
+    """Claim and complete until the queue is empty; write what happened to out_path."""
+    record = {"name": name, "mode": mode, "claims": [], "completed": [], "errors": []}
+    call = _caller(mode, config_path)
+    limit = 10 if mode == "cgi" else 5
+    empty_rounds = 0
+    try:
+        for _ in range(TASKS):  # bounded: every round claims at least one task or counts as empty
+            if time.time() > deadline:
+                record["errors"].append("deadline passed")
+                break
+            body = {"worker_id": name, "limit": limit}
+            if pattern:
+                body["type_pattern"] = pattern
+            status, payload = call("POST", "/tasks/claim", body)
+            if status != 200:
+                record["errors"].append(["claim", status, payload])
+                continue
+            tasks = payload["data"]["tasks"]
+            if not tasks:
+                empty_rounds += 1
+                if empty_rounds >= 3:
+                    break
+                time.sleep(0.05)
+                continue
+            empty_rounds = 0
+            for task in tasks:
+                record["claims"].append([task["id"], task["attempts"], task["params"]["i"]])
+            if mode == "cgi":
+                status, payload = call("POST", "/tasks/complete", {
+                    "worker_id": name,
+                    "results": [{"id": t["id"], "success": True, "result": {"by": name}} for t in tasks]})
+                if status != 200:
+                    record["errors"].append(["complete_batch", status, payload])
+                    continue
+                for item in payload["data"]["results"]:
+                    if item["ok"]:
+                        record["completed"].append(item["id"])
+                    else:
+                        record["errors"].append(["complete", item])
+            else:
+                for task in tasks:
+                    status, payload = call("POST", "/tasks/%d/complete" % task["id"],
+                                           {"worker_id": name, "success": True, "result": {"by": name}})
+                    if status == 200:
+                        record["completed"].append(task["id"])
+                    else:
+                        record["errors"].append(["complete", task["id"], status, payload])
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+        record["errors"].append(["exception", repr(exc)])
+    with open(out_path, "w", encoding="utf-8") as handle:
+        json.dump(record, handle)
+
+
+def _run_workers(specs, tmp_path):
+    """specs: [(name, mode, pattern)]; returns the workers' records."""
+    deadline = time.time() + WORKER_DEADLINE
+    processes = []
+    for name, mode, pattern, config_path in specs:
+        out = tmp_path / ("%s.json" % name)
+        process = FORK.Process(target=_work, args=(name, mode, config_path, pattern, str(out), deadline))
+        process.start()
+        processes.append((process, out))
+    records = []
+    for process, out in processes:
+        process.join(timeout=max(1, deadline + 30 - time.time()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+            pytest.fail("worker process did not finish")
+        assert process.exitcode == 0
+        with open(str(out), encoding="utf-8") as handle:
+            records.append(json.load(handle))
+    return records
+
+
+def _create_many(api, count):
+    """count tasks over two types, via batch creates."""
+    ids = []
+    for start in range(0, count, 500):
+        items = [{"type": "load.a" if i % 2 else "load.b", "params": {"i": i}, "priority": i % 3}
+                 for i in range(start, min(count, start + 500))]
+        response = api.post("/tasks", {"tasks": items})
+        assert response.status == 200, response
+        assert response.data["created"] == len(items)
+        ids.extend(r["id"] for r in response.data["results"])
+    return ids
+
+
+# -- the tests ---------------------------------------------------------------------------
+def test_eight_processes_complete_2000_tasks_each_exactly_once(api, backend_config, tmp_path):
+    register(api, "load.a", {"type": "object"})
+    register(api, "load.b", {"type": "object"})
+    ids = _create_many(api, TASKS)
+    path = str(backend_config.path)
+    specs = []
+    for n in range(IN_PROCESS_WORKERS):
+        # half claim through type_pattern: the PHP original deadlocked there
+        specs.append(("proc-%d" % n, "wsgi", "load.%" if n % 2 else None, path))
+    for n in range(CGI_WORKERS):
+        specs.append(("cgi-%d" % n, "cgi", "load.%" if n % 2 else None, path))
+    records = _run_workers(specs, tmp_path / "")
+
+    errors = [(r["name"], e) for r in records for e in r["errors"]]
+    assert errors == []
+    claims = Counter(task_id for r in records for task_id, _, _ in r["claims"])
+    twice = [task_id for task_id, n in claims.items() if n > 1]
+    assert twice == [], "tasks handed out twice: %s" % twice[:20]
+    assert set(claims) == set(ids)
+    assert all(attempts == 1 for r in records for _, attempts, _ in r["claims"])
+    completed = Counter(task_id for r in records for task_id in r["completed"])
+    assert set(completed) == set(ids) and set(completed.values()) == {1}
+    assert all(r["claims"] for r in records if r["mode"] == "wsgi")  # everyone took part
+    assert sum(len(r["claims"]) for r in records if r["mode"] == "cgi") > 0
+
+    # the database agrees with what the workers saw
+    claimed_by = {task_id: r["name"] for r in records for task_id, _, _ in r["claims"]}
+    rows = db_execute(backend_config, "SELECT id, status, claimed_by, attempts, result_json FROM tasks")
+    assert len(rows) == TASKS
+    for task_id, status, worker, attempts, result_json in rows:
+        assert status == "completed", (task_id, status)
+        assert worker == claimed_by[task_id]
+        assert attempts == 1
+        assert json.loads(result_json) == {"by": worker}
+    events = {}
+    for task_id, event, worker in db_execute(
+            backend_config, "SELECT task_id, event, worker_id FROM task_history ORDER BY id"):
+        events.setdefault(task_id, []).append((event, worker))
+    for task_id in ids:
+        worker = claimed_by[task_id]
+        assert events[task_id] == [("created", None), ("claimed", worker), ("completed", worker)]
+    counts = api.get("/tasks", query="status=pending&limit=1").data["total"], \
+        api.get("/tasks", query="status=claimed&limit=1").data["total"]
+    assert counts == (0, 0)
+
+
+def _spawn_cgi(method, path, body, config_path, out_dir, n):
+    """Start a CGI process now; it blocks on stdin until the body is written.
+
+    Output goes to files, so twenty processes never block on full pipes."""
+    raw = json.dumps(body).encode()
+    environ = cgi_environ(method, path, raw, config_path=config_path)
+    out = open(str(out_dir / ("cgi-%d.out" % n)), "w+b")
+    err = open(str(out_dir / ("cgi-%d.err" % n)), "w+b")
+    proc = subprocess.Popen([sys.executable, SCRIPT], env=environ, stdin=subprocess.PIPE,
+                            stdout=out, stderr=err)
+    return proc, raw, out, err
+
+
+def _wait_reading_stdin(procs, timeout=60):
+    """Return once every process sits in read(0, ...): started, imported, waiting for its body."""
+    import platform
+
+    read_nr = {"x86_64": "0", "aarch64": "63"}.get(platform.machine())
+    if read_nr is None or not os.path.exists("/proc/self/syscall"):
+        time.sleep(3)  # no way to look: give them time instead
+        return
+    deadline = time.time() + timeout
+    waiting = list(procs)
+    while waiting and time.time() < deadline:
+        still = []
+        for proc in waiting:
+            assert proc.poll() is None, "CGI process exited before getting its body"
+            with open("/proc/%d/syscall" % proc.pid) as handle:
+                call = handle.read().split()
+            if call[:2] != [read_nr, "0x0"]:
+                still.append(proc)
+        waiting = still
+        if waiting:
+            time.sleep(0.05)
+    assert not waiting, "CGI processes never reached their body"
+
+
+def test_twenty_cgi_processes_creating_the_same_task_make_one_row(api, backend_config, tmp_path):
+    register(api, "dedupe.race", {"type": "object"})
+    params = {"url": "https://example.com/a", "opts": {"depth": 2, "lang": "de"}, "tags": ["x", "y"]}
+    reordered = {"tags": ["x", "y"], "opts": {"lang": "de", "depth": 2}, "url": "https://example.com/a"}
+    procs = [_spawn_cgi("POST", "/tasks", {"type": "dedupe.race", "params": params if n % 2 else reordered},
+                        str(backend_config.path), tmp_path, n) for n in range(20)]
+    responses = []
+    try:
+        _wait_reading_stdin([proc for proc, _, _, _ in procs])
+        for proc, raw, _, _ in procs:  # then release them together
+            proc.stdin.write(raw)
+            proc.stdin.close()
+        for proc, _, out, err in procs:
+            proc.wait(timeout=120)
+            out.seek(0)
+            err.seek(0)
+            assert proc.returncode == 0, err.read()
+            status, _, body = parse_cgi_output(out.read())
+            responses.append((status, json.loads(body.decode())))
+    finally:
+        for proc, _, out, err in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            out.close()
+            err.close()
+    statuses = Counter(status for status, _ in responses)
+    assert statuses == {201: 1, 200: 19}, responses
+    ids = {payload["data"]["id"] for _, payload in responses}
+    assert len(ids) == 1
+    assert sum(payload["data"]["deduplicated"] for _, payload in responses) == 19
+    rows = db_execute(backend_config, "SELECT id FROM tasks")
+    assert [row[0] for row in rows] == list(ids)
+
+
+def _claim_and_hang(config_path, ready):
+    client = ApiClient(Application(config_path=config_path))
+    response = client.request("POST", "/tasks/claim", {"worker_id": "doomed"})
+    os.write(ready, json.dumps([response.status, response.json]).encode())
+    while True:  # "working" until killed
+        time.sleep(1)
+
+
+def test_task_of_a_killed_worker_is_reclaimed_after_its_lease_and_completed(api, backend_config):
+    register(api, "fragile", {"type": "object"}, claim_timeout=2)
+    task_id = api.post("/tasks", {"type": "fragile", "params": {"n": 1}}).data["id"]
+    read_end, write_end = os.pipe()
+    worker = FORK.Process(target=_claim_and_hang, args=(str(backend_config.path), write_end))
+    worker.start()
+    try:
+        status, payload = json.loads(os.read(read_end, 65536).decode())
+        assert status == 200 and payload["data"]["id"] == task_id
+        assert api.post("/tasks/claim", {"worker_id": "survivor"}).status == 404  # lease still live
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(timeout=30)
+        os.close(read_end)
+        os.close(write_end)
+    assert worker.exitcode == -signal.SIGKILL
+    time.sleep(2.3)
+    claimed = run_cgi("POST", "/tasks/claim", {"worker_id": "survivor"}, config_path=backend_config.path)
+    assert claimed.status == 200
+    assert claimed.data["id"] == task_id and claimed.data["attempts"] == 2
+    done = run_cgi("POST", "/tasks/%d/complete" % task_id, {"worker_id": "survivor", "success": True,
+                                                            "result": "rescued"},
+                   config_path=backend_config.path)
+    assert done.status == 200 and done.data["status"] == "completed"
+    task = api.get("/tasks/%d" % task_id).data
+    assert task["status"] == "completed" and task["result"] == "rescued"
+    assert task["claimed_by"] == "survivor"
+    events = [(e["event"], e["worker_id"]) for e in api.get("/tasks/%d/history" % task_id).data["events"]]
+    assert events == [("created", None), ("claimed", "doomed"), ("lease_expired", None),
+                      ("claimed", "survivor"), ("completed", "survivor")]
