@@ -1,0 +1,379 @@
+"""The upload bundle served by a real Apache 2.4 with only its own .htaccess files.
+
+tools/bundle.py builds the zip for the Python running the tests; it is
+unzipped into a fresh document root (one copy per site below), given to the
+user CGI scripts run as, and served by Debian's apache2 on 127.0.0.1 with
+`AllowOverride All` (tests/support/apache.py). Scripts run with a bare
+Python of the same version that has no site-packages, so every import of
+PyMySQL or jsonschema comes from the bundle's lib/.
+
+Sites in the document root:
+  /taskq/           SQLite in the bundle's data/ folder, an API key
+  /taskq-mysql/     the throwaway MariaDB database of this run, an API key
+  /taskq-fallback/  like /taskq/ with the CGIPassAuth lines removed, so only the
+                    mod_rewrite fallback brings the Authorization header
+  /taskq-nojsonschema/, /taskq-nopymysql/  a vendored package deleted from lib/
+
+With CI=true a missing apache2 fails these tests instead of skipping them.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import IN_CI, empty_mysql, mysql_params
+from support.apache import (ApacheUnavailable, available, cgi_python_env, make_docroot,
+                            prepare_docroot, start_apache)
+from support.bundles import bundle_tool, built_bundle
+
+pytestmark = pytest.mark.apache
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+API_KEY = "k-" + uuid.uuid4().hex
+SECRET_MARKER = "secret-" + uuid.uuid4().hex  # written into every file that must stay hidden
+SCHEMA = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+
+
+def unavailable(reason):
+    if IN_CI:
+        pytest.fail("Apache is required in CI: %s" % reason)
+    pytest.skip(reason)
+
+
+class Reply:
+    def __init__(self, status, headers, raw):
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        try:
+            self.json = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            self.json = None
+
+    @property
+    def data(self):
+        return self.json["data"]
+
+    def __repr__(self):
+        return "<Reply %d %r>" % (self.status, self.raw[:300])
+
+
+def http(url, method="GET", body=None, headers=None):
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return Reply(response.status, response.headers, response.read())
+    except urllib.error.HTTPError as exc:
+        return Reply(exc.code, exc.headers, exc.read())
+
+
+def write_config(site, text):
+    path = os.path.join(site, "config.ini")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+def sqlite_config():
+    return ("# %s\n[database]\nbackend = sqlite\nsqlite_path = data/taskq.sqlite3\n\n"
+            "[api]\napi_key = %s\n" % (SECRET_MARKER, API_KEY))
+
+
+def mysql_config(database):
+    p = mysql_params()
+    return ("# %s\n[database]\nbackend = mysql\nhost = %s\nport = %d\nname = %s\nuser = %s\n"
+            "password = %s\n\n[api]\napi_key = %s\n"
+            % (SECRET_MARKER, p["host"], p["port"], database, p["user"], p["password"], API_KEY))
+
+
+class Deployment:
+    """The document root, the running Apache and a helper to add sites to it."""
+
+    def __init__(self, docroot, zip_path, server):
+        self.docroot = docroot
+        self.zip_path = zip_path
+        self.server = server
+
+    def add_site(self, name, config_text, remove=()):
+        unpack = tempfile.mkdtemp(prefix="taskq-unzip-")
+        try:
+            top = bundle_tool().extract(self.zip_path, unpack)
+            site = os.path.join(self.docroot, name)
+            shutil.move(top, site)
+        finally:
+            shutil.rmtree(unpack, ignore_errors=True)
+        for rel in remove:
+            shutil.rmtree(os.path.join(site, rel))
+        write_config(site, config_text)
+        prepare_docroot(site)
+        return site
+
+    def url(self, site, path=""):
+        return "%s/%s%s" % (self.server.base_url, site, path)
+
+
+@pytest.fixture(scope="module")
+def deployment():
+    reason = available()
+    if reason:
+        unavailable(reason)
+    zip_path = built_bundle()
+    docroot = make_docroot()
+    workdir = tempfile.mkdtemp(prefix="taskq-apache-py-")
+    try:
+        server = start_apache(docroot, env=cgi_python_env(workdir))
+    except ApacheUnavailable as exc:
+        unavailable(str(exc))
+    deployment = Deployment(docroot, zip_path, server)
+    try:
+        yield deployment
+    finally:
+        log = server.error_log()
+        server.stop()
+        shutil.rmtree(docroot, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if "Traceback" in log or "End of script output" in log:
+            print("Apache error log:\n" + log)
+
+
+@pytest.fixture(scope="module")
+def sqlite_site(deployment):
+    return deployment.add_site("taskq", sqlite_config())
+
+
+@pytest.fixture(scope="module")
+def mysql_site(deployment, mysql_database):
+    empty_mysql(mysql_database)
+    return deployment.add_site("taskq-mysql", mysql_config(mysql_database))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def site(request, deployment):
+    """Name of a site on each backend."""
+    request.getfixturevalue(request.param + "_site")
+    return "taskq" if request.param == "sqlite" else "taskq-mysql"
+
+
+KEY = {"X-API-Key": API_KEY}
+
+
+def api_urls(deployment, site):
+    return {"clean": deployment.url(site, "/api"),
+            "plain": deployment.url(site, "/cgi-bin/api.py")}
+
+
+# -- the API flow --------------------------------------------------------------
+@pytest.mark.parametrize("style", ["clean", "plain"])
+def test_full_api_flow_through_apache(deployment, site, style):
+    api = api_urls(deployment, site)[style]
+    name = "Apache.Flow.%s" % uuid.uuid4().hex[:8]
+
+    health = http(api + "/health")
+    assert health.status == 200, health
+    assert health.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert health.data["database"]["backend"] == ("sqlite" if site == "taskq" else "mysql")
+
+    registered = http(api + "/task-types/register", "POST",
+                      {"name": name, "version": "1.0", "param_schema": SCHEMA}, KEY)
+    assert registered.status == 201, registered
+
+    created = http(api + "/tasks", "POST", {"type": name, "params": {"n": 1, "m": "x"}}, KEY)
+    assert created.status == 201, created
+    assert created.data["deduplicated"] is False
+    again = http(api + "/tasks", "POST", {"type": name, "params": {"m": "x", "n": 1}}, KEY)
+    assert again.status == 200, again
+    assert again.data["deduplicated"] is True and again.data["id"] == created.data["id"]
+
+    invalid = http(api + "/tasks", "POST", {"type": name, "params": {"n": "one"}}, KEY)
+    assert invalid.status == 400 and invalid.json["error"] == "Parameter validation failed"
+
+    claimed = http(api + "/tasks/claim", "POST", {"worker_id": "w-apache", "type_pattern": name},
+                   KEY)
+    assert claimed.status == 200, claimed
+    assert claimed.data["id"] == created.data["id"] and claimed.data["params"] == {"n": 1, "m": "x"}
+
+    done = http(api + "/tasks/%d/complete" % claimed.data["id"], "POST",
+                {"worker_id": "w-apache", "success": True, "result": {"ok": True}}, KEY)
+    assert done.status == 200, done
+    assert done.data["status"] == "completed"
+
+    task = http(api + "/tasks/%d" % claimed.data["id"], headers=KEY)
+    assert task.status == 200 and task.data["result"] == {"ok": True}
+
+    listed = http(api + "/tasks?status=completed&type=%s" % name, headers=KEY)
+    assert listed.status == 200, listed
+    assert [t["id"] for t in listed.data["tasks"]] == [created.data["id"]]
+
+    empty = http(api + "/tasks/claim", "POST", {"worker_id": "w-apache", "type_pattern": name}, KEY)
+    assert empty.status == 404 and empty.json["success"] is False
+
+
+def test_unknown_route_and_wrong_method_answer_json_through_the_clean_url(deployment, sqlite_site):
+    api = deployment.url("taskq", "/api")
+    missing = http(api + "/no-such-route", headers=KEY)
+    assert missing.status == 404 and missing.json["success"] is False
+    wrong = http(api + "/tasks/claim", headers=KEY)
+    assert wrong.status == 405 and "POST" in wrong.headers["Allow"]
+
+
+def test_query_string_survives_the_clean_url_rewrite(deployment, sqlite_site):
+    bad = http(deployment.url("taskq", "/api/tasks?status=nonsense"), headers=KEY)
+    assert bad.status == 400, bad
+
+
+# -- authentication ---------------------------------------------------------------
+@pytest.mark.parametrize("style", ["clean", "plain"])
+def test_request_without_api_key_is_refused_with_401(deployment, sqlite_site, style):
+    api = api_urls(deployment, "taskq")[style]
+    assert http(api + "/tasks").status == 401
+    assert http(api + "/tasks", headers={"Authorization": "Bearer wrong"}).status == 401
+    assert http(api + "/tasks", headers={"X-API-Key": "wrong"}).status == 401
+    assert http(api + "/health").status == 200  # health needs no key
+
+
+@pytest.mark.parametrize("style", ["clean", "plain"])
+def test_bearer_authorization_header_reaches_the_cgi_script(deployment, sqlite_site, style):
+    api = api_urls(deployment, "taskq")[style]
+    reply = http(api + "/tasks", headers={"Authorization": "Bearer " + API_KEY})
+    assert reply.status == 200, reply
+
+
+@pytest.mark.parametrize("style", ["clean", "plain"])
+def test_x_api_key_header_is_accepted(deployment, sqlite_site, style):
+    api = api_urls(deployment, "taskq")[style]
+    assert http(api + "/tasks", headers=KEY).status == 200
+
+
+@pytest.fixture(scope="module")
+def fallback_site(deployment):
+    """A site whose .htaccess files lack CGIPassAuth, as on Apache before 2.4.13."""
+    site = deployment.add_site("taskq-fallback", sqlite_config())
+    for rel in (".htaccess", "cgi-bin/.htaccess"):
+        path = os.path.join(site, rel)
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        stripped = re.sub(r"<IfModule mod_version.c>.*?</IfModule>\n", "", text, flags=re.S)
+        assert "CGIPassAuth On" in text and "CGIPassAuth On" not in stripped
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(stripped)
+    return site
+
+
+@pytest.mark.parametrize("style", ["clean", "plain"])
+def test_rewrite_fallback_passes_authorization_without_cgipassauth(deployment, fallback_site,
+                                                                    style):
+    api = api_urls(deployment, "taskq-fallback")[style]
+    assert http(api + "/tasks", headers={"Authorization": "Bearer " + API_KEY}).status == 200
+    assert http(api + "/tasks", headers={"Authorization": "Bearer wrong"}).status == 401
+
+
+# -- what the web must never see --------------------------------------------------
+HIDDEN = (
+    "config.ini", "config.example.ini", "other.ini", "schema.sql", "passenger_wsgi.py",
+    ".htaccess", "cgi-bin/.htaccess", ".env", ".git/config", ".taskq-install-secret",
+    "lib/", "lib/.htaccess", "lib/taskq/", "lib/taskq/config.py", "lib/taskq/store/sqlite_schema.sql",
+    "lib/pymysql/__init__.py",
+    "data/", "data/taskq.sqlite3", "data/taskq.sqlite3-wal", "backup.sqlite", "old.sqlite3",
+    "migrations/", "migrations/mysql/0001_initial.sql",
+    "tests/", "tests/conftest.py", "tools/bundle.py", "bench/claim.py",
+    "cgi-bin/../config.ini", "api/../config.ini", "cgi-bin/../lib/taskq/app.py",
+)
+
+
+@pytest.fixture(scope="module")
+def hidden_files(deployment, sqlite_site):
+    """Every file in HIDDEN exists on disk (a whole-repo upload and local leftovers included)."""
+    assert http(deployment.url("taskq", "/api/health")).status == 200  # creates the database
+    for rel in HIDDEN:
+        path = os.path.normpath(os.path.join(sqlite_site, rel))
+        if rel.endswith("/") or os.path.exists(path):
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("# %s\n" % SECRET_MARKER)
+    prepare_docroot(sqlite_site)
+    return sqlite_site
+
+
+@pytest.mark.parametrize("rel", HIDDEN)
+def test_private_path_is_denied_to_the_web(deployment, hidden_files, rel):
+    assert os.path.exists(os.path.normpath(os.path.join(hidden_files, rel)))
+    reply = http(deployment.url("taskq", "/" + rel))
+    assert reply.status in (403, 404), reply
+    assert SECRET_MARKER.encode() not in reply.raw and API_KEY.encode() not in reply.raw
+    assert b"Index of" not in reply.raw
+
+
+def test_project_folder_shows_no_listing(deployment, sqlite_site):
+    for path in ("/", "/cgi-bin/"):
+        reply = http(deployment.url("taskq", path))
+        assert reply.status in (403, 404) and b"Index of" not in reply.raw
+
+
+# -- a package missing from lib/ -------------------------------------------------
+def test_missing_vendored_jsonschema_is_named_in_a_json_error(deployment):
+    deployment.add_site("taskq-nojsonschema", sqlite_config(), remove=["lib/jsonschema"])
+    api = deployment.url("taskq-nojsonschema", "/api")
+    assert http(api + "/health").status == 200  # health and claims never import jsonschema
+    reply = http(api + "/task-types/register", "POST",
+                 {"name": "x", "version": "1", "param_schema": SCHEMA}, KEY)
+    assert reply.status == 500, reply
+    assert reply.json == {"success": False, "error": "Missing Python package: jsonschema"}
+
+
+@pytest.mark.mysql
+def test_missing_vendored_pymysql_is_named_in_a_json_error(deployment, mysql_database):
+    deployment.add_site("taskq-nopymysql", mysql_config(mysql_database), remove=["lib/pymysql"])
+    reply = http(deployment.url("taskq-nopymysql", "/api/tasks"), headers=KEY)
+    assert reply.status == 500, reply
+    assert reply.json == {"success": False, "error": "Missing Python package: pymysql"}
+
+
+# -- 8 workers racing through Apache ----------------------------------------------
+RACE_WORKERS = 8
+RACE_TASKS = {"taskq": 100, "taskq-mysql": 200}  # by site: SQLite, MariaDB
+
+
+def test_eight_worker_processes_claim_each_task_exactly_once(deployment, site):
+    api = deployment.url(site, "/api")
+    count = RACE_TASKS[site]
+    name = "Apache.Race.%s" % uuid.uuid4().hex[:8]
+    assert http(api + "/task-types/register", "POST",
+                {"name": name, "version": "1", "param_schema": SCHEMA}, KEY).status == 201
+    batch = http(api + "/tasks", "POST",
+                 {"tasks": [{"type": name, "params": {"n": i}} for i in range(count)]}, KEY)
+    assert batch.status == 200 and batch.data["created"] == count, batch
+    ids = sorted(r["id"] for r in batch.data["results"])
+
+    worker = os.path.join(HERE, "support", "http_worker.py")
+    processes = [subprocess.Popen([sys.executable, worker, api, "w%d" % i, name, API_KEY],
+                                  stdout=subprocess.PIPE, universal_newlines=True)
+                 for i in range(RACE_WORKERS)]
+    reports = []
+    for process in processes:
+        out, _ = process.communicate(timeout=300)
+        assert process.returncode == 0
+        reports.append(json.loads(out))
+
+    claimed = [task_id for report in reports for task_id in report["claimed"]]
+    completed = [task_id for report in reports for task_id in report["completed"]]
+    assert [error for report in reports for error in report["errors"]] == []
+    assert len(claimed) == len(set(claimed)), "a task was handed out twice"
+    assert sorted(claimed) == ids
+    assert sorted(completed) == ids
+    assert sum(1 for report in reports if report["claimed"]) > 1  # it was a race
+    pending = http(api + "/tasks?status=pending&type=%s" % name, headers=KEY)
+    done = http(api + "/tasks?status=completed&type=%s&limit=1" % name, headers=KEY)
+    assert pending.data["total"] == 0 and done.data["total"] == count
