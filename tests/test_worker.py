@@ -55,7 +55,7 @@ def create(client, count, type_name="job", start=0):
     return ids
 
 
-def finish(proc, timeout=60):
+def finish(proc, timeout=30):
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -344,3 +344,36 @@ def test_result_that_is_not_json_is_stored_as_stdout(server, client, tmp_path):
     assert finish(proc) == 0
     assert client.get_task(task_id)["result"] == {"stdout": "plain text\n"}
     assert json.dumps(client.get_task(task_id)["params"]) == '{"n": 0}'
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def test_shell_example_worker_speaks_the_http_contract(server, client, tmp_path):
+    register(client, "Demo.Echo")
+    register(client, "Other", max_attempts=1)
+    task_id = client.create_task("Demo.Echo", {"text": "hi"})["id"]
+    other = client.create_task("Other", {"x": 1})["id"]
+    env = python_env(TASKQ_URL=server.url, TASKQ_ONCE="1", TASKQ_WORKER_ID="shell")
+    proc = subprocess.run(["bash", os.path.join(EXAMPLES, "worker.sh"), "Demo.%"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    task = client.get_task(task_id)
+    assert (task["status"], task["claimed_by"]) == ("completed", "shell")
+    assert task["result"] == {"type": "Demo.Echo", "echo": {"text": "hi"}, "keys": ["text"]}
+    assert client.get_task(other)["status"] == "pending"
+    assert b"outcome=completed" in proc.stderr
+
+
+def test_python_example_worker_runs_its_handlers(server, client, tmp_path):
+    register(client, "Demo.Echo")
+    register(client, "Demo.Countdown", max_attempts=1)
+    echo = client.create_task("Demo.Echo", {"text": "hi"})["id"]
+    counted = client.create_task("Demo.Countdown", {"seconds": 1})["id"]
+    failing = client.create_task("Demo.Countdown", {"seconds": 0, "fail": True})["id"]
+    proc = start_worker(server.url, "--once", script=os.path.join(EXAMPLES, "worker.py"),
+                        log_path=tmp_path / "worker.log")
+    assert finish(proc) == 0
+    assert client.get_task(echo)["result"] == {"echo": "hi"}
+    assert client.get_task(counted)["result"] == {"counted": 1, "attempt": 1}
+    assert client.get_task(failing)["error_message"].endswith("RuntimeError: asked to fail")
