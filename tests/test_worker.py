@@ -377,3 +377,14 @@ def test_python_example_worker_runs_its_handlers(server, client, tmp_path):
     assert client.get_task(echo)["result"] == {"echo": "hi"}
     assert client.get_task(counted)["result"] == {"counted": 1, "attempt": 1}
     assert client.get_task(failing)["error_message"].endswith("RuntimeError: asked to fail")
+
+
+def test_every_worker_option_is_documented_in_the_workers_guide():
+    from taskq.worker import build_parser
+
+    with open(os.path.join(os.path.dirname(EXAMPLES), "docs", "workers.md"), encoding="utf-8") as handle:
+        guide = handle.read()
+    options = [o for action in build_parser()._actions for o in action.option_strings
+               if o.startswith("--") and o != "--help"]
+    assert options
+    assert [o for o in options if "`%s" % o not in guide] == []
