@@ -173,10 +173,88 @@ def scenario(params, database, title, pattern_rounds, samples):
         store.close()
 
 
+def _claimer(args):
+    """Claim and complete until `until`; returns (tasks done, claim latencies in ms)."""
+    params, database, skip_locked, pattern, worker, start_at, until = args
+    store = store_for(params, database, skip_locked)
+    while time.time() < start_at:  # start together
+        time.sleep(0.001)
+    done, latencies = 0, []
+    while time.time() < until:
+        started = time.perf_counter()
+        rows = store.claim(worker, pattern, 1, None)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if not rows:
+            time.sleep(0.005)
+            continue
+        store.complete(rows[0]["id"], worker, True, "{}", None)
+        done += 1
+    store.close()
+    return done, latencies
+
+
+def _producer(args):
+    """Create batches of 200 high-priority tasks: their inserts land at the head of the queue."""
+    params, database, skip_locked, type_id, start_at, until = args
+    store = store_for(params, database, skip_locked)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    made = 0
+    while time.time() < until:
+        store.create_tasks([{"type_id": type_id, "type": TYPES[0], "params_json": "{}",
+                             "dedupe_key": uuid.uuid4().hex * 2, "priority": 20,
+                             "max_attempts": 3, "claim_timeout": None} for _ in range(200)])
+        made += 200
+        time.sleep(0.05)
+    store.close()
+    return made, []
+
+
+def contention(params, database, conn, processes, tasks, seconds, type_id):
+    """`processes` claimers at once for `seconds`, each claim + complete in a loop."""
+    import multiprocessing
+
+    print("\n## %d processes claiming and completing for %d s each (claim limit 1, %d tasks queued)"
+          % (processes, seconds, tasks))
+    for label, pattern, produce in (("plain", None, False), ("type_pattern bench.%", "bench.%", False),
+                                    ("plain + batch creates", None, True)):
+        for skip_locked in ("off", "on"):
+            with conn.cursor() as cur:
+                cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+                cur.execute("TRUNCATE TABLE tasks")
+                cur.execute("TRUNCATE TABLE task_history")
+                cur.execute("SET FOREIGN_KEY_CHECKS = 1")
+            fill(conn, tasks, "pending", 0)
+            start_at = time.time() + 1.0
+            until = start_at + seconds
+            jobs = [(params, database, skip_locked, pattern, "w%d" % n, start_at, until)
+                    for n in range(processes)]
+            with multiprocessing.Pool(processes + 1) as pool:
+                made = pool.map_async(_producer, [(params, database, skip_locked, type_id, start_at,
+                                                   until)] if produce else [])
+                results = pool.map(_claimer, jobs, chunksize=1)
+                made = sum(count for count, _ in made.get())
+            with conn.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM task_history WHERE event = 'claimed' "
+                            "GROUP BY task_id HAVING COUNT(*) > 1")
+                twice = len(cur.fetchall())
+            done = sum(count for count, _ in results)
+            latencies = sorted(ms for _, values in results for ms in values)
+            print("%-16s %-22s %5d done = %4.0f/s  claim p50 %5.1f  p99 %6.1f  max %6.1f ms  "
+                  "created %5d  claimed twice %d"
+                  % ("SKIP LOCKED" if skip_locked == "on" else "portable UPDATE", label, done,
+                     done / seconds, latencies[len(latencies) // 2],
+                     latencies[int(len(latencies) * 0.99)], latencies[-1], made, twice))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1000000)
     parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--processes", type=int, default=8, help="claimers in the contention run")
+    parser.add_argument("--contention-tasks", type=int, default=20000)
+    parser.add_argument("--contention-seconds", type=int, default=8)
+    parser.add_argument("--only-contention", action="store_true")
     parser.add_argument("--keep", action="store_true", help="do not drop the database (debugging)")
     args = parser.parse_args()
 
@@ -197,6 +275,10 @@ def main():
         cases = (("plain", None), ("type_pattern one type", "bench.alpha"),
                  ("type_pattern two types", "bench.%"))
 
+        if args.only_contention:
+            contention(params, database, conn, args.processes, args.contention_tasks,
+                       args.contention_seconds, type_ids[0])
+            return
         started = time.perf_counter()
         fill(conn, args.rows, "pending", 0)
         print("filled %d pending tasks in %.1f s" % (args.rows, time.perf_counter() - started))
@@ -217,6 +299,8 @@ def main():
         explain_claim(conn, type_ids, mariadb)
         scenario(params, database, "%d completed ahead of the pending ones" % args.rows, cases,
                  args.samples)
+        contention(params, database, conn, args.processes, args.contention_tasks,
+                   args.contention_seconds, type_ids[0])
         conn.close()
     finally:
         if not args.keep:

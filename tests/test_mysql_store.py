@@ -152,10 +152,13 @@ def test_claim_with_pattern_over_several_types_merges_their_heads(store_factory,
     assert got == expected
 
 
-def test_skip_locked_auto_follows_the_server_and_off_forces_the_portable_path(store_factory):
+def test_skip_locked_is_opt_in_and_off_forces_the_portable_path(store_factory):
+    from taskq.store.mysql import SKIP_LOCKED_BY_DEFAULT
+
     auto = store_factory("auto")
-    assert auto.skip_locked is _server_has_skip_locked(auto)
+    assert auto.skip_locked is (SKIP_LOCKED_BY_DEFAULT and _server_has_skip_locked(auto))
     assert store_factory("off").skip_locked is False
+    assert store_factory("on").skip_locked is True
 
 
 @pytest.mark.parametrize("flavour_info, expected", [

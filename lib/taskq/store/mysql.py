@@ -10,9 +10,10 @@ or lock-wait timeout rolls it back and runs it again a few times before the
 request gives up with 503.
 
 How a claim is decided is in `_pick`: a conditional UPDATE that takes the
-head of the queue through the claim index (portable), or, where the server
-has it, `SELECT ... FOR UPDATE SKIP LOCKED` so concurrent claimers take
-different rows instead of queueing on the same one.
+head of the queue through the claim index (portable, the default), or, with
+`skip_locked = on` on a server that has it, `SELECT ... FOR UPDATE SKIP
+LOCKED` so concurrent claimers take different rows instead of queueing on
+the same one.
 """
 
 import random
@@ -29,6 +30,11 @@ Q = load_queries("mysql")
 EXPIRE_BATCH = 50
 TRANSACTION_ATTEMPTS = 5
 PATTERN_ROUNDS = 3
+# What `skip_locked = auto` means. Measured with 8 claiming processes
+# (bench/claim_scaling.py, docs/performance.md): SKIP LOCKED gained no
+# throughput over the portable UPDATE, so every server runs the one path
+# that MySQL 5.7 and MariaDB 10.3 also run; `on` opts in.
+SKIP_LOCKED_BY_DEFAULT = False
 
 # Driver errors at the border: these mean "the database cannot serve us now".
 UNAVAILABLE_CODES = frozenset((
@@ -123,8 +129,8 @@ class MySQLStore(Store):
             raise (translate(exc) or Unavailable()) from exc
         self.flavour, self.version = parse_server_version(self.conn.get_server_info())
         setting = db["skip_locked"]
-        self.skip_locked = setting == "on" or (
-            setting == "auto" and supports_skip_locked(self.flavour, self.version))
+        self.skip_locked = supports_skip_locked(self.flavour, self.version) and (
+            setting == "on" or (setting == "auto" and SKIP_LOCKED_BY_DEFAULT))
 
     # -- plumbing ------------------------------------------------------
     def close(self):
