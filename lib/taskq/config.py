@@ -111,8 +111,44 @@ def convert(section, key, kind, raw):
     raise AssertionError(kind)
 
 
-def parse(text, path=None, base_dir=None):
-    """Parse INI text into a Config; unknown sections and keys are errors."""
+def simple_ini(text):
+    """[(section, [(key, value), ...]), ...] for a plainly written INI file, else None.
+
+    Every request reads the config, and importing configparser costs a CGI
+    process about 3 ms, so the common file (section headers, `key = value`
+    lines, comments, blank lines) is read here. Whatever this does not fully
+    understand (indented or continuation lines, [DEFAULT], repeated sections
+    or keys, a line without a delimiter) returns None and goes to
+    configparser, so both give the same result and the same errors."""
+    sections = []
+    seen = set()
+    keys = None
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        if line[0].isspace():
+            return None
+        if stripped[0] == "[":
+            name = stripped[1:-1]
+            if (stripped[-1] != "]" or not name or "[" in name or "]" in name
+                    or name == "DEFAULT" or name in seen):
+                return None
+            seen.add(name)
+            keys = []
+            sections.append((name, keys))
+            continue
+        if keys is None:
+            return None
+        cut = min((i for i in (stripped.find("="), stripped.find(":")) if i >= 0), default=-1)
+        key = stripped[:cut].rstrip().lower()
+        if cut < 0 or not key or any(key == k for k, _ in keys):
+            return None
+        keys.append((key, stripped[cut + 1:].strip()))
+    return sections
+
+
+def _configparser_sections(text, path):
     import configparser
 
     parser = configparser.ConfigParser(interpolation=None)
@@ -120,12 +156,20 @@ def parse(text, path=None, base_dir=None):
         parser.read_string(text, source=path or "<config>")
     except configparser.Error as exc:
         raise ConfigError("Invalid configuration file %s: %s" % (path or "", exc.message if hasattr(exc, "message") else exc)) from None
+    return [(section, parser.items(section)) for section in parser.sections()]
+
+
+def parse(text, path=None, base_dir=None):
+    """Parse INI text into a Config; unknown sections and keys are errors."""
+    sections = simple_ini(text)
+    if sections is None:
+        sections = _configparser_sections(text, path)
     values = {section: {key: default for key, (_, default) in keys.items()}
               for section, keys in DEFAULTS.items()}
-    for section in parser.sections():
+    for section, items in sections:
         if section not in DEFAULTS:
             raise ConfigError("Invalid configuration: unknown section [%s]" % section)
-        for key, raw in parser.items(section):
+        for key, raw in items:
             if key not in DEFAULTS[section]:
                 raise ConfigError("Invalid configuration: unknown key %r in [%s]" % (key, section))
             values[section][key] = convert(section, key, DEFAULTS[section][key][0], raw)
