@@ -402,7 +402,7 @@ def main(argv=None):
         settings = setup.validate_settings({
             "backend": args.backend, "host": args.host, "port": args.port, "name": args.name,
             "user": args.user, "password": password, "unix_socket": args.unix_socket,
-            "sqlite_path": args.sqlite_path})
+            "sqlite_path": os.path.abspath(args.sqlite_path) if args.sqlite_path else ""})
         keep = None
         if os.path.exists(path) and not args.new_key:
             from taskq import config as config_module

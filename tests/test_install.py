@@ -175,6 +175,58 @@ def test_cli_unreachable_host_is_explained(tmp_path):
     assert "Host unreachable" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_cli_missing_socket_is_explained(tmp_path):
+    socket_path = str(tmp_path / "no-such-mysqld.sock")
+    result = run_install("--backend", "mysql", "--unix-socket", socket_path, "--name", "taskq",
+                         "--user", "taskq", "--config", str(tmp_path / "config.ini"))
+    assert result.returncode == 1
+    assert "Cannot connect through the socket %s" % socket_path in result.stderr
+
+
+@pytest.fixture
+def limited_user(empty_mysql_database):
+    """(user, password) of a fresh MariaDB account with no rights; grant(sql) adds some."""
+    admin = mysql_connect()
+    user, password = "tq_%s" % uuid.uuid4().hex[:10], uuid.uuid4().hex
+    host = "%"
+    with admin.cursor() as cur:
+        cur.execute("CREATE USER %s@%s IDENTIFIED BY %s", (user, host, password))
+
+    def grant(privileges):
+        with admin.cursor() as cur:
+            cur.execute("GRANT %s ON %s.* TO '%s'@'%s'" % (privileges, empty_mysql_database, user, host))
+
+    yield user, password, grant
+    with admin.cursor() as cur:
+        cur.execute("DROP USER %s@%s", (user, host))
+    admin.close()
+
+
+def limited_args(database, user, password, config_path):
+    p = mysql_params()
+    return ["--backend", "mysql", "--host", p["host"], "--port", str(p["port"]), "--name", database,
+            "--user", user, "--password", password, "--config", str(config_path)]
+
+
+@pytest.mark.mysql
+def test_cli_user_without_rights_on_the_database_is_told_to_grant_them(tmp_path, empty_mysql_database, limited_user):
+    user, password, _ = limited_user
+    result = run_install(*limited_args(empty_mysql_database, user, password, tmp_path / "config.ini"))
+    assert result.returncode == 1
+    assert "Access denied to the database" in result.stderr and "privileges" in result.stderr
+
+
+@pytest.mark.mysql
+def test_cli_user_who_may_not_create_tables_is_told_which_rights_to_grant(tmp_path, empty_mysql_database,
+                                                                          limited_user):
+    user, password, grant = limited_user
+    grant("SELECT, INSERT, UPDATE, DELETE")
+    result = run_install(*limited_args(empty_mysql_database, user, password, tmp_path / "config.ini"))
+    assert result.returncode == 1
+    assert "may not create or change tables" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "config.ini").exists()
+
+
 def test_cli_rerun_keeps_api_key_and_other_settings_unless_new_key(tmp_path):
     config_path = tmp_path / "config.ini"
     args = ["--backend", "sqlite", "--sqlite-path", str(tmp_path / "q.sqlite3"), "--config", str(config_path)]
