@@ -277,14 +277,14 @@ class Wizard:
         step = parse_qs(environ.get("QUERY_STRING", "")).get("step", [""])[0]
         form = self.read_form(environ) if method == "POST" else {}
         try:
-            nonce, token, cookie = self.csrf(environ)
+            _, token, cookie = self.csrf(environ)
         except OSError:
             checks = setup.environment_checks(path=self.path)
             return "200 OK", checks_page(checks, url), None
         installed = setup.is_installed(self.path)
 
         if method == "POST":
-            if cookie or not compare_digest(form.get("csrf", ""), token):
+            if cookie or not compare_digest(form.get("csrf", "").encode("utf-8"), token.encode("ascii")):
                 return ("403 Forbidden", message_page(
                     "Form expired", "This form has expired or was sent from another site. "
                     "Start again from the installer's first page."), cookie)

@@ -390,7 +390,12 @@ def install(settings, path, api_key=None):
         prepare_mysql(cfg)
     else:
         prepare_sqlite(cfg)
-    write_private(path, text)
+    try:
+        write_private(path, text)
+    except OSError as exc:
+        raise InstallError("config.ini cannot be written in %s (%s): make that folder writable for "
+                           "the web server, or set TASKQ_CONFIG to a writable place."
+                           % (os.path.dirname(os.path.abspath(path)), exc.strerror)) from None
     return api_key
 
 
