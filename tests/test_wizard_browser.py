@@ -1,15 +1,14 @@
 """The install wizard in a real headless Chromium, served as CGI by a real Apache.
 
-The site is a copy of the project's shipped files with PyMySQL and jsonschema
-vendored under lib/ (as the upload bundle has them), run by a bare Python
-without site-packages, as the web user. Each wizard page is saved as a
+The site is the upload bundle built by tools/bundle.py (PyMySQL and
+jsonschema vendored under lib/), unzipped into the document root and run by
+a bare Python without site-packages, as the web user. Each wizard page is saved as a
 screenshot: under docs/img/ (the README's deployment section shows them)
 when TASKQ_UPDATE_SCREENSHOTS=1, else in a temporary folder, so that running
 the suite leaves the committed pictures alone.
 """
 
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -22,6 +21,7 @@ import pytest
 from conftest import IN_CI, mysql_connect, mysql_params
 from support.apache import (ApacheUnavailable, available, cgi_python_env, make_docroot,
                             prepare_docroot, run_user, start_apache)
+from support.bundles import built_bundle, bundle_tool
 
 pytestmark = [pytest.mark.browser, pytest.mark.apache, pytest.mark.mysql]
 
@@ -30,8 +30,6 @@ IMG = (os.path.join(ROOT, "docs", "img") if os.environ.get("TASKQ_UPDATE_SCREENS
        else tempfile.mkdtemp(prefix="taskq-screenshots-"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SHIPPED = ("install.py", "cgi-bin", "lib", "migrations", "data/.htaccess", ".htaccess", "schema.sql")
-VENDORED = ("PyMySQL", "jsonschema")
 
 
 def unavailable(reason):
@@ -40,56 +38,21 @@ def unavailable(reason):
     pytest.skip(reason)
 
 
-def vendor(distributions, target):
-    """Copy installed distributions and their (non-extra) requirements into target/, as a bundle does."""
-    from importlib import metadata
-
-    seen, queue = set(), list(distributions)
-    while queue:
-        name = queue.pop()
-        key = re.sub(r"[-_.]+", "-", name).lower()
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue  # a requirement for another Python version
-        for requirement in dist.requires or ():
-            if "extra ==" not in requirement:
-                queue.append(re.match(r"[A-Za-z0-9_.-]+", requirement).group(0))
-        for item in dist.files or ():
-            if item.parts[0] == ".." or "__pycache__" in item.parts:
-                continue
-            dest = os.path.join(target, *item.parts)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            shutil.copy2(str(dist.locate_file(item)), dest)
-
-
-def build_site(folder):
-    """The shipped files of this checkout, with the runtime packages vendored in lib/."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.sqlite3*")
-    for name in SHIPPED:
-        src, dest = os.path.join(ROOT, name), os.path.join(folder, name)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        if os.path.isdir(src):
-            shutil.copytree(src, dest, ignore=ignore)
-        else:
-            shutil.copy2(src, dest)
-    vendor(VENDORED, os.path.join(folder, "lib"))
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A running Apache serving the taskq folder at /taskq/; yields (base_url, folder)."""
     reason = available()
     if reason:
         unavailable(reason)
+    zip_path = built_bundle()
     docroot = make_docroot()
     workdir = tempfile.mkdtemp(prefix="taskq-wizard-py-")
     folder = os.path.join(docroot, "taskq")
-    os.mkdir(folder)
-    build_site(folder)
+    unpack = tempfile.mkdtemp(prefix="taskq-unzip-")
+    try:
+        shutil.move(bundle_tool().extract(zip_path, unpack), folder)
+    finally:
+        shutil.rmtree(unpack, ignore_errors=True)
     prepare_docroot(docroot)
     try:
         server = start_apache(docroot, env=cgi_python_env(workdir))
@@ -186,10 +149,21 @@ def fill_mysql_form(driver, database, password):
         element.send_keys(value)
 
 
+def click_and_wait(driver, element):
+    """Click something that loads a new page, and return once the new page is there."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old_page))
+
+
 def submit(driver):
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "button[type=submit]"))
 
 
 def api_get(url, key=None):
@@ -215,7 +189,7 @@ def test_fresh_install_against_mariadb_through_the_browser(browser, fresh_site, 
     assert "bundled in lib/" in browser.page_source
     screenshot(browser, "wizard-1-checks")
 
-    browser.find_element(By.LINK_TEXT, "Continue to the database").click()
+    click_and_wait(browser, browser.find_element(By.LINK_TEXT, "Continue to the database"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Database"
     fill_mysql_form(browser, empty_database, mysql_params()["password"])
     screenshot(browser, "wizard-2-database")
@@ -237,7 +211,7 @@ def test_fresh_install_against_mariadb_through_the_browser(browser, fresh_site, 
     assert api_get(url + "/.taskq-install-secret") == 403
 
     # the API answers with the shown key, through both URL forms
-    browser.find_element(By.ID, "health-link").click()
+    click_and_wait(browser, browser.find_element(By.ID, "health-link"))
     assert '"success":true' in browser.page_source.replace(" ", "")
     assert api_get(api_url + "task-types", key) == 200
     assert api_get(url + "/cgi-bin/api.py/task-types", key) == 200
@@ -291,10 +265,26 @@ def test_installed_wizard_is_locked_without_the_current_key(browser, fresh_site,
         assert handle.read() == installed
 
     browser.find_element(By.ID, "current_key").send_keys(key)
-    browser.find_element(By.ID, "upgrade").click()
+    click_and_wait(browser, browser.find_element(By.ID, "upgrade"))
     assert "up to date" in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
 
     browser.find_element(By.ID, "current_key").send_keys(key)
-    browser.find_element(By.ID, "unlock").click()
+    click_and_wait(browser, browser.find_element(By.ID, "unlock"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Database"
     assert browser.find_element(By.ID, "name").get_attribute("value") == empty_database
+
+
+def test_fresh_sqlite_install_through_the_browser_needs_no_database_setup(browser, fresh_site):
+    from selenium.webdriver.common.by import By
+
+    url, folder = fresh_site
+    browser.get(url + "/install.py?step=database")
+    browser.find_element(By.ID, "backend_sqlite").click()
+    submit(browser)
+
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Done", browser.page_source
+    key = browser.find_element(By.ID, "api-key").text
+    assert api_get(url + "/api/task-types", key) == 200
+    assert api_get(url + "/api/task-types") == 401
+    assert os.path.exists(os.path.join(folder, "data", "taskq.sqlite3"))
+    assert api_get(url + "/data/taskq.sqlite3") in (403, 404)
