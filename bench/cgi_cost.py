@@ -6,6 +6,8 @@ with a CGI environment and the body on stdin, exactly as a web server runs it.
 The floors are processes too (bench/floors/):
 
   (a) bare         a Python CGI that prints a header and `{}`
+  (a+) json+sqlite (a) plus `import json, sqlite3` and one SQLite write
+                   transaction: what any JSON-over-SQLite CGI pays (informational)
   (b) pymysql      imports PyMySQL, connects without TLS, runs SELECT 1
   (c) +jsonschema  (b) plus `import jsonschema`
   (b') tls-ctx     (b) with PyMySQL's default TLS handling (informational)
@@ -258,6 +260,9 @@ def main(argv=None):
             runner.prepare()
 
         cases = [(Floor("a", python, os.path.join(FLOORS, "bare.py"), {}), "floor_a")]
+        if "sqlite" in runners:
+            cases.append((Floor("a+", python, os.path.join(FLOORS, "sqlite_json.py"),
+                                {"TASKQ_BENCH_SQLITE": os.path.join(tmp, "floor.sqlite3")}), "floor_a_plus"))
         if "mysql" in runners:
             mysql_env = {"TASKQ_BENCH_MYSQL": benchlib.mysql_spec(dict(mysql, database=mysql_db))}
             floor_b = os.path.join(FLOORS, "pymysql_select1.py")
@@ -324,19 +329,21 @@ RATIOS = (  # (case, floor, target or None)
     ("mysql:progress", "floor_b", 1.15), ("mysql:complete", "floor_b", 1.15),
     ("mysql:create", "floor_c", 1.15), ("mysql:register", "floor_c", 1.15),
     ("sqlite:claim", "floor_a", 1.5), ("sqlite:complete", "floor_a", 1.5),
+    ("sqlite:claim", "floor_a_plus", None), ("sqlite:complete", "floor_a_plus", None),
     ("sqlite:health", "floor_a", None), ("sqlite:progress", "floor_a", None),
     ("sqlite:create", "floor_a", None), ("sqlite:register", "floor_a", None),
 )
 
 FLOOR_TEXT = {
     "floor_a": "(a) bare Python CGI: header + `{}`",
+    "floor_a_plus": "(a+) (a) + `import json, sqlite3`, one write transaction (informational)",
     "floor_b": "(b) (a) + `import pymysql`, connect (no TLS), `SELECT 1`",
     "floor_c": "(c) (b) + `import jsonschema`",
     "floor_b_tls_ctx": "(b') (b) with PyMySQL's default TLS handling (builds a TLS context)",
 }
 
 
-FLOOR_SHORT = {"floor_a": "(a)", "floor_b": "(b)", "floor_c": "(c)"}
+FLOOR_SHORT = {"floor_a": "(a)", "floor_a_plus": "(a+)", "floor_b": "(b)", "floor_c": "(c)"}
 
 
 def render(report):
@@ -357,7 +364,7 @@ def render(report):
            "user + system time, which other load on the machine disturbs less.",
            "",
            "| process | wall median ms | wall p90 ms | CPU median ms |", "|---|---:|---:|---:|"]
-    rows = [(key, FLOOR_TEXT[key]) for key in ("floor_a", "floor_b", "floor_c", "floor_b_tls_ctx")]
+    rows = [(key, FLOOR_TEXT[key]) for key in ("floor_a", "floor_a_plus", "floor_b", "floor_c", "floor_b_tls_ctx")]
     rows += [("%s:%s" % (backend, case), "%s `%s`" % (backend, case_label(case)))
              for backend in ("sqlite", "mysql") for case in API_CASES]
     for key, label in rows:
