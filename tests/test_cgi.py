@@ -256,3 +256,25 @@ def test_cgi_request_completes_promptly_when_stdin_is_empty(backend_config):
             proc.wait()
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             stream.close()
+
+
+def test_web_process_time_zone_does_not_change_leases(backend_config):
+    # The PHP original handed a task out twice when the clocks' zones differed.
+    # Here CGI processes in UTC+14 and UTC-11 see one lease, stated in UTC.
+    import calendar
+
+    path = backend_config.path
+    run_cgi("POST", "/task-types/register", {"name": "tz", "version": "1",
+                                             "param_schema": {"type": "object"}}, config_path=path)
+    run_cgi("POST", "/tasks", {"type": "tz", "params": {}}, config_path=path)
+    east = run_cgi("POST", "/tasks/claim", {"worker_id": "east", "lease_seconds": 600},
+                   config_path=path, env={"TZ": "Pacific/Kiritimati"})
+    assert east.status == 200
+    west = run_cgi("POST", "/tasks/claim", {"worker_id": "west"}, config_path=path,
+                   env={"TZ": "Pacific/Pago_Pago"})
+    assert west.status == 404
+    lease = calendar.timegm(time.strptime(east.data["lease_expires_at"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert abs(lease - (time.time() + 600)) < 120  # UTC, not shifted by 11 or 14 hours
+    stolen = run_cgi("POST", "/tasks/%d/complete" % east.data["id"], {"worker_id": "west", "success": True},
+                     config_path=path, env={"TZ": "Pacific/Pago_Pago"})
+    assert stolen.status == 403
