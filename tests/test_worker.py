@@ -388,3 +388,31 @@ def test_every_worker_option_is_documented_in_the_workers_guide():
                if o.startswith("--") and o != "--help"]
     assert options
     assert [o for o in options if "`%s" % o not in guide] == []
+
+
+def test_sigterm_to_a_pool_lets_every_process_finish_its_task_then_exits_zero(server, client, tmp_path):
+    register(client)
+    ids = create(client, 4)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    slow = script(tmp_path, "slow.sh", """
+        #!/bin/sh
+        cat > /dev/null
+        touch "%s/$TASKQ_TASK_ID"
+        sleep 1
+        printf '{"done":%%s}' "$TASKQ_TASK_ID"
+    """ % marks)
+    log = tmp_path / "worker.log"
+    proc = start_worker(server.url, "--concurrency", 2, "--exec", slow, log_path=log)
+    wait_for(lambda: len(os.listdir(str(marks))) == 2)
+    proc.send_signal(signal.SIGTERM)
+    assert finish(proc) == 0
+
+    started = sorted(int(name) for name in os.listdir(str(marks)))
+    for task_id in ids:
+        task = client.get_task(task_id)
+        if task_id in started:
+            assert (task["status"], task["result"]) == ("completed", {"done": task_id})
+        else:
+            assert task["status"] == "pending"
+    assert len(task_lines(log)) == 2

@@ -592,6 +592,9 @@ def _make_runner(args, handlers, worker_id, budget):
                   lease_seconds=args.lease, heartbeat_client=client(2))
 
 
+_EARLY_SIGNALS = []
+
+
 def _child(args, handlers, index, shared, parent):
     worker_id = "%s-%d" % (args.worker_id, index + 1) if args.worker_id else None
     runner = _make_runner(args, handlers, worker_id, Budget(shared=shared))
@@ -599,6 +602,8 @@ def _child(args, handlers, index, shared, parent):
     # The pool's parent forwards SIGINT as SIGTERM, so a terminal's Ctrl-C
     # (sent to the whole process group) is not counted twice.
     runner.install_signals(sigint=False)
+    if _EARLY_SIGNALS:
+        runner.stopping = True
     sys.exit(runner.run())
 
 
@@ -613,9 +618,15 @@ def _run_pool(args, handlers):
     procs = [context.Process(target=_child, args=(args, handlers, i, shared, parent),
                              name="taskq-worker-%d" % (i + 1)) for i in range(args.concurrency)]
 
+    signalled = []
+
     def forward(signum, frame):
+        if os.getpid() != parent:  # a child just forked, before it set its own handlers
+            _EARLY_SIGNALS.append(signum)
+            return
+        signalled.append(signum)
         for proc in procs:
-            if proc.is_alive():
+            if proc.pid is not None and proc.is_alive():
                 try:
                     os.kill(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
@@ -625,6 +636,8 @@ def _run_pool(args, handlers):
     signal.signal(signal.SIGINT, forward)
     for proc in procs:
         proc.start()
+    if signalled:  # a signal that came while the pool was starting reaches every process
+        forward(signal.SIGTERM, None)
     for proc in procs:
         while proc.is_alive():
             proc.join(0.2)
