@@ -314,3 +314,15 @@ def test_list_tasks_bad_query_is_400(api, query):
 def test_list_tasks_accepts_limit_bounds(api):
     assert api.get("/tasks", query="limit=1").status == 200
     assert api.get("/tasks", query="limit=1000").data["limit"] == 1000
+
+
+def test_priority_accepts_the_32_bit_range_and_orders_by_it(api):
+    register(api)
+    low = create(api, {"n": 1}, priority=-2147483647)["id"]
+    high = create(api, {"n": 2}, priority=2147483647)["id"]
+    assert api.get("/tasks/%d" % high).data["priority"] == 2147483647
+    assert api.get("/tasks/%d" % low).data["priority"] == -2147483647
+    assert claim(api, "w1").data["id"] == high
+    assert claim(api, "w1").data["id"] == low
+    response = api.post("/tasks", {"type": "demo", "params": {"n": 3}, "priority": 2147483648})
+    assert response.status == 400 and "priority" in response.error
