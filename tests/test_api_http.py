@@ -329,7 +329,7 @@ def test_corrupt_sqlite_file_answers_without_leaking_path_or_sql(tmp_path):
     with open(config.database["sqlite_path"], "r+b") as handle:
         handle.write(b"this is not an sqlite database" * 200)
     response = ApiClient(Application(config=config)).post("/tasks/claim", {"worker_id": "w1"})
-    assert response.status in (500, 503), response
+    assert response.status == 503, response  # the store cannot be opened: down, not a bug
     assert response.json["success"] is False
     text = response.raw.decode()
     for leak in LEAKS + (str(tmp_path),):
