@@ -279,7 +279,7 @@ def start_apache(docroot, port=None, env=None, timeout=20):
         with open(os.path.join(server_root, "stderr.log"), "wb") as stderr:
             process = subprocess.Popen([APACHE_BIN, "-f", conf, "-DFOREGROUND"],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=stderr,
+                                       stderr=stderr, preexec_fn=_die_with_parent,
                                        env={"PATH": "/usr/sbin:/usr/bin:/bin", "LANG": "C"})
         server = ApacheServer(process, "http://127.0.0.1:%d" % chosen, server_root,
                               error_log, os.path.join(server_root, "access.log"))
@@ -296,6 +296,16 @@ def start_apache(docroot, port=None, env=None, timeout=20):
             continue
         raise RuntimeError("Apache did not start on port %d:\n%s" % (chosen, output))
     raise AssertionError("unreachable")
+
+
+def _die_with_parent():
+    """In the child before exec: SIGTERM when the test process dies, so no Apache outlives it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - only a safety net
+        pass
 
 
 def _answers(base_url):
