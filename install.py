@@ -79,7 +79,9 @@ def checks_page(checks, url):
     else:
         action = ('<p>Fix the items marked <span class="bad">Fix</span>, then check again.</p>'
                   '<a class="button" href="%s">Check again</a>' % esc(url))
-    return layout("Check the host", "<table>%s</table>%s" % (rows, action), 1)
+    note = ('<div class="note">Until the installation is finished, anyone who opens this page can '
+            'run it: finish it now. Afterwards the installer is locked by the API key.</div>')
+    return layout("Check the host", "<table>%s</table>%s%s" % (rows, note, action), 1)
 
 
 def database_page(url, csrf, values, error=None, field=None, unlock_key=None):
