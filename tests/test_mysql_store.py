@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -346,7 +346,7 @@ def test_lease_is_honoured_whatever_the_session_time_zones(store_factory):
     alpha = add_type(claimer, "tz.alpha")
     task_id, = add_tasks(claimer, alpha, [0])
     row, = claimer.claim("w1", None, 1, 60)
-    utc_now = datetime.utcnow()
+    utc_now = datetime.now(timezone.utc).replace(tzinfo=None)
     lease = _parse(row["lease_expires_at"]) - _parse(row["claimed_at"])
     assert timedelta(seconds=59) <= lease <= timedelta(seconds=61)
     assert abs(_parse(row["claimed_at"]) - utc_now) < timedelta(minutes=5)
@@ -384,6 +384,26 @@ def test_large_four_byte_utf8_params_and_result_round_trip(store_factory):
     assert claimed["params_json"] == params
     store.complete(row["id"], "w", True, result, None)
     assert store.get_task(row["id"])["result_json"] == result
+
+
+def test_payload_over_the_servers_packet_limit_is_413_not_503(store_factory):
+    from taskq.errors import PayloadTooLarge
+
+    store = store_factory()
+    alpha = add_type(store, "huge.alpha")
+    cursor = store.conn.cursor()
+    cursor.execute("SELECT @@max_allowed_packet")
+    too_big = json.dumps({"text": "x" * int(cursor.fetchone()[0])})
+    with pytest.raises(PayloadTooLarge) as caught:
+        store.create_tasks([{"type_id": alpha["id"], "type": "huge.alpha", "params_json": too_big,
+                             "dedupe_key": "h" * 64, "priority": 0, "max_attempts": 3,
+                             "claim_timeout": None}])
+    assert "max_allowed_packet" in caught.value.message
+    task_id, = add_tasks(store, alpha, [0])
+    store.claim("w", None, 1, None)
+    with pytest.raises(PayloadTooLarge):
+        store.complete(task_id, "w", True, too_big, None)
+    assert store.complete(task_id, "w", True, "1", None)["status"] == "completed"
 
 
 @pytest.mark.parametrize("result", ["0", "false", "[]", "{}", "null", '""'])

@@ -22,7 +22,7 @@ import time
 import pymysql
 from pymysql.constants import CLIENT
 
-from ..errors import SchemaMissing, Unavailable
+from ..errors import PayloadTooLarge, SchemaMissing, Unavailable
 from .base import (Store, check_lease, expired_message, like_escape_free, load_queries,
                    order_candidates)
 
@@ -53,6 +53,12 @@ UNAVAILABLE_CODES = frozenset((
 SCHEMA_MISSING_CODES = frozenset((1146,))  # table doesn't exist
 RETRY_CODES = frozenset((1213, 1205))      # deadlock, lock wait timeout
 DUPLICATE_KEY = 1062
+
+# Payloads above this size are measured against the server's max_allowed_packet
+# first (one extra query, only for them): an oversized statement makes the
+# server drop the connection, which would otherwise read as "database down".
+PACKET_CHECK_BYTES = 1024 * 1024
+PACKET_OVERHEAD = 64 * 1024
 
 TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at")
 
@@ -127,6 +133,7 @@ class MySQLStore(Store):
                 init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         except pymysql.err.MySQLError as exc:
             raise (translate(exc) or Unavailable()) from exc
+        self._max_packet = None
         self.flavour, self.version = parse_server_version(self.conn.get_server_info())
         setting = db["skip_locked"]
         self.skip_locked = supports_skip_locked(self.flavour, self.version) and (
@@ -205,6 +212,23 @@ class MySQLStore(Store):
         except pymysql.err.Error:
             pass  # the connection is gone, and the transaction with it
 
+    def _check_packet(self, texts):
+        """413 when one statement would carry more than the server accepts."""
+        size = sum(len(text) for text in texts if text)
+        if size <= PACKET_CHECK_BYTES // 4:  # at most 4 bytes a character
+            return
+        size = sum(len(text.encode("utf-8")) for text in texts if text)
+        if size <= PACKET_CHECK_BYTES:
+            return
+        if self._max_packet is None:
+            cursor = self.conn.cursor()
+            self._read(lambda: cursor.execute("SELECT @@max_allowed_packet"))
+            self._max_packet = int(cursor.fetchone()[0])
+        limit = self._max_packet
+        if size + PACKET_OVERHEAD > limit:
+            raise PayloadTooLarge("Payload of %d bytes exceeds what the database accepts "
+                                  "(max_allowed_packet = %d bytes)" % (size, limit))
+
     def _events(self, events):
         """Write history events [(task_id, event, worker_id, message)] in one statement."""
         if not self.history_enabled or not events:
@@ -239,6 +263,9 @@ class MySQLStore(Store):
 
     # -- tasks ---------------------------------------------------------
     def create_tasks(self, items):
+        for item in items:
+            self._check_packet((item["params_json"],))
+
         def work():
             out, events = [], []
             for item in items:
@@ -404,6 +431,8 @@ class MySQLStore(Store):
         return self._transaction(work)
 
     def complete(self, task_id, worker_id, success, result_json, error):
+        self._check_packet((result_json, error))
+
         def work():
             state = self._check_lease(task_id, worker_id)
             attempts = state["attempts"]
