@@ -322,6 +322,42 @@ def test_project_folder_shows_no_listing(deployment, sqlite_site):
         assert reply.status in (403, 404) and b"Index of" not in reply.raw
 
 
+@pytest.fixture(scope="module")
+def no_rewrite_server():
+    """A second Apache without mod_rewrite, serving a fresh copy of the bundle at /taskq/."""
+    docroot = make_docroot()
+    workdir = tempfile.mkdtemp(prefix="taskq-apache-py-")
+    try:
+        site = bundle_tool().extract(built_bundle(), docroot)
+        write_config(site, sqlite_config())
+        with open(os.path.join(site, "data", "old.sqlite3"), "w", encoding="utf-8") as handle:
+            handle.write(SECRET_MARKER)  # stands in for a database file
+        prepare_docroot(docroot)
+        server = start_apache(docroot, env=cgi_python_env(workdir), without=("rewrite_module",))
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(docroot, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_without_mod_rewrite_the_plain_url_works_and_private_files_stay_denied(
+        deployment, no_rewrite_server):
+    base = no_rewrite_server.base_url + "/taskq"
+    assert http(base + "/cgi-bin/api.py/health").status == 200
+    assert http(base + "/cgi-bin/api.py/tasks", headers={"Authorization": "Bearer " + API_KEY}
+                ).status == 200  # CGIPassAuth alone
+    assert http(base + "/api/health").status == 404  # the documented symptom
+    for rel in ("config.ini", "config.example.ini", "schema.sql", ".htaccess", "lib/",
+                "lib/taskq/config.py", "lib/pymysql/__init__.py", "data/", "data/old.sqlite3",
+                "data/taskq.sqlite3", "migrations/mysql/0001_initial.sql", "passenger_wsgi.py"):
+        reply = http(base + "/" + rel)
+        assert reply.status in (403, 404), (rel, reply)
+        assert SECRET_MARKER.encode() not in reply.raw and API_KEY.encode() not in reply.raw
+
+
 # -- a package missing from lib/ -------------------------------------------------
 def test_missing_vendored_jsonschema_is_named_in_a_json_error(deployment):
     deployment.add_site("taskq-nojsonschema", sqlite_config(), remove=["lib/jsonschema"])

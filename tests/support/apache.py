@@ -218,7 +218,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def _config(server_root, docroot, port, env, user):
+def _config(server_root, docroot, port, env, user, without=()):
     lines = ['ServerRoot "%s"' % server_root,
              'PidFile "%s/apache.pid"' % server_root,
              'DefaultRuntimeDir "%s"' % server_root,
@@ -228,7 +228,7 @@ def _config(server_root, docroot, port, env, user):
              "Timeout 60",
              "KeepAlive Off"]
     lines += ['LoadModule %s "%s"' % (name, os.path.join(MODULES_DIR, filename))
-              for name, filename in MODULES]
+              for name, filename in MODULES if name not in without]
     if os.geteuid() == 0:
         lines += ["User %s" % user.pw_name, "Group #%d" % user.pw_gid]
     lines += [
@@ -259,10 +259,12 @@ def _config(server_root, docroot, port, env, user):
     return "\n".join(lines) + "\n"
 
 
-def start_apache(docroot, port=None, env=None, timeout=20):
+def start_apache(docroot, port=None, env=None, timeout=20, without=()):
     """Start Apache serving `docroot` on 127.0.0.1; returns an ApacheServer once it answers.
 
-    `env` goes to every CGI script (SetEnv), e.g. cgi_python_env(...)."""
+    `env` goes to every CGI script (SetEnv), e.g. cgi_python_env(...).
+    `without` names modules to leave out, e.g. ("rewrite_module",) for a
+    host without mod_rewrite."""
     reason = available()
     if reason:
         raise ApacheUnavailable(reason)
@@ -274,7 +276,7 @@ def start_apache(docroot, port=None, env=None, timeout=20):
         os.chmod(server_root, 0o755)
         conf = os.path.join(server_root, "httpd.conf")
         with open(conf, "w", encoding="utf-8") as handle:
-            handle.write(_config(server_root, docroot, chosen, env, user))
+            handle.write(_config(server_root, docroot, chosen, env, user, without))
         error_log = os.path.join(server_root, "error.log")
         with open(os.path.join(server_root, "stderr.log"), "wb") as stderr:
             process = subprocess.Popen([APACHE_BIN, "-f", conf, "-DFOREGROUND"],
