@@ -155,8 +155,22 @@ def _configparser_sections(text, path):
     try:
         parser.read_string(text, source=path or "<config>")
     except configparser.Error as exc:
-        raise ConfigError("Invalid configuration file %s: %s" % (path or "", exc.message if hasattr(exc, "message") else exc)) from None
+        raise ConfigError("Invalid configuration file: %s" % _describe(exc, configparser)) from None
     return [(section, parser.items(section)) for section in parser.sections()]
+
+
+def _describe(exc, configparser):
+    """What is wrong and on which line, never the line itself (it may hold a
+    password) nor the file's path: this message is sent to HTTP clients."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return "line %d comes before any [section] header" % exc.lineno
+    if isinstance(exc, configparser.ParsingError):
+        return "cannot parse line %s (expected key = value)" % ", ".join(str(n) for n, _ in exc.errors)
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return "section [%s] appears twice (line %s)" % (exc.section, exc.lineno)
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return "key %r appears twice in [%s] (line %s)" % (exc.option, exc.section, exc.lineno)
+    return "not a valid INI file (%s)" % type(exc).__name__
 
 
 def parse(text, path=None, base_dir=None):
