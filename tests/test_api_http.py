@@ -360,6 +360,23 @@ def test_bad_config_answers_a_clear_message_not_a_traceback(tmp_path, text, word
             assert word in response.error
 
 
+@pytest.mark.parametrize("text, words", [
+    ("password = hunter2\n[database]\n", ["line 1", "section"]),
+    ("[database]\npassword hunter2\n", ["line 2"]),
+    ("[database]\npassword = a\n  hunter2\n[api]\napi_key = k\n[api]\n", ["[api]", "twice"]),
+    ("[database]\npassword = hunter2\npassword = hunter2\n", ["password", "twice"]),
+])
+def test_unparsable_config_message_names_the_line_not_its_contents(tmp_path, text, words):
+    path = tmp_path / "config.ini"
+    path.write_text(text, encoding="utf-8")
+    response = ApiClient(Application(config_path=str(path))).get("/health")
+    assert response.status == 500, response
+    for word in words:
+        assert word in response.error
+    assert "hunter2" not in response.raw.decode()
+    assert str(tmp_path) not in response.raw.decode()
+
+
 def test_config_with_only_api_section_runs_on_sqlite_default(tmp_path, monkeypatch):
     path = tmp_path / "config.ini"
     path.write_text("[api]\nmax_body_bytes = 4096\n[database]\nsqlite_path = data/q.sqlite3\n",
