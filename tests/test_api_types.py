@@ -187,3 +187,21 @@ def test_create_for_inactive_type_is_400_and_reregister_reactivates(api, backend
     assert snapshot(api) == before
     register(api, "demo")
     assert api.post("/tasks", {"type": "demo", "params": {"n": 1}}).status == 201
+
+
+def test_register_with_is_active_false_deactivates_and_keeps_queued_tasks_claimable(api):
+    register(api, "demo")
+    assert api.post("/tasks", {"type": "demo", "params": {"n": 1}}).status == 201
+    response = api.post("/task-types/register", {"name": "demo", "version": "2", "is_active": False,
+                                                 "param_schema": {"type": "object"}})
+    assert response.status == 200 and response.data["is_active"] is False
+    assert api.post("/tasks", {"type": "demo", "params": {"n": 2}}).status == 400
+    assert api.get("/task-types", query="active_only=true").data["count"] == 0
+    assert api.post("/tasks/claim", {"worker_id": "w"}).data["params"] == {"n": 1}
+
+
+def test_register_is_active_must_be_boolean(api):
+    response = api.post("/task-types/register", {"name": "demo", "version": "1", "is_active": "no",
+                                                 "param_schema": {"type": "object"}})
+    assert response.status == 400 and "is_active" in response.error
+    assert api.get("/task-types/demo").status == 404

@@ -75,14 +75,15 @@ def register_type(ctx):
     schema = v.obj(body, "param_schema")
     max_attempts = v.integer(body, "max_attempts", low=1, high=1000)
     claim_timeout = v.integer(body, "claim_timeout", low=1, high=ctx.config.queue["max_lease_seconds"])
+    is_active = v.boolean(body, "is_active", required=False, default=True)
     v.check_schema(schema)
     from .hashing import canonical_json
 
     row, created = ctx.store.register_type(name, version, canonical_json(schema),
-                                           max_attempts, claim_timeout)
+                                           max_attempts, claim_timeout, is_active)
     data = {"id": row["id"], "name": row["name"], "version": row["version"],
-            "max_attempts": row["max_attempts"], "claim_timeout": row["claim_timeout"],
-            "created": created, "updated": not created}
+            "is_active": bool(row["is_active"]), "max_attempts": row["max_attempts"],
+            "claim_timeout": row["claim_timeout"], "created": created, "updated": not created}
     if created:
         return 201, "Task type registered", data
     return 200, "Task type updated", data

@@ -96,7 +96,8 @@ def document():
                 "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"},
                 "version": {"type": "string"}, "param_schema": {"type": "object"},
                 "max_attempts": {"type": "integer", "minimum": 1},
-                "claim_timeout": {"type": "integer", "minimum": 1}}}))},
+                "claim_timeout": {"type": "integer", "minimum": 1},
+                "is_active": {"type": "boolean", "default": True}}}))},
         "/task-types": {"get": _op("List task types",
                                    {**_ok("Task types", {"type": "object", "properties": {
                                        "task_types": {"type": "array", "items": _ref("TaskType")},

@@ -76,11 +76,12 @@ class Store:
         raise NotImplementedError
 
     # -- task types ----------------------------------------------------
-    def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout):
+    def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout,
+                      is_active=True):
         """Insert or update a type by name; returns (type_row, created).
 
-        max_attempts and claim_timeout may be None (the config's apply).
-        Re-registering also re-activates the type.
+        max_attempts and claim_timeout may be None (the config's apply). An
+        inactive type refuses new tasks; its queued tasks are still claimed.
         """
         raise NotImplementedError
 

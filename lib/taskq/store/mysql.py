@@ -247,9 +247,10 @@ class MySQLStore(Store):
         return "%s %d.%d.%d" % ((self.flavour,) + self.version)
 
     # -- task types ----------------------------------------------------
-    def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout):
+    def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout,
+                      is_active=True):
         def work():
-            cursor = self._exec("upsert_type", (name, version, param_schema_json,
+            cursor = self._exec("upsert_type", (name, version, param_schema_json, int(is_active),
                                                 max_attempts, claim_timeout))
             return self._one("get_type", (name,)), cursor.rowcount == 1
 

@@ -129,15 +129,18 @@ class SQLiteStore(Store):
         return "SQLite " + sqlite3.sqlite_version
 
     # -- task types ----------------------------------------------------
-    def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout):
+    def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout,
+                      is_active=True):
         def work(now):
             existing = self._one("get_type", (name,))
             if existing is None:
                 self.conn.execute(Q["insert_type"], (name, version, param_schema_json,
-                                                     max_attempts, claim_timeout, now, now))
+                                                     int(is_active), max_attempts, claim_timeout,
+                                                     now, now))
             else:
-                self.conn.execute(Q["update_type"], (version, param_schema_json, max_attempts,
-                                                     claim_timeout, now, existing["id"]))
+                self.conn.execute(Q["update_type"], (version, param_schema_json, int(is_active),
+                                                     max_attempts, claim_timeout, now,
+                                                     existing["id"]))
             return self._one("get_type", (name,)), existing is None
 
         return self._write(work)

@@ -29,9 +29,10 @@ FROM task_types WHERE is_active = 1 ORDER BY name
 -- update never counts as "same values" = 1 under CLIENT_FOUND_ROWS).
 INSERT INTO task_types (name, version, param_schema_json, is_active, max_attempts,
                         claim_timeout, created_at, updated_at)
-VALUES (%s, %s, %s, 1, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))
+VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))
 ON DUPLICATE KEY UPDATE
-    version = VALUES(version), param_schema_json = VALUES(param_schema_json), is_active = 1,
+    version = VALUES(version), param_schema_json = VALUES(param_schema_json),
+    is_active = VALUES(is_active),
     max_attempts = VALUES(max_attempts), claim_timeout = VALUES(claim_timeout),
     updated_at = VALUES(updated_at), id = LAST_INSERT_ID(id)
 

@@ -22,11 +22,11 @@ FROM task_types WHERE is_active = 1 ORDER BY name
 -- name: insert_type
 INSERT INTO task_types (name, version, param_schema_json, is_active, max_attempts,
                         claim_timeout, created_at, updated_at)
-VALUES (?, ?, ?, 1, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: update_type
 UPDATE task_types
-SET version = ?, param_schema_json = ?, is_active = 1, max_attempts = ?, claim_timeout = ?,
+SET version = ?, param_schema_json = ?, is_active = ?, max_attempts = ?, claim_timeout = ?,
     updated_at = ?
 WHERE id = ?
 
