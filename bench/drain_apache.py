@@ -247,6 +247,8 @@ def main(argv=None):
     parser.add_argument("--bundle", help="a built bundle zip (default: build one with tools/bundle.py)")
     parser.add_argument("--mysql", default=os.environ.get("TASKQ_TEST_MYSQL", ""),
                         help='"host=.. port=.. user=.. password=.." (default: TASKQ_TEST_MYSQL, else root@127.0.0.1:3306)')
+    parser.add_argument("--db-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra [database] key for the MariaDB run, e.g. skip_locked=on (repeatable)")
     parser.add_argument("--update-docs", action="store_true", help="rewrite the drain part of docs/performance.md")
     args = parser.parse_args(argv)
     backends = args.backend or ["sqlite", "mysql"]
@@ -275,7 +277,9 @@ def main(argv=None):
             else:
                 mysql = benchlib.mysql_params(args.mysql)
                 mysql_db, facts["mariadb"] = benchlib.create_mysql_database(mysql, prefix="taskq_drain")
-                write_config(folder, "mysql", **dict(mysql, name=mysql_db))
+                extra = dict(option.split("=", 1) for option in args.db_option)
+                facts["mysql_options"] = extra
+                write_config(folder, "mysql", **dict(mysql, name=mysql_db, **extra))
             results[name] = run_backend(base_url, args, name)
         facts["load_after"] = benchlib.loadavg()
         log = server.error_log()
@@ -318,7 +322,8 @@ def render(report):
            "scripts run by a bare Python %s. Machine: %s, %s cores%s. Workers, Apache, the CGI processes "
            "and the database share those cores; 1-minute load average %s before, %s after." % (
                f["date"], s["workers"], f.get("bundle", "?"), f["python"], f["cpu"], f["cores"],
-               ", MariaDB %s" % f["mariadb"] if f.get("mariadb") else "",
+               ", MariaDB %s%s" % (f["mariadb"], "".join(" (%s = %s)" % kv for kv in sorted(f.get("mysql_options", {}).items())))
+               if f.get("mariadb") else "",
                f.get("load_before"), f.get("load_after")),
            "",
            "| backend | mode | tasks | seconds | tasks/s | requests/s | 5xx | other non-2xx | left pending |",
