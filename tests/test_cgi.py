@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from cgi import SCRIPT, cgi_environ, parse_cgi_output, run_cgi
+from cgi_runner import SCRIPT, cgi_environ, parse_cgi_output, run_cgi
 
 JSON_TYPE = "application/json; charset=utf-8"
 

@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 
-from cgi import SCRIPT, cgi_environ, parse_cgi_output, run_cgi
+from cgi_runner import SCRIPT, cgi_environ, parse_cgi_output, run_cgi
 from conftest import ApiClient, db_execute, register
 from taskq.app import Application
 

@@ -49,3 +49,9 @@ def test_readme_names_the_two_commands():
     assert "./serve" in readme and "./test" in readme
     ci = read(".ci/run")
     assert "./test" in ci
+
+
+def test_openapi_document_passes_the_openapi_3_1_validator():
+    from openapi_spec_validator import validate
+
+    validate(document())

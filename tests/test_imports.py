@@ -11,7 +11,7 @@ from its stderr. This checks behaviour (which modules load), not timing.
 
 import re
 
-from cgi import run_cgi
+from cgi_runner import run_cgi
 from conftest import ApiClient, create, register
 from taskq.app import Application
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from cgi import run_cgi
+from cgi_runner import run_cgi
 from taskq import config, errors
 from taskq.router import Router
 from test_imports import imported

@@ -154,7 +154,7 @@ class Application:
             from . import handlers
 
             status, message, data = getattr(handlers, name)(context, **params)
-            payload = {"success": True, "message": message, "data": data}
+            payload = data if message is None else {"success": True, "message": message, "data": data}
         except errors.TaskqError as exc:
             status = exc.status
             headers.extend(exc.headers())

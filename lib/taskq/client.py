@@ -253,7 +253,8 @@ class Client:
         return self.request("GET", "/health")
 
     def openapi(self):
-        return self.request("GET", "/openapi.json")
+        """The OpenAPI document (served bare, not in the envelope)."""
+        return self.request_envelope("GET", "/openapi.json")
 
     # -- task types ------------------------------------------------------
     def register_type(self, name, version, param_schema, max_attempts=None, claim_timeout=None):

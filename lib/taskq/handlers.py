@@ -1,6 +1,7 @@
 """One function per route: validate, call the store, shape the answer.
 
-Each returns (status, message, data). Validation happens before the store is
+Each returns (status, message, data); a None message serves data bare,
+without the envelope (only /openapi.json does). Validation happens before the store is
 touched, so a bad request changes nothing.
 """
 
@@ -64,7 +65,7 @@ def health(ctx):
 def openapi(ctx):
     from .openapi import document
 
-    return 200, "OpenAPI document", document()
+    return 200, None, document()  # served bare: OpenAPI tools read it at the top level
 
 
 # -- task types --------------------------------------------------------------
