@@ -1,6 +1,6 @@
 """Run one request through `cgi-bin/api.py` as a real CGI process.
 
-    from cgi import run_cgi   # this module (tests/ is first on sys.path)
+    from cgi_runner import run_cgi   # this module (tests/ is first on sys.path)
     response = run_cgi("POST", "/tasks/claim", {"worker_id": "w1"},
                        config_path=config.path)
     response.status, response.headers["content-type"], response.json
