@@ -52,9 +52,10 @@ TYPE_NAME = "bench.demo"
 PARAM_SCHEMA = {"type": "object", "required": ["n"],
                 "properties": {"n": {"type": "integer"}, "tag": {"type": "string"}}}
 WORKER = "bench-worker"
-PREFILL = 50
-API_CASES = ("health", "register", "create", "claim", "progress", "complete")
-CHAIN = ("claim", "progress", "complete")
+BATCH = 50
+API_CASES = ("health", "register", "create", "claim", "progress", "complete", "claim_batch", "complete_batch")
+# Requests that act on what an earlier one claimed keep their order in a round.
+CHAINS = (("claim", "progress", "complete"), ("claim_batch", "complete_batch"))
 
 
 # -- one process --------------------------------------------------------------
@@ -104,6 +105,7 @@ class Backend:
         self.config_path = config_path
         self.mysql_env = mysql_env
         self.claimed_id = None
+        self.claimed_batch = []
         self.counter = 0
 
     def request(self, method, path, body=None, args=(), extra_env=None):
@@ -130,6 +132,12 @@ class Backend:
         if name == "complete":
             return ("POST", "/tasks/%d/complete" % self.claimed_id,
                     {"worker_id": WORKER, "success": True, "result": {"ok": True}}, (200,))
+        if name == "claim_batch":
+            return "POST", "/tasks/claim", {"worker_id": WORKER, "limit": BATCH}, (200,)
+        if name == "complete_batch":
+            return ("POST", "/tasks/complete",
+                    {"worker_id": WORKER, "results": [{"id": task_id, "success": True, "result": {"ok": True}}
+                                                      for task_id in self.claimed_batch]}, (200,))
         raise KeyError(name)
 
     def run(self, name):
@@ -140,16 +148,24 @@ class Backend:
                 method, path, self.name, status, payload, err.decode("utf-8", "replace")[-2000:]))
         if name == "claim":
             self.claimed_id = payload["data"]["id"]
+        elif name == "claim_batch":
+            self.claimed_batch = [task["id"] for task in payload["data"]["tasks"]]
+            if len(self.claimed_batch) != BATCH:
+                raise RuntimeError("a batch claim on %s got %d tasks, not %d" % (self.name, len(self.claimed_batch), BATCH))
+        elif name == "complete_batch" and payload["data"]["completed"] != BATCH:
+            raise RuntimeError("a batch complete on %s completed %r" % (self.name, payload["data"]))
         return elapsed
 
-    def prepare(self):
-        """Register the type and queue PREFILL tasks so a claim always finds one."""
-        for name in ("register",):
-            self.run(name)
-        tasks = [{"type": TYPE_NAME, "params": {"n": -i, "tag": "prefill"}} for i in range(1, PREFILL + 1)]
-        _, status, payload, err = self.request("POST", "/tasks", {"tasks": tasks})
-        if status not in (200, 201):
-            raise RuntimeError("batch create answered %s: %r %s" % (status, payload, err[-2000:]))
+    def prepare(self, rounds):
+        """Register the type and queue enough tasks that every claim of every round finds its share."""
+        self.run("register")
+        total = (rounds + 2) * (BATCH + 1) + 10
+        for start in range(0, total, 500):
+            tasks = [{"type": TYPE_NAME, "params": {"n": -i, "tag": "prefill"}}
+                     for i in range(start + 1, min(total, start + 500) + 1)]
+            _, status, payload, err = self.request("POST", "/tasks", {"tasks": tasks})
+            if status not in (200, 201):
+                raise RuntimeError("batch create answered %s: %r %s" % (status, payload, err[-2000:]))
 
 
 class Floor:
@@ -164,13 +180,14 @@ class Floor:
 
 
 def schedule(cases):
-    """A random order of (runner, name) keeping each backend's claim, progress, complete in order."""
+    """A random order of (runner, name), each backend's chained requests in their order."""
     order = list(cases)
     random.shuffle(order)
     for backend in {runner for runner, name in cases if isinstance(runner, Backend)}:
-        slots = [i for i, (runner, name) in enumerate(order) if runner is backend and name in CHAIN]
-        for slot, name in zip(slots, CHAIN):
-            order[slot] = (backend, name)
+        for chain in CHAINS:
+            slots = [i for i, (runner, name) in enumerate(order) if runner is backend and name in chain]
+            for slot, name in zip(slots, chain):
+                order[slot] = (backend, name)
     return order
 
 
@@ -257,7 +274,7 @@ def main(argv=None):
             path = benchlib.write_config(tmp, "mysql", **dict(mysql, name=mysql_db))
             runners["mysql"] = Backend("mysql", python, path)
         for runner in runners.values():
-            runner.prepare()
+            runner.prepare(args.warmup + args.rounds + 5)
 
         cases = [(Floor("a", python, os.path.join(FLOORS, "bare.py"), {}), "floor_a")]
         if "sqlite" in runners:
@@ -381,6 +398,25 @@ def render(report):
             out.append("| %s `%s` | %s | %.2fx | %.2fx | %s | %s |" % (
                 key.split(":")[0], case_label(key.split(":")[1]), FLOOR_SHORT[floor],
                 ratio, cpu_ratio, "" if target is None else "<= %.2fx" % target, verdict))
+    batch_rows = []
+    for backend in ("sqlite", "mysql"):
+        claim, complete = "%s:claim_batch" % backend, "%s:complete_batch" % backend
+        single_claim, single_complete = "%s:claim" % backend, "%s:complete" % backend
+        if claim in stats and complete in stats:
+            cpu_per_task = (cpu[claim]["median"] + cpu[complete]["median"]) / BATCH
+            wall_per_task = (stats[claim]["median"] + stats[complete]["median"]) / BATCH
+            single_cpu = cpu[single_claim]["median"] + cpu[single_complete]["median"]
+            batch_rows.append("| %s | %.2f | %.2f | %.1f | %.0f | %.0f |" % (
+                backend, wall_per_task * 1e3, cpu_per_task * 1e3, single_cpu * 1e3,
+                (f["cores"] or 1) / cpu_per_task, (f["cores"] or 1) / single_cpu))
+    if batch_rows:
+        out += ["", "Per task, a worker's claim + complete in batches of %d against one at a time. The "
+                "projection divides the machine's %s cores by the CPU per task of the CGI processes "
+                "alone: it leaves out Apache and the database server's own CPU (MariaDB runs the "
+                "statements of the batch), so it is an upper bound." % (BATCH, f["cores"]),
+                "", "| backend | batch wall ms/task | batch CPU ms/task | single CPU ms/task | "
+                    "batch tasks/s, CPU bound | single tasks/s, CPU bound |",
+                "|---|---:|---:|---:|---:|---:|"] + batch_rows
     for name, data in sorted(report["imports"].items()):
         modules = data["modules"]
         top = [(m, t) for m, t in modules.items() if t["depth"] == 0]
@@ -403,7 +439,9 @@ def render(report):
 def case_label(case):
     return {"health": "GET /health", "register": "POST /task-types/register", "create": "POST /tasks",
             "claim": "POST /tasks/claim", "progress": "POST /tasks/{id}/progress",
-            "complete": "POST /tasks/{id}/complete"}[case]
+            "complete": "POST /tasks/{id}/complete",
+            "claim_batch": "POST /tasks/claim (limit=%d)" % BATCH,
+            "complete_batch": "POST /tasks/complete (%d results)" % BATCH}[case]
 
 
 if __name__ == "__main__":
