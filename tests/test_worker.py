@@ -416,3 +416,24 @@ def test_sigterm_to_a_pool_lets_every_process_finish_its_task_then_exits_zero(se
         else:
             assert task["status"] == "pending"
     assert len(task_lines(log)) == 2
+
+
+def test_result_over_the_api_body_limit_fails_the_task_instead_of_lapsing(config_factory, tmp_path):
+    srv = LiveServer(config_factory(api={"max_body_bytes": 2048}).path, tmp_path / "server.log")
+    try:
+        client = Client(srv.url)
+        register(client, max_attempts=1)
+        small, big = create(client, 2)
+        command = script(tmp_path, "sized.sh", """
+            #!/bin/sh
+            cat > /dev/null
+            if [ "$TASKQ_TASK_ID" = "%d" ]; then head -c 5000 /dev/zero | tr '\\0' 'x'; else echo 1; fi
+        """ % big)
+        proc = start_worker(srv.url, "--once", "--batch", 2, "--exec", command, log_path=tmp_path / "w.log")
+        assert finish(proc) == 0
+        assert client.get_task(small)["result"] == 1
+        task = client.get_task(big)
+        assert task["status"] == "failed"
+        assert task["error_message"].startswith("result too large for the API")
+    finally:
+        srv.close()

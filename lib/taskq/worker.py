@@ -47,7 +47,7 @@ import time
 import traceback
 
 from .client import (ApiError, BadRequest, Client, Conflict, Forbidden, MethodNotAllowed,
-                     NotFound, Unauthorized)
+                     NotFound, PayloadTooLarge, Unauthorized)
 
 ERROR_TAIL = 4000
 KILL_GRACE = 2.0
@@ -444,9 +444,14 @@ class Runner:
     # -- completing --------------------------------------------------------
     def _complete_one(self, task, outcome, took):
         try:
-            if outcome["success"]:
-                answer = self.client.complete(task.id, self.worker_id, result=outcome["result"])
-            else:
+            try:
+                if outcome["success"]:
+                    answer = self.client.complete(task.id, self.worker_id, result=outcome["result"])
+                else:
+                    answer = self.client.fail(task.id, self.worker_id, outcome["error"])
+            except PayloadTooLarge as exc:
+                # The result can never be stored: fail the task instead of letting it lapse.
+                outcome = {"success": False, "error": "result too large for the API (%s)" % exc.message}
                 answer = self.client.fail(task.id, self.worker_id, outcome["error"])
         except LOST as exc:
             self._log_task(task, "lost", took, str(exc))
@@ -469,6 +474,10 @@ class Runner:
             items.append(item)
         try:
             answer = self.client.complete_batch(self.worker_id, items)
+        except PayloadTooLarge:
+            for task, outcome, took in finished:  # one by one: only the oversized ones fail
+                self._complete_one(task, outcome, took)
+            return
         except ApiError as exc:
             for task, _, took in finished:
                 self._log_task(task, "not-completed", took, str(exc))
