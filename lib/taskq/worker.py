@@ -363,7 +363,7 @@ class Runner:
                 self._complete_one(task, outcome, took)
             else:
                 finished.append((task, outcome, took))
-        if finished and not self.force:
+        if finished:  # finished work is reported even when stopping at once
             self._complete_many(finished)
         for task in tasks:
             self.heartbeat.remove(task)
