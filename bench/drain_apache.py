@@ -320,7 +320,8 @@ def render(report):
     out = ["Measured %s by `bench/drain_apache.py`: %d worker processes against a real Apache 2.4 "
            "(mod_cgid, the shipped .htaccess, `/api/` clean URLs) serving the upload bundle `%s` as CGI, "
            "scripts run by a bare Python %s. Machine: %s, %s cores%s. Workers, Apache, the CGI processes "
-           "and the database share those cores; 1-minute load average %s before, %s after." % (
+           "and the database share those cores; 1-minute load average %s before the run and %s after "
+           "(the drain's own workers and CGI processes raise it)." % (
                f["date"], s["workers"], f.get("bundle", "?"), f["python"], f["cpu"], f["cores"],
                ", MariaDB %s%s" % (f["mariadb"], "".join(" (%s = %s)" % kv for kv in sorted(f.get("mysql_options", {}).items())))
                if f.get("mariadb") else "",
