@@ -19,7 +19,9 @@ throwaway database made from schema.sql and dropped after):
 
 Reported: tasks/s from the moment the workers start to the moment the last
 one stops, requests/s, every non-2xx answer counted by status (5xx must be
-0), and a check that every task ended completed and none is left pending.
+0), and a check that every task ended completed, none is left pending or
+claimed, and every batch item answered "completed" (a task handed out twice
+would make one of its completes fail).
 
     .venv/py3.11/bin/python bench/drain_apache.py                    # both backends
     .venv/py3.11/bin/python bench/drain_apache.py --backend sqlite --tasks 1000
@@ -307,8 +309,8 @@ def main(argv=None):
         benchlib.replace_doc_region(DOC, "drain", markdown)
         print("updated %s" % DOC, file=sys.stderr)
     failed = [(name, mode) for name, modes in results.items() for mode, r in modes.items()
-              if r["five_xx"] or r["errors"] or r["left_pending"] or r["left_claimed"]
-              or r["completed_in_db"] != r["tasks"]]
+              if r["five_xx"] or r["errors"] or r["item_errors"] or r["left_pending"] or r["left_claimed"]
+              or r["completed_in_db"] != r["tasks"] or r["completed_reported"] != r["tasks"]]
     if failed:
         print("FAIL: %s" % failed, file=sys.stderr)
         return 1
