@@ -379,7 +379,7 @@ def test_missing_vendored_pymysql_is_named_in_a_json_error(deployment, mysql_dat
 
 # -- 8 workers racing through Apache ----------------------------------------------
 RACE_WORKERS = 8
-RACE_TASKS = {"taskq": 100, "taskq-mysql": 200}  # by site: SQLite, MariaDB
+RACE_TASKS = {"taskq": 200, "taskq-mysql": 200}  # by site: SQLite, MariaDB
 
 
 def test_eight_worker_processes_claim_each_task_exactly_once(deployment, site):
