@@ -12,6 +12,9 @@ STAMP="$VENV/.requirements.sha"
 WANT="$( (cat requirements.txt requirements-dev.txt; echo "${TASKQ_PIP_EXTRA:-}") | sha1sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "installing requirements into $VENV" >&2
+    # the pip that ships with Python 3.8 backtracks for an hour over the test
+    # tools' dependencies; a current one resolves them in seconds
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip>=24.2" >&2
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt >&2
     if [ -n "${TASKQ_PIP_EXTRA:-}" ]; then
         # shellcheck disable=SC2086
