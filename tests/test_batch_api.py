@@ -160,6 +160,22 @@ def test_batch_complete_answers_each_item_and_one_bad_item_spoils_nothing(server
         assert (task["status"], task["claimed_by"], task["result"]) == ("claimed", "w2", None)
 
 
+def test_batch_complete_naming_a_task_twice_completes_it_once(server, client):
+    first, second = [client.create_task("job", {"n": n})["id"] for n in range(2)]
+    assert len(client.claim_batch("w1", 2)) == 2
+    answer = client.complete_batch("w1", [
+        {"id": first, "success": True, "result": 1},
+        {"id": first, "success": True, "result": 2},
+        {"id": second, "success": False, "error": "boom"},
+    ])
+    assert [(r["ok"], r.get("status")) for r in answer["results"]] == [
+        (True, "completed"), (False, 409), (True, "pending")]
+    assert client.get_task(first)["result"] == 1
+    events = [e["event"] for e in client.task_history(first)["events"]]
+    assert events == ["created", "claimed", "completed"]
+    assert [e["event"] for e in client.task_history(second)["events"]] == ["created", "claimed", "retry"]
+
+
 def test_batch_complete_rejects_an_empty_or_oversized_list(server, client):
     for results in ([], [{"id": 1, "success": True}] * 101, {"id": 1}):
         with pytest.raises(BadRequest):

@@ -238,26 +238,35 @@ def complete(ctx, id):
     return 200, message, outcome
 
 
+def _item_error(index, task_id, exc):
+    return {"index": index, "id": task_id, "ok": False, "status": exc.status, "error": exc.message}
+
+
 def complete_batch(ctx):
     body = ctx.request.json()
     worker_id = v.string(body, "worker_id")
     items = body.get("results")
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_COMPLETE:
         raise BadRequest("Field 'results' must be an array of 1 to %d items" % MAX_BATCH_COMPLETE)
-    results = []
+    results = [None] * len(items)
+    valid, positions = [], []
     for index, item in enumerate(items):
         try:
             v.require_object(item, "results[%d]" % index)
             task_id = v.integer(item, "id", required=True, low=1, high=2 ** 62)
-            success, result_json, error = _completion(item)
-            outcome = ctx.store.complete(task_id, worker_id, success, result_json, error)
-            outcome.update(index=index, ok=True)
-            results.append(outcome)
+            valid.append((task_id,) + _completion(item))
+            positions.append(index)
         except TaskqError as exc:
             if exc.status >= 500:
                 raise
-            results.append({"index": index, "id": item.get("id") if isinstance(item, dict) else None,
-                            "ok": False, "status": exc.status, "error": exc.message})
+            results[index] = _item_error(index, item.get("id") if isinstance(item, dict) else None, exc)
+    outcomes = ctx.store.complete_many(worker_id, valid) if valid else []
+    for index, item, outcome in zip(positions, valid, outcomes):
+        if isinstance(outcome, TaskqError):
+            results[index] = _item_error(index, item[0], outcome)
+        else:
+            outcome.update(index=index, ok=True)
+            results[index] = outcome
     ok = sum(1 for r in results if r["ok"])
     return 200, "Batch processed", {"results": results, "completed": ok,
                                     "failed": len(results) - ok, "count": len(results)}

@@ -130,6 +130,16 @@ class Store:
         """
         raise NotImplementedError
 
+    def complete_many(self, worker_id, items):
+        """Finish several claimed tasks in one transaction; one outcome per item.
+
+        items: (task_id, success, result_json, error). An outcome is what
+        complete() returns, or the 4xx TaskqError that item got; such an item
+        changes nothing and spoils no other. One commit for the lot is what
+        makes a batch cheap (each commit is a log flush on InnoDB).
+        """
+        raise NotImplementedError
+
     def get_task(self, task_id):
         """The task dict (TASK_FIELDS, params and result as JSON text) or None."""
         raise NotImplementedError
@@ -164,6 +174,13 @@ def check_lease(task_id, state, worker_id, lease_live, claimed_before):
         raise Forbidden("Task is claimed by another worker")
     if not lease_live:
         raise Conflict("Lease expired: the task may be claimed by another worker")
+
+
+def client_error(exc):
+    """True for an error that belongs to one batch item (4xx), not to the request."""
+    from ..errors import TaskqError
+
+    return isinstance(exc, TaskqError) and exc.status < 500
 
 
 def expired_message(attempts):

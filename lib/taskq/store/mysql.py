@@ -16,15 +16,14 @@ LOCKED` so concurrent claimers take different rows instead of queueing on
 the same one.
 """
 
-import random
 import time
 
 import pymysql
 from pymysql.constants import CLIENT
 
 from ..errors import PayloadTooLarge, SchemaMissing, Unavailable
-from .base import (Store, check_lease, expired_message, like_escape_free, load_queries,
-                   order_candidates)
+from .base import (Store, check_lease, client_error, expired_message, like_escape_free,
+                   load_queries, order_candidates)
 
 Q = load_queries("mysql")
 EXPIRE_BATCH = 50
@@ -195,6 +194,8 @@ class MySQLStore(Store):
                 if _errno(exc) in RETRY_CODES and attempt < TRANSACTION_ATTEMPTS:
                     # the other transaction needs a moment to finish; jitter
                     # keeps the retries of several losers apart
+                    import random  # only here: the import costs every request ~1 ms
+
                     time.sleep(random.uniform(0.002, 0.02) * attempt)
                     continue
                 translated = translate(exc)
@@ -230,14 +231,24 @@ class MySQLStore(Store):
                                   "(max_allowed_packet = %d bytes)" % (size, limit))
 
     def _events(self, events):
-        """Write history events [(task_id, event, worker_id, message)] in one statement."""
+        """Write history events [(task_id, event, worker_id, message)], many per statement.
+
+        A statement carries at most about PACKET_CHECK_BYTES of messages, so a
+        batch of long error texts stays under max_allowed_packet.
+        """
         if not self.history_enabled or not events:
             return
-        sql = Q["insert_event"]
-        head, _, values = sql.rpartition("VALUES")
+        head, _, values = Q["insert_event"].rpartition("VALUES")
         row = values.strip()
-        params = [value for event in events for value in event]
-        self.conn.cursor().execute(head + "VALUES " + ", ".join([row] * len(events)), params)
+        cursor = self.conn.cursor()
+        start, size = 0, 0
+        for end, event in enumerate(events, 1):
+            size += len(event[3] or "")
+            if end == len(events) or size + len(events[end][3] or "") > PACKET_CHECK_BYTES // 4:
+                chunk = events[start:end]
+                cursor.execute(head + "VALUES " + ", ".join([row] * len(chunk)),
+                               [value for item in chunk for value in item])
+                start, size = end, 0
 
     # -- lifecycle -----------------------------------------------------
     def ping(self):
@@ -435,21 +446,54 @@ class MySQLStore(Store):
         self._check_packet((result_json, error))
 
         def work():
-            state = self._check_lease(task_id, worker_id)
-            attempts = state["attempts"]
-            if success:
-                self._exec("complete_success", (result_json, task_id))
-                event, message, status, will_retry = "completed", None, "completed", False
-            elif attempts < state["max_attempts"]:
-                self._exec("complete_retry", (error, task_id))
-                event, message, status, will_retry = "retry", error, "pending", True
-            else:
-                self._exec("complete_failure", (error, task_id))
-                event, message, status, will_retry = "failed", error, "failed", False
-            self._events([(task_id, event, worker_id, message)])
-            return {"id": task_id, "status": status, "attempts": attempts, "will_retry": will_retry}
+            events = []
+            outcome = self._finish(task_id, worker_id, success, result_json, error, events)
+            self._events(events)
+            return outcome
 
         return self._transaction(work)
+
+    def complete_many(self, worker_id, items):
+        checked = []
+        for task_id, success, result_json, error in items:
+            try:
+                self._check_packet((result_json, error))
+                checked.append(None)
+            except PayloadTooLarge as exc:
+                checked.append(exc)
+
+        def work():
+            outcomes, events = list(checked), []
+            for index, (task_id, success, result_json, error) in enumerate(items):
+                if outcomes[index] is not None:
+                    continue
+                try:
+                    outcomes[index] = self._finish(task_id, worker_id, success, result_json,
+                                                   error, events)
+                except Exception as exc:
+                    if not client_error(exc):
+                        raise
+                    outcomes[index] = exc
+            self._events(events)
+            return outcomes
+
+        return self._transaction(work)
+
+    def _finish(self, task_id, worker_id, success, result_json, error, events):
+        """complete() inside a transaction: lock, check the lease, write; queue the event."""
+        state = self._check_lease(task_id, worker_id)
+        attempts = state["attempts"]
+        if success:
+            self._exec("complete_success", (result_json, task_id))
+            event, message, status, will_retry = "completed", None, "completed", False
+        elif attempts < state["max_attempts"]:
+            self._exec("complete_retry", (error, task_id))
+            event, message, status, will_retry = "retry", error, "pending", True
+        else:
+            self._exec("complete_failure", (error, task_id))
+            event, message, status, will_retry = "failed", error, "failed", False
+        events.append((task_id, event, worker_id, message))
+        return {"id": task_id, "status": status, "attempts": attempts, "will_retry": will_retry}
 
     def get_task(self, task_id):
         return self._read(lambda: self._one("get_task", (task_id,)))

@@ -13,8 +13,8 @@ import sqlite3
 import time
 
 from ..errors import Unavailable
-from .base import (Store, check_lease, expired_message, like_escape_free, load_queries,
-                   order_candidates)
+from .base import (Store, check_lease, client_error, expired_message, like_escape_free,
+                   load_queries, order_candidates)
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "sqlite_schema.sql")
@@ -235,24 +235,41 @@ class SQLiteStore(Store):
         return self._write(work)
 
     def complete(self, task_id, worker_id, success, result_json, error):
+        return self._write(lambda now: self._finish(task_id, worker_id, success, result_json,
+                                                    error, now))
+
+    def complete_many(self, worker_id, items):
         def work(now):
-            state = self._check_lease(task_id, worker_id, now)
-            attempts = state["attempts"]
-            if success:
-                self.conn.execute(Q["complete_success"], (result_json, now, now, task_id))
-                self._event(task_id, "completed", worker_id, None, now)
-                status, will_retry = "completed", False
-            elif attempts < state["max_attempts"]:
-                self.conn.execute(Q["complete_retry"], (error, now, task_id))
-                self._event(task_id, "retry", worker_id, error, now)
-                status, will_retry = "pending", True
-            else:
-                self.conn.execute(Q["complete_failure"], (error, now, now, task_id))
-                self._event(task_id, "failed", worker_id, error, now)
-                status, will_retry = "failed", False
-            return {"id": task_id, "status": status, "attempts": attempts, "will_retry": will_retry}
+            outcomes = []
+            for task_id, success, result_json, error in items:
+                try:
+                    outcomes.append(self._finish(task_id, worker_id, success, result_json,
+                                                 error, now))
+                except Exception as exc:
+                    if not client_error(exc):
+                        raise
+                    outcomes.append(exc)
+            return outcomes
 
         return self._write(work)
+
+    def _finish(self, task_id, worker_id, success, result_json, error, now):
+        """complete() inside a write transaction: check the lease, write, record the event."""
+        state = self._check_lease(task_id, worker_id, now)
+        attempts = state["attempts"]
+        if success:
+            self.conn.execute(Q["complete_success"], (result_json, now, now, task_id))
+            self._event(task_id, "completed", worker_id, None, now)
+            status, will_retry = "completed", False
+        elif attempts < state["max_attempts"]:
+            self.conn.execute(Q["complete_retry"], (error, now, task_id))
+            self._event(task_id, "retry", worker_id, error, now)
+            status, will_retry = "pending", True
+        else:
+            self.conn.execute(Q["complete_failure"], (error, now, now, task_id))
+            self._event(task_id, "failed", worker_id, error, now)
+            status, will_retry = "failed", False
+        return {"id": task_id, "status": status, "attempts": attempts, "will_retry": will_retry}
 
     def get_task(self, task_id):
         return self._one("get_task", (task_id,))
