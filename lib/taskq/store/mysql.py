@@ -422,9 +422,12 @@ class MySQLStore(Store):
 
     def _check_lease(self, task_id, worker_id):
         state = self._one("lease_state", (task_id,))
+        self._check_state(task_id, worker_id, state)
+        return state
+
+    def _check_state(self, task_id, worker_id, state):
         check_lease(task_id, state, worker_id, bool(state and state["live"]),
                     lambda: self._claimed_before(task_id, worker_id, state["attempts"]))
-        return state
 
     def _claimed_before(self, task_id, worker_id, attempts):
         if self.history_enabled:
@@ -464,12 +467,15 @@ class MySQLStore(Store):
 
         def work():
             outcomes, events = list(checked), []
+            ids = sorted({item[0] for item in items})
+            states = {row["id"]: row for row in self._all("lease_states", ids,
+                                                           ids=_placeholders(ids))}
             for index, (task_id, success, result_json, error) in enumerate(items):
                 if outcomes[index] is not None:
                     continue
                 try:
                     outcomes[index] = self._finish(task_id, worker_id, success, result_json,
-                                                   error, events)
+                                                   error, events, states)
                 except Exception as exc:
                     if not client_error(exc):
                         raise
@@ -479,9 +485,17 @@ class MySQLStore(Store):
 
         return self._transaction(work)
 
-    def _finish(self, task_id, worker_id, success, result_json, error, events):
-        """complete() inside a transaction: lock, check the lease, write; queue the event."""
-        state = self._check_lease(task_id, worker_id)
+    def _finish(self, task_id, worker_id, success, result_json, error, events, states=None):
+        """complete() inside a transaction: lock, check the lease, write; queue the event.
+
+        states: rows already locked by lease_states, updated here so a task
+        named twice in one batch is completed once.
+        """
+        if states is None:
+            state = self._check_lease(task_id, worker_id)
+        else:
+            state = states.get(task_id)
+            self._check_state(task_id, worker_id, state)
         attempts = state["attempts"]
         if success:
             self._exec("complete_success", (result_json, task_id))
@@ -493,6 +507,8 @@ class MySQLStore(Store):
             self._exec("complete_failure", (error, task_id))
             event, message, status, will_retry = "failed", error, "failed", False
         events.append((task_id, event, worker_id, message))
+        if states is not None:
+            state["status"] = status
         return {"id": task_id, "status": status, "attempts": attempts, "will_retry": will_retry}
 
     def get_task(self, task_id):

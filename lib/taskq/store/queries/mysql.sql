@@ -129,6 +129,12 @@ SELECT id, status, claimed_by, attempts, max_attempts,
        COALESCE(lease_expires_at > UTC_TIMESTAMP(6), 0) AS live
 FROM tasks WHERE id = %s FOR UPDATE
 
+-- name: lease_states
+-- lease_state for a batch: one statement locks them all, in id order
+SELECT id, status, claimed_by, attempts, max_attempts,
+       COALESCE(lease_expires_at > UTC_TIMESTAMP(6), 0) AS live
+FROM tasks WHERE id IN ({ids}) ORDER BY id FOR UPDATE
+
 -- name: worker_claimed_before
 SELECT 1 FROM task_history WHERE task_id = %s AND event = 'claimed' AND worker_id = %s LIMIT 1
 
