@@ -128,6 +128,16 @@ def backend_config(config_factory):
     return config_factory()
 
 
+@pytest.fixture
+def server(config_factory, tmp_path):
+    """The dev server on this test's backend, as a separate process (live_server.py)."""
+    from live_server import LiveServer
+
+    srv = LiveServer(config_factory().path, tmp_path / "server.log")
+    yield srv
+    srv.close()
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

@@ -43,13 +43,6 @@ print(json.dumps(client.create_tasks(items)))
 
 
 @pytest.fixture
-def server(config_factory, tmp_path):
-    srv = LiveServer(config_factory().path, tmp_path / "server.log")
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
 def client(server):
     client = Client(server.url, retries=2, backoff=0.05)
     client.register_type("job", "1", {"type": "object", "required": ["n"],

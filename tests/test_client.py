@@ -15,13 +15,6 @@ SCHEMA = {"type": "object", "required": ["to"], "properties": {"to": {"type": "s
 
 
 @pytest.fixture
-def server(config_factory, tmp_path):
-    srv = LiveServer(config_factory().path, tmp_path / "server.log")
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
 def client(server):
     return Client(server.url, retries=2, backoff=0.05)
 

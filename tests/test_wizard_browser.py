@@ -157,7 +157,11 @@ def click_and_wait(driver, element):
 
     old_page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old_page))
+    wait = WebDriverWait(driver, 60)
+    wait.until(expected_conditions.staleness_of(old_page))
+    # the old page is gone; wait until the new one has finished loading too,
+    # or a lookup may catch a node of a document that is still being replaced
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def submit(driver):

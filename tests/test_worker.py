@@ -24,13 +24,6 @@ printf '{"echo":%s,"id":%s,"type":"%s","attempt":%s}' "$params" "$TASKQ_TASK_ID"
 
 
 @pytest.fixture
-def server(config_factory, tmp_path):
-    srv = LiveServer(config_factory().path, tmp_path / "server.log")
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
 def client(server):
     return Client(server.url, retries=2, backoff=0.05)
 
