@@ -126,9 +126,13 @@ class Store:
         """Finish a claimed task; returns {id, status, attempts, will_retry}.
 
         Same errors as progress. A failure with attempts left goes back to
-        pending (will_retry true), otherwise it is failed.
+        pending (will_retry true), otherwise it is failed. A batch of one:
+        backends implement complete_many only.
         """
-        raise NotImplementedError
+        outcome = self.complete_many(worker_id, [(task_id, success, result_json, error)])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def complete_many(self, worker_id, items):
         """Finish several claimed tasks in one transaction; one outcome per item.

@@ -445,17 +445,6 @@ class MySQLStore(Store):
 
         return self._transaction(work)
 
-    def complete(self, task_id, worker_id, success, result_json, error):
-        self._check_packet((result_json, error))
-
-        def work():
-            events = []
-            outcome = self._finish(task_id, worker_id, success, result_json, error, events)
-            self._events(events)
-            return outcome
-
-        return self._transaction(work)
-
     def complete_many(self, worker_id, items):
         checked = []
         for task_id, success, result_json, error in items:
@@ -485,17 +474,14 @@ class MySQLStore(Store):
 
         return self._transaction(work)
 
-    def _finish(self, task_id, worker_id, success, result_json, error, events, states=None):
-        """complete() inside a transaction: lock, check the lease, write; queue the event.
+    def _finish(self, task_id, worker_id, success, result_json, error, events, states):
+        """One item of complete_many: check the lease, write; queue the event.
 
-        states: rows already locked by lease_states, updated here so a task
-        named twice in one batch is completed once.
+        states: the rows lease_states locked, updated here so a task named
+        twice in one batch is completed once.
         """
-        if states is None:
-            state = self._check_lease(task_id, worker_id)
-        else:
-            state = states.get(task_id)
-            self._check_state(task_id, worker_id, state)
+        state = states.get(task_id)
+        self._check_state(task_id, worker_id, state)
         attempts = state["attempts"]
         if success:
             self._exec("complete_success", (result_json, task_id))
@@ -507,8 +493,7 @@ class MySQLStore(Store):
             self._exec("complete_failure", (error, task_id))
             event, message, status, will_retry = "failed", error, "failed", False
         events.append((task_id, event, worker_id, message))
-        if states is not None:
-            state["status"] = status
+        state["status"] = status
         return {"id": task_id, "status": status, "attempts": attempts, "will_retry": will_retry}
 
     def get_task(self, task_id):

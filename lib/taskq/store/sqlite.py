@@ -234,10 +234,6 @@ class SQLiteStore(Store):
 
         return self._write(work)
 
-    def complete(self, task_id, worker_id, success, result_json, error):
-        return self._write(lambda now: self._finish(task_id, worker_id, success, result_json,
-                                                    error, now))
-
     def complete_many(self, worker_id, items):
         def work(now):
             outcomes = []
@@ -254,7 +250,7 @@ class SQLiteStore(Store):
         return self._write(work)
 
     def _finish(self, task_id, worker_id, success, result_json, error, now):
-        """complete() inside a write transaction: check the lease, write, record the event."""
+        """One item of complete_many: check the lease, write, record the event."""
         state = self._check_lease(task_id, worker_id, now)
         attempts = state["attempts"]
         if success:
