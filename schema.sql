@@ -82,4 +82,13 @@ CREATE TABLE taskq_schema_version (
     applied_at DATETIME(6) NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
-INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6));
+-- Claims without SKIP LOCKED lock the 'claim' row first, so they take turns:
+-- claims scanning different indexes would otherwise deadlock each other.
+CREATE TABLE taskq_locks (
+    name VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    PRIMARY KEY (name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+INSERT INTO taskq_locks (name) VALUES ('claim');
+
+INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6)), (2, UTC_TIMESTAMP(6));

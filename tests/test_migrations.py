@@ -184,3 +184,32 @@ def test_statements_drop_comment_lines_and_split_on_semicolons():
 def test_migration_files_are_numbered_without_gaps():
     numbers = [m.number for m in migrate.available()]
     assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_upgrade_from_version_1_keeps_the_tasks_and_gives_portable_claims_their_lock(
+        scratch_databases, tmp_path):
+    import shutil
+
+    from conftest import make_config
+    from taskq.errors import SchemaMissing
+    from taskq.store.mysql import MySQLStore
+
+    database = scratch_databases()
+    first_only = tmp_path / "v1"
+    first_only.mkdir()
+    shutil.copy(migrate.available()[0].path, str(first_only))
+    assert run_migrate(database, directory=str(first_only)) == [1]
+    store = MySQLStore(make_config("mysql", tmp_path, database, database={"skip_locked": "off"}))
+    try:
+        type_row, _ = store.register_type("up.alpha", "1", "{}", None, None)
+        (task, _), = store.create_tasks([{
+            "type_id": type_row["id"], "type": "up.alpha", "params_json": "{}",
+            "dedupe_key": "a" * 64, "priority": 0, "max_attempts": 3, "claim_timeout": None}])
+        with pytest.raises(SchemaMissing):  # new code on the old schema: run the installer
+            store.claim("w", None, 1, None)
+
+        assert run_migrate(database) == [2]
+        assert [row["id"] for row in store.claim("w", None, 1, None)] == [task["id"]]
+    finally:
+        store.close()
+    assert versions(database) == [1, 2]

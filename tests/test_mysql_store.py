@@ -76,6 +76,8 @@ def add_tasks(store, type_row, priorities, tag=""):
 CLAIM_STATEMENTS = {
     "claim_next": (("w", None, 300), "tasks_claim"),
     "claim_next_of_type": (("w", None, 300, 1), "tasks_type_claim"),
+    "lock_head": ((2,), "tasks_claim"),
+    "lock_head_of_type": ((1, 2), "tasks_type_claim"),
     "lock_next": ((1,), "tasks_claim"),
     "lock_next_of_type": ((1, 1), "tasks_type_claim"),
     "head_of_type": ((1, 1), "tasks_type_claim"),
@@ -152,11 +154,9 @@ def test_claim_with_pattern_over_several_types_merges_their_heads(store_factory,
     assert got == expected
 
 
-def test_skip_locked_is_opt_in_and_off_forces_the_portable_path(store_factory):
-    from taskq.store.mysql import SKIP_LOCKED_BY_DEFAULT
-
+def test_skip_locked_is_used_where_the_server_has_it_and_off_forces_the_portable_path(store_factory):
     auto = store_factory("auto")
-    assert auto.skip_locked is (SKIP_LOCKED_BY_DEFAULT and _server_has_skip_locked(auto))
+    assert auto.skip_locked is _server_has_skip_locked(auto)
     assert store_factory("off").skip_locked is False
     assert store_factory("on").skip_locked is True
 
@@ -210,6 +210,28 @@ def test_claim_moves_past_a_head_another_claimer_takes_meanwhile(store_factory, 
         releaser.join()
         other.close()
     assert got == [second]
+
+
+def test_portable_claims_take_turns_on_the_claim_lock_row(store_factory):
+    """Without SKIP LOCKED a claim waits while another claim holds the turn
+    (claims reading through different indexes would deadlock otherwise)."""
+    store = store_factory("off")
+    task_id, = add_tasks(store, add_type(store, "turn.alpha"), [0])
+    other = mysql_connect(store.config.database["name"])
+    cur = other.cursor()
+    cur.execute("BEGIN")
+    cur.execute("SELECT name FROM taskq_locks WHERE name = 'claim' FOR UPDATE")
+    got = []
+    claimer = threading.Thread(target=lambda: got.extend(store.claim("w", "turn.%", 1, None)))
+    claimer.start()
+    claimer.join(0.5)
+    try:
+        assert claimer.is_alive() and got == []  # still waiting for its turn
+    finally:
+        other.rollback()
+        other.close()
+    claimer.join(10)
+    assert [row["id"] for row in got] == [task_id]
 
 
 # -- many processes claiming at once --------------------------------------------------
@@ -494,8 +516,8 @@ def test_unreachable_or_refused_database_is_unavailable(tmp_path, mysql_database
 def test_schema_sql_records_its_version(db):
     conn = mysql_connect(db)
     with conn.cursor() as cur:
-        cur.execute("SELECT version FROM taskq_schema_version")
-        assert cur.fetchall() == ((1,),)
+        cur.execute("SELECT version FROM taskq_schema_version ORDER BY version")
+        assert cur.fetchall() == ((1,), (2,))
     conn.close()
 
 

@@ -9,11 +9,15 @@ each other's rows. Multi-statement writes run in one transaction; a deadlock
 or lock-wait timeout rolls it back and runs it again a few times before the
 request gives up with 503.
 
-How a claim is decided is in `_pick`: a conditional UPDATE that takes the
-head of the queue through the claim index (portable, the default), or, with
-`skip_locked = on` on a server that has it, `SELECT ... FOR UPDATE SKIP
-LOCKED` so concurrent claimers take different rows instead of queueing on
-the same one.
+How a claim is decided is in `_pick`. With SKIP LOCKED (MariaDB 10.6+,
+MySQL 8.0.1+; `skip_locked`), concurrent claimers lock different rows and
+pass over each other's. Without it (the portable path), a claim first locks
+the one row of `taskq_locks`, so claims take turns: claims reading the queue
+through different indexes (all types, one type) would otherwise lock a
+task's index entries in opposite orders and deadlock each other, which
+measured ~90 deadlocks per 2,000 tasks with 8 claiming processes. Each turn
+is one short transaction; queueing claims on the head of the queue waited
+for each other anyway.
 """
 
 import time
@@ -29,11 +33,6 @@ Q = load_queries("mysql")
 EXPIRE_BATCH = 50
 TRANSACTION_ATTEMPTS = 5
 PATTERN_ROUNDS = 3
-# What `skip_locked = auto` means. Measured with 8 claiming processes
-# (bench/claim_scaling.py, docs/performance.md): SKIP LOCKED gained no
-# throughput over the portable UPDATE, so every server runs the one path
-# that MySQL 5.7 and MariaDB 10.3 also run; `on` opts in.
-SKIP_LOCKED_BY_DEFAULT = False
 
 # Driver errors at the border: these mean "the database cannot serve us now".
 UNAVAILABLE_CODES = frozenset((
@@ -135,8 +134,10 @@ class MySQLStore(Store):
         self._max_packet = None
         self.flavour, self.version = parse_server_version(self.conn.get_server_info())
         setting = db["skip_locked"]
-        self.skip_locked = supports_skip_locked(self.flavour, self.version) and (
-            setting == "on" or (setting == "auto" and SKIP_LOCKED_BY_DEFAULT))
+        # auto and on: SKIP LOCKED wherever the server has it. With 8 claiming
+        # processes (bench/claim_scaling.py, docs/performance.md) it claimed
+        # 30-43% more than the portable path, which has to take turns.
+        self.skip_locked = setting != "off" and supports_skip_locked(self.flavour, self.version)
 
     # -- plumbing ------------------------------------------------------
     def close(self):
@@ -342,13 +343,14 @@ class MySQLStore(Store):
             else:
                 ids = [row[0] for row in self._exec("lock_next_of_type", (type_id, limit)).fetchall()]
             return self._claim_locked(worker_id, ids, lease)
-        ids = []
-        for _ in range(limit):
+        if limit == 1:
             cursor = self._claim_head(worker_id, type_id, lease)
-            if cursor.rowcount != 1:
-                break
-            ids.append(cursor.lastrowid)
-        return ids
+            return [cursor.lastrowid] if cursor.rowcount == 1 else []
+        if type_id is None:
+            ids = [row[0] for row in self._exec("lock_head", (limit,)).fetchall()]
+        else:
+            ids = [row[0] for row in self._exec("lock_head_of_type", (type_id, limit)).fetchall()]
+        return self._claim_locked(worker_id, ids, lease)
 
     def _claim_head(self, worker_id, type_id, lease):
         """The portable claim: one UPDATE takes the head of the queue (or of one type)."""
@@ -408,6 +410,8 @@ class MySQLStore(Store):
             return []  # type names are ASCII: nothing can match
 
         def work():
+            if not self.skip_locked:
+                self._exec("claim_turn", ())
             events = self._expire_leases()
             ids = self._pick(worker_id, type_pattern, limit, lease_seconds)
             rows = []

@@ -68,6 +68,10 @@ WHERE id = %s AND status = 'claimed' AND lease_expires_at <= UTC_TIMESTAMP(6)
 -- name: types_like
 SELECT id FROM task_types WHERE name LIKE %s
 
+-- name: claim_turn
+-- the portable claim path takes turns on this row (schema.sql: taskq_locks)
+SELECT name FROM taskq_locks WHERE name = 'claim' FOR UPDATE
+
 -- name: claim_next
 -- portable claim of the head of the queue: the UPDATE locks the row it
 -- takes, a concurrent claimer waits for that row and then moves past it;
@@ -87,6 +91,19 @@ SET status = 'claimed', claimed_by = %s, claimed_at = UTC_TIMESTAMP(6), attempts
 WHERE type_id = %s AND status = 'pending'
 ORDER BY neg_priority, id LIMIT 1
 
+-- name: lock_head
+-- portable claim of several tasks: two statements whatever their number
+SELECT id FROM tasks FORCE INDEX (tasks_claim)
+WHERE status = 'pending'
+ORDER BY neg_priority, id LIMIT %s
+FOR UPDATE
+
+-- name: lock_head_of_type
+SELECT id FROM tasks FORCE INDEX (tasks_type_claim)
+WHERE type_id = %s AND status = 'pending'
+ORDER BY neg_priority, id LIMIT %s
+FOR UPDATE
+
 -- name: lock_next
 -- SKIP LOCKED claim (MariaDB 10.6+, MySQL 8.0.1+): rows another claimer holds are passed over
 SELECT id FROM tasks FORCE INDEX (tasks_claim)
@@ -98,10 +115,6 @@ FOR UPDATE SKIP LOCKED
 SELECT id FROM tasks FORCE INDEX (tasks_type_claim)
 WHERE type_id = %s AND status = 'pending'
 ORDER BY neg_priority, id LIMIT %s
-FOR UPDATE SKIP LOCKED
-
--- name: lock_candidates
-SELECT id FROM tasks WHERE id IN ({ids}) AND status = 'pending'
 FOR UPDATE SKIP LOCKED
 
 -- name: head_of_type
