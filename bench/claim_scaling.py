@@ -4,7 +4,7 @@
 Creates a throwaway database, fills it with INSERT ... SELECT over a cross
 join of digits (works on MySQL 5.7 and MariaDB 10.3 alike), times claims
 through the real store (plain, one type by name, two types by pattern; the
-portable UPDATE path and the SKIP LOCKED path), prints the EXPLAIN of every
+portable path, where claims take turns, and the SKIP LOCKED path), prints the EXPLAIN of every
 statement a claim runs, and drops the database again.
 
     python bench/claim_scaling.py                  # 1,000,000 rows
@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "lib"))
 import pymysql  # noqa: E402
 
 from taskq import config as config_module  # noqa: E402
+from taskq.errors import Unavailable  # noqa: E402
 from taskq.store.mysql import Q, MySQLStore  # noqa: E402
 
 TYPES = ("bench.alpha", "bench.beta", "other.gamma")
@@ -151,6 +152,10 @@ def explain_claim(conn, type_ids, mariadb):
     explain(conn, "claim_next: portable claim, no type_pattern", Q["claim_next"], lease, mariadb)
     explain(conn, "claim_next_of_type: portable claim, type_pattern naming one type",
             Q["claim_next_of_type"], lease + (type_ids[0],), mariadb)
+    explain(conn, "lock_head: portable claim of several tasks (here 10), no type_pattern",
+            Q["lock_head"], (10,), mariadb)
+    explain(conn, "lock_head_of_type: portable claim of several tasks (here 10), one type",
+            Q["lock_head_of_type"], (type_ids[0], 10), mariadb)
     explain(conn, "lock_next: SKIP LOCKED claim, no type_pattern", Q["lock_next"], (1,), mariadb)
     explain(conn, "lock_next_of_type: SKIP LOCKED claim, one type", Q["lock_next_of_type"],
             (type_ids[0], 1), mariadb)
@@ -165,7 +170,7 @@ def scenario(params, database, title, pattern_rounds, samples):
         store = store_for(params, database, skip_locked)
         if skip_locked == "on" and not store.skip_locked:
             continue
-        path = "SKIP LOCKED" if store.skip_locked else "portable UPDATE"
+        path = "SKIP LOCKED" if store.skip_locked else "portable (turns)"
         for label, pattern in pattern_rounds:
             claims, completes = time_claims(store, pattern, samples)
             print("%-16s %-30s claim: %s | complete: %s"
@@ -182,7 +187,11 @@ def _claimer(args):
     done, latencies = 0, []
     while time.time() < until:
         started = time.perf_counter()
-        rows = store.claim(worker, pattern, 1, None)
+        try:
+            rows = store.claim(worker, pattern, 1, None)
+        except Unavailable:  # retries used up: a request would have answered 503
+            latencies.append(None)
+            continue
         latencies.append((time.perf_counter() - started) * 1000)
         if not rows:
             time.sleep(0.005)
@@ -216,8 +225,10 @@ def contention(params, database, conn, processes, tasks, seconds, type_id):
 
     print("\n## %d processes claiming and completing for %d s each (claim limit 1, %d tasks queued)"
           % (processes, seconds, tasks))
-    for label, pattern, produce in (("plain", None, False), ("type_pattern bench.%", "bench.%", False),
-                                    ("plain + batch creates", None, True)):
+    for label, patterns, produce in (("plain", (None,), False),
+                                     ("type_pattern bench.%", ("bench.%",), False),
+                                     ("half plain, half bench.%", (None, "bench.%"), False),
+                                     ("plain + batch creates", (None,), True)):
         for skip_locked in ("off", "on"):
             with conn.cursor() as cur:
                 cur.execute("SET FOREIGN_KEY_CHECKS = 0")
@@ -227,8 +238,9 @@ def contention(params, database, conn, processes, tasks, seconds, type_id):
             fill(conn, tasks, "pending", 0)
             start_at = time.time() + 1.0
             until = start_at + seconds
-            jobs = [(params, database, skip_locked, pattern, "w%d" % n, start_at, until)
-                    for n in range(processes)]
+            jobs = [(params, database, skip_locked, patterns[n % len(patterns)], "w%d" % n, start_at,
+                     until) for n in range(processes)]
+            deadlocks = server_deadlocks(conn)
             with multiprocessing.Pool(processes + 1) as pool:
                 made = pool.map_async(_producer, [(params, database, skip_locked, type_id, start_at,
                                                    until)] if produce else [])
@@ -238,13 +250,24 @@ def contention(params, database, conn, processes, tasks, seconds, type_id):
                 cur.execute("SELECT COUNT(*) FROM task_history WHERE event = 'claimed' "
                             "GROUP BY task_id HAVING COUNT(*) > 1")
                 twice = len(cur.fetchall())
+            after = server_deadlocks(conn)
+            deadlocks = "?" if after is None else after - deadlocks
             done = sum(count for count, _ in results)
-            latencies = sorted(ms for _, values in results for ms in values)
-            print("%-16s %-22s %5d done = %4.0f/s  claim p50 %5.1f  p99 %6.1f  max %6.1f ms  "
-                  "created %5d  claimed twice %d"
-                  % ("SKIP LOCKED" if skip_locked == "on" else "portable UPDATE", label, done,
+            gave_up = sum(ms is None for _, values in results for ms in values)
+            latencies = sorted(ms for _, values in results for ms in values if ms is not None)
+            print("%-16s %-25s %5d done = %4.0f/s  claim p50 %5.1f  p99 %6.1f  max %6.1f ms  "
+                  "created %5d  claimed twice %d  deadlocks %s  503s %d"
+                  % ("SKIP LOCKED" if skip_locked == "on" else "portable (turns)", label, done,
                      done / seconds, latencies[len(latencies) // 2],
-                     latencies[int(len(latencies) * 0.99)], latencies[-1], made, twice))
+                     latencies[int(len(latencies) * 0.99)], latencies[-1], made, twice, deadlocks, gave_up))
+
+
+def server_deadlocks(conn):
+    """InnoDB's deadlock count since the server started (MariaDB), or None."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
+        row = cur.fetchone()
+    return int(row[1]) if row else None
 
 
 def main():
