@@ -337,20 +337,23 @@ class MySQLStore(Store):
         if type_ids is not None and len(type_ids) > 1:
             return self._pick_among_types(worker_id, type_ids, limit, lease)
         type_id = type_ids[0] if type_ids else None
-        if self.skip_locked:
-            if type_id is None:
-                ids = [row[0] for row in self._exec("lock_next", (limit,)).fetchall()]
-            else:
-                ids = [row[0] for row in self._exec("lock_next_of_type", (type_id, limit)).fetchall()]
-            return self._claim_locked(worker_id, ids, lease)
-        if limit == 1:
+        if limit == 1 and not self.skip_locked:
             cursor = self._claim_head(worker_id, type_id, lease)
             return [cursor.lastrowid] if cursor.rowcount == 1 else []
+        return self._claim_locked(worker_id, self._lock_heads(type_id, limit), lease)
+
+    def _lock_heads(self, type_id, count):
+        """Lock the first `count` pending tasks (of one type, or of all); their ids.
+
+        SKIP LOCKED passes over rows other claimers hold; the portable
+        statement waits for them, and only runs while this claim has the turn.
+        """
+        query = "lock_next" if self.skip_locked else "lock_head"
         if type_id is None:
-            ids = [row[0] for row in self._exec("lock_head", (limit,)).fetchall()]
+            cursor = self._exec(query, (count,))
         else:
-            ids = [row[0] for row in self._exec("lock_head_of_type", (type_id, limit)).fetchall()]
-        return self._claim_locked(worker_id, ids, lease)
+            cursor = self._exec(query + "_of_type", (type_id, count))
+        return [row[0] for row in cursor.fetchall()]
 
     def _claim_head(self, worker_id, type_id, lease):
         """The portable claim: one UPDATE takes the head of the queue (or of one type)."""
@@ -388,9 +391,7 @@ class MySQLStore(Store):
                 for _, _, type_id in heads:
                     count = wanted.pop(type_id, 0)
                     if count:
-                        locked = [row[0] for row in
-                                  self._exec("lock_next_of_type", (type_id, count)).fetchall()]
-                        ids.extend(self._claim_locked(worker_id, locked, lease))
+                        ids.extend(self._claim_locked(worker_id, self._lock_heads(type_id, count), lease))
             else:
                 emptied = set()
                 for _, _, type_id in heads:

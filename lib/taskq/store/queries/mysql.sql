@@ -73,8 +73,9 @@ SELECT id FROM task_types WHERE name LIKE %s
 SELECT name FROM taskq_locks WHERE name = 'claim' FOR UPDATE
 
 -- name: claim_next
--- portable claim of the head of the queue: the UPDATE locks the row it
--- takes, a concurrent claimer waits for that row and then moves past it;
+-- portable claim of the head of the queue, run while the claim has the turn
+-- (claim_turn), so no other claim holds rows on its way; the UPDATE locks
+-- the row it takes;
 -- LAST_INSERT_ID(id) hands the id back without another query.
 UPDATE tasks FORCE INDEX (tasks_claim)
 SET status = 'claimed', claimed_by = %s, claimed_at = UTC_TIMESTAMP(6), attempts = attempts + 1,
