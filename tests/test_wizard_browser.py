@@ -152,16 +152,32 @@ def fill_mysql_form(driver, database, password):
 def click_and_wait(driver, element):
     """Click something that loads a new page, and return once the new page is there."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old_page = driver.find_element(By.TAG_NAME, "html")
     element.click()
     wait = WebDriverWait(driver, 60)
-    wait.until(expected_conditions.staleness_of(old_page))
+    wait.until(lambda d: _gone(old_page))
     # the old page is gone; wait until the new one has finished loading too,
     # or a lookup may catch a node of a document that is still being replaced
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _gone(element):
+    """Whether element's document was replaced. Mid-navigation chromedriver may
+    answer "Node with given id does not belong to the document" (an unknown
+    error) instead of a stale-element error: that also means it is gone."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def submit(driver):
