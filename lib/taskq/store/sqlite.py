@@ -16,8 +16,10 @@ from ..errors import Unavailable
 from .base import (Store, check_lease, client_error, expired_message, like_escape_free,
                    load_queries, order_candidates)
 
-SCHEMA_VERSION = 1
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "sqlite_schema.sql")
+# sqlite_migrations/NNNN_name.sql bring a database at version NNNN-1 to NNNN;
+# sqlite_schema.sql is always the whole newest schema, for a new database.
+MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "sqlite_migrations")
 EXPIRE_BATCH = 50
 Q = load_queries("sqlite")
 
@@ -63,22 +65,24 @@ class SQLiteStore(Store):
             raise Unavailable("SQLite data folder cannot be created") from exc
 
     def _ensure_schema(self):
-        """Create tables on first use, safe when many first requests race."""
+        """Create tables on first use, or migrate an older file; safe when many
+        first requests race (the version is read again under the write lock)."""
         conn = self.conn
         if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
             conn.execute("PRAGMA synchronous = NORMAL")
             return
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        with open(SCHEMA_PATH, encoding="utf-8") as handle:
-            script = handle.read()
-        statements = [s.strip() for s in _strip_comments(script).split(";") if s.strip()]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                _run_script(conn, SCHEMA_PATH)
+            else:
+                for number, path in migrations():
+                    if number > version:
+                        _run_script(conn, path)
+            conn.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -290,6 +294,28 @@ class SQLiteStore(Store):
         rows = self._all("list_tasks", params + [limit, offset], where=clause)
         total = self.conn.execute(Q["count_tasks"].format(where=clause), params).fetchone()[0]
         return rows, total
+
+
+def migrations():
+    """(number, path) of each file in sqlite_migrations/, lowest first."""
+    found = []
+    if os.path.isdir(MIGRATIONS_DIR):
+        for entry in sorted(os.listdir(MIGRATIONS_DIR)):
+            if entry.endswith(".sql") and entry[:4].isdigit():
+                found.append((int(entry[:4]), os.path.join(MIGRATIONS_DIR, entry)))
+    return found
+
+
+# Version 1 is sqlite_schema.sql as first released; each migration adds one.
+SCHEMA_VERSION = max([1] + [number for number, _ in migrations()])
+
+
+def _run_script(conn, path):
+    with open(path, encoding="utf-8") as handle:
+        script = handle.read()
+    for statement in _strip_comments(script).split(";"):
+        if statement.strip():
+            conn.execute(statement.strip())
 
 
 def _strip_comments(script):
