@@ -111,6 +111,20 @@ def _json_bytes(payload):
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+
+def _handler(name):
+    """The function behind a route: `name` in handlers, or `module.name` in
+    that module of taskq (route families in their own modules, imported only
+    when one of their routes is asked for)."""
+    module, _, function = name.rpartition(".")
+    if module:
+        import importlib
+
+        return getattr(importlib.import_module("." + module, __package__), function)
+    from . import handlers
+
+    return getattr(handlers, name)
+
 class Application:
     """A WSGI callable; config is read once per process (once per request under CGI)."""
 
@@ -151,9 +165,7 @@ class Application:
                 self._authorize(request, config)
             request.check_size()
             context = Context(request, config)
-            from . import handlers
-
-            status, message, data = getattr(handlers, name)(context, **params)
+            status, message, data = _handler(name)(context, **params)
             payload = data if message is None else {"success": True, "message": message, "data": data}
         except errors.TaskqError as exc:
             status = exc.status

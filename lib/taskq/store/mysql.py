@@ -623,7 +623,8 @@ class MySQLStore(Store):
 
         def work():
             ids = [row[0] for row in self._exec("steer_select", params + [limit + 1], where=where)]
-            return self._steer_ids(action, ids[:limit]), len(ids) > limit
+            ids, more = ids[:limit], len(ids) > limit
+            return list(zip(ids, self._steer_ids(action, ids))), more
 
         return self._transaction(work)
 

@@ -337,7 +337,8 @@ class SQLiteStore(Store):
         def work(now):
             ids = [row[0] for row in self.conn.execute(Q["steer_select"].format(where=where),
                                                        params + [limit + 1])]
-            return [self._steer_one(action, task_id, now) for task_id in ids[:limit]], len(ids) > limit
+            ids, more = ids[:limit], len(ids) > limit
+            return list(zip(ids, [self._steer_one(action, task_id, now) for task_id in ids])), more
 
         return self._write(work)
 
