@@ -143,8 +143,9 @@ WHERE is_paused = 1 OR max_concurrency IS NOT NULL
 SELECT id FROM task_types
 
 -- name: live_leases
--- live leases per limited type, read through tasks_type_claim
-SELECT type_id, COUNT(*) FROM tasks
+-- live leases per limited type, read through tasks_type_claim (left to itself
+-- the planner picks tasks_lease: every live lease of every type, then a sort)
+SELECT type_id, COUNT(*) FROM tasks INDEXED BY tasks_type_claim
 WHERE type_id IN ({ids}) AND status = 'claimed' AND lease_expires_at > ?
 GROUP BY type_id
 
