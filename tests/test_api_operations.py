@@ -33,6 +33,22 @@ def test_claim_passes_over_a_type_at_its_concurrency_limit(api):
     assert [t["type"] for t in claim_many(api, 10, "w2")] == []
 
 
+@pytest.mark.parametrize("backend", [pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True)
+def test_the_portable_claim_also_passes_over_full_and_paused_types(api_factory):
+    api = api_factory(database={"skip_locked": "off"})
+    for name in ("limited", "free", "paused"):
+        register(api, name)
+    settings(api, "limited", max_concurrency=2)
+    api.post("/task-types/paused/pause")
+    for n in range(4):
+        for name in ("limited", "free", "paused"):
+            create(api, {"n": n}, type=name, priority=10 if name != "free" else 0)
+    singles = [claim(api, "w%d" % n).data["type"] for n in range(3)]
+    assert singles == ["limited", "limited", "free"]
+    assert sorted(t["type"] for t in claim_many(api, 10, type_pattern="%")) == ["free"] * 3
+    assert claim(api, "w9", type_pattern="limited").status == 404
+
+
 def test_a_single_claim_at_the_limit_gets_404_then_a_task_once_a_lease_ends(api):
     register(api, "limited")
     settings(api, "limited", max_concurrency=1)
@@ -330,3 +346,26 @@ def test_bad_bulk_requests_are_400_naming_the_field_and_change_nothing(api, path
 
 def test_unknown_bulk_action_is_404(api):
     assert api.post("/tasks/bulk/explode", {"filter": {}}).status == 404
+
+
+# -- through real CGI processes ------------------------------------------------------
+def test_pause_cancel_and_bulk_retry_through_cgi(backend_config):
+    from cgi_runner import run_cgi
+
+    path = backend_config.path
+
+    def call(method, route, body=None):
+        response = run_cgi(method, route, body, config_path=path)
+        assert response.status == 200 or response.status == 201, response
+        return response.json["data"]
+
+    call("POST", "/task-types/register", {"name": "cgi.ops", "version": "1", "param_schema": {},
+                                          "max_attempts": 1})
+    assert call("POST", "/task-types/cgi.ops/pause")["is_paused"] is True
+    task = call("POST", "/tasks", {"type": "cgi.ops", "params": {"n": 1}})
+    assert run_cgi("POST", "/tasks/claim", {"worker_id": "c"}, config_path=path).status == 404
+    call("POST", "/task-types/cgi.ops/resume")
+    assert call("POST", "/tasks/%d/cancel" % task["id"])["previous_status"] == "pending"
+    data = call("POST", "/tasks/bulk/retry", {"filter": {"type": "cgi.ops", "status": "cancelled"}})
+    assert (data["changed"], data["ids"], data["more"]) == (1, [task["id"]], False)
+    assert call("POST", "/tasks/claim", {"worker_id": "c"})["id"] == task["id"]
