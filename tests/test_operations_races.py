@@ -25,7 +25,8 @@ LIMIT = 3
 LIMITED_TASKS = 90
 FREE_TASKS = 90
 CLAIMERS = 8
-CANCEL_TASKS = 400
+CANCEL_TASKS = 160
+CANCEL_ROUNDS = 3
 CANCEL_CLAIMERS = 4
 CANCELLERS = 2
 
@@ -247,18 +248,24 @@ def test_a_task_cancelled_before_the_claim_commits_is_never_handed_out(config_fa
         else config_factory()
     api = ApiClient(Application(config=config))
     register(api, "race.cancel", {"type": "object"})
-    created = api.post("/tasks", {"tasks": [{"type": "race.cancel", "params": {"i": i}}
+    for round_number in range(CANCEL_ROUNDS):
+        _cancel_round(api, config, tmp_path / "", round_number)
+
+
+def _cancel_round(api, config, tmp_path, round_number):
+    """Claimers drain fresh tasks while two cancellers try to cancel every one of them."""
+    created = api.post("/tasks", {"tasks": [{"type": "race.cancel", "params": {"r": round_number, "i": i}}
                                             for i in range(CANCEL_TASKS)]}).data
     ids = [r["id"] for r in created["results"]]
-    # cancellers work the queue from the head (where claims are) and pick every other task
-    halves = [ids[0::2], ids[1::2]]
+    # one canceller meets the claimers at the head of the queue, the other comes from its tail
+    halves = [ids[0::2], ids[1::2][::-1]]
     deadline = time.time() + DEADLINE
     path = str(config.path)
-    jobs = [("claimer-%d" % n, (path, deadline)) for n in range(CANCEL_CLAIMERS)]
-    jobs += [("canceller-%d" % n, (path, halves[n])) for n in range(CANCELLERS)]
+    jobs = [("r%d-claimer-%d" % (round_number, n), (path, deadline)) for n in range(CANCEL_CLAIMERS)]
+    jobs += [("r%d-canceller-%d" % (round_number, n), (path, halves[n])) for n in range(CANCELLERS)]
 
     def target(record, name, *args):
-        (_canceller if name.startswith("canceller") else _cancel_claimer)(record, name, *args)
+        (_canceller if "canceller" in name else _cancel_claimer)(record, name, *args)
 
     records = _run(target, jobs, tmp_path, FORK.Event())
     assert [(r["name"], e) for r in records for e in r["errors"]] == []
@@ -273,9 +280,10 @@ def test_a_task_cancelled_before_the_claim_commits_is_never_handed_out(config_fa
     assert {t for t, prev in cancelled.items() if prev == "claimed"} <= set(claimed)
     assert completed & set(cancelled) == set()  # completed or cancelled, never both
     assert refused <= set(cancelled)
-    final = dict(db_execute(config, "SELECT id, status FROM tasks"))
+    placeholders = ", ".join("?" * len(ids))
+    final = dict(db_execute(config, "SELECT id, status FROM tasks WHERE id IN (%s)" % placeholders, ids))
     assert {t for t, s in final.items() if s == "cancelled"} == set(cancelled)
     assert {t for t, s in final.items() if s == "completed"} == completed
     assert set(final.values()) <= {"completed", "cancelled"}  # nothing left behind
-    # both sides of the race happened in this run
+    # both sides of the race happened in this round
     assert from_pending and completed
