@@ -35,6 +35,12 @@ CLAIM_PATHS = [("sqlite", "auto"),
                pytest.param("mysql", "off", marks=pytest.mark.mysql)]   # the portable claim
 
 
+def _config(config_factory, backend, skip_locked):
+    if backend == "mysql":
+        return config_factory(database={"skip_locked": skip_locked})
+    return config_factory()
+
+
 def _client(config_path):
     return ApiClient(Application(config_path=config_path))
 
@@ -139,8 +145,7 @@ def _max_overlap(intervals):
 @pytest.mark.parametrize("backend, skip_locked", CLAIM_PATHS, indirect=["backend"])
 def test_eight_claimers_never_hold_more_than_max_concurrency_leases(config_factory, backend,
                                                                    skip_locked, tmp_path):
-    config = config_factory(database={"skip_locked": skip_locked}) if backend == "mysql" \
-        else config_factory()
+    config = _config(config_factory, backend, skip_locked)
     api = ApiClient(Application(config=config))
     limited = register(api, "cap.limited", {"type": "object"})
     register(api, "cap.free", {"type": "object"})
@@ -168,8 +173,7 @@ def test_eight_claimers_never_hold_more_than_max_concurrency_leases(config_facto
 @pytest.mark.parametrize("backend, skip_locked", CLAIM_PATHS, indirect=["backend"])
 def test_sampled_live_leases_of_a_limited_type_never_exceed_its_limit(config_factory, backend,
                                                                      skip_locked, tmp_path):
-    config = config_factory(database={"skip_locked": skip_locked}) if backend == "mysql" \
-        else config_factory()
+    config = _config(config_factory, backend, skip_locked)
     api = ApiClient(Application(config=config))
     limited = register(api, "cap.limited", {"type": "object"})
     register(api, "cap.free", {"type": "object"})
@@ -244,8 +248,7 @@ def _canceller(record, name, config_path, ids):
 @pytest.mark.parametrize("backend, skip_locked", CLAIM_PATHS, indirect=["backend"])
 def test_a_task_cancelled_before_the_claim_commits_is_never_handed_out(config_factory, backend,
                                                                        skip_locked, tmp_path):
-    config = config_factory(database={"skip_locked": skip_locked}) if backend == "mysql" \
-        else config_factory()
+    config = _config(config_factory, backend, skip_locked)
     api = ApiClient(Application(config=config))
     register(api, "race.cancel", {"type": "object"})
     for round_number in range(CANCEL_ROUNDS):
