@@ -5,7 +5,8 @@ Fills three types with pending tasks through the real store, then times
 single claims (each followed by its complete, so limits never fill) in four
 settings: nothing restricted (the claim as before), one type paused, one type
 limited (max_concurrency 1000, never reached), and one type both limited and
-the only type the claim may take. SQLite in a temporary folder and MariaDB in
+the only type the claim may take; then one bulk cancel and one bulk retry of
+1,000 tasks. SQLite in a temporary folder and MariaDB in
 a throwaway database (dropped after).
 
     .venv/py3.11/bin/python bench/claim_limits.py                 # 20,000 tasks a type
@@ -74,6 +75,13 @@ def run(config, rows, samples):
                 store.update_type_settings(name, change)
             time_claims(store, 5, pattern)  # warm up
             results.append((label, benchlib.summarize(time_claims(store, samples, pattern))))
+        for action, filters in (("cancel", {"type": "bench.alpha"}), ("retry", {"type": "bench.alpha"})):
+            started = time.perf_counter()
+            pairs, _ = store.steer_matching(action, filters, 1000)
+            elapsed = (time.perf_counter() - started) * 1000
+            assert len(pairs) == 1000
+            results.append(("bulk %s of 1000 tasks (one call)" % action,
+                            {"median": elapsed, "min": elapsed, "max": elapsed}))
         return results
     finally:
         store.close()
