@@ -452,16 +452,21 @@ class MySQLStore(Store):
         return {row[0]: (row[1], row[2]) for row in self._exec("restricted_types").fetchall()}
 
     def _take_type_turns(self, type_pattern, restricted):
-        """(the claim's type ids, its limited ones); with SKIP LOCKED, lock the
-        limited types' turn rows so claims of a type count its leases one at a
-        time (the portable path already takes turns on the 'claim' row)."""
+        """(the claim's type ids, its limited ones), after locking the limited
+        types' turn rows so claims of a type count its leases one at a time.
+
+        The portable path already takes turns on the 'claim' row; it locks
+        these too so web servers configured differently (skip_locked on one,
+        off on another) still keep the limit. Always 'claim' first, then the
+        type rows in name order, then tasks: no two claims wait on each other
+        in opposite orders."""
         if type_pattern is None:
             type_ids = [row[0] for row in self._exec("all_type_ids").fetchall()]
         else:
             type_ids = self._type_ids(type_pattern)
         limited = [t for t in type_ids
                    if t in restricted and not restricted[t][0] and restricted[t][1] is not None]
-        if limited and self.skip_locked:
+        if limited:
             names = ["type:%d" % t for t in sorted(limited)]
             locked = self._exec("type_turns", names, names=_placeholders(names)).fetchall()
             if len(locked) < len(names):  # a turn row went missing: make it, then lock it
