@@ -153,7 +153,11 @@ class Application:
             context = Context(request, config)
             from . import handlers
 
-            status, message, data = getattr(handlers, name)(context, **params)
+            module = handlers
+            if "." in name:  # a route family in its own module, imported only for its routes
+                family, _, name = name.partition(".")
+                module = __import__(__package__ + "." + family, fromlist=[name])
+            status, message, data = getattr(module, name)(context, **params)
             payload = data if message is None else {"success": True, "message": message, "data": data}
         except errors.TaskqError as exc:
             status = exc.status

@@ -22,6 +22,13 @@ ROUTES = (
     ("GET", "/tasks/{id:int}/history", "task_history"),
     ("POST", "/tasks/{id:int}/progress", "progress"),
     ("POST", "/tasks/{id:int}/complete", "complete"),
+    # "module.function": a route family in its own module (schedules.py)
+    ("POST", "/schedules", "schedules.create"),
+    ("GET", "/schedules", "schedules.list_all"),
+    ("GET", "/schedules/{id:int}", "schedules.get"),
+    ("DELETE", "/schedules/{id:int}", "schedules.delete"),
+    ("POST", "/schedules/{id:int}/pause", "schedules.pause"),
+    ("POST", "/schedules/{id:int}/resume", "schedules.resume"),
 )
 
 # Routes that answer without an API key and without touching the database.
