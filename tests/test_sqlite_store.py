@@ -26,7 +26,9 @@ def test_schema_is_created_once_when_first_requests_race(tmp_path):
     assert all(code == 0 and out.strip() == b"0" for code, out, _ in outcomes), outcomes
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    from taskq.store.sqlite import SCHEMA_VERSION
+
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"task_types", "tasks", "task_history"} <= tables
 

@@ -147,9 +147,12 @@ def _prepare_task(ctx, item, types):
 
 
 def _created_view(row, deduplicated):
-    return {"id": row["id"], "type": row["type"], "status": row["status"],
-            "priority": row["priority"], "dedupe_key": row["dedupe_key"],
-            "deduplicated": deduplicated, "run_at": row.get("run_at")}
+    out = {"id": row["id"], "type": row["type"], "status": row["status"],
+           "priority": row["priority"], "dedupe_key": row["dedupe_key"],
+           "deduplicated": deduplicated}
+    if row.get("run_at"):
+        out["run_at"] = row["run_at"]  # only for a task created with run_at / delay_seconds
+    return out
 
 
 def create_task(ctx):

@@ -48,7 +48,8 @@ UNAVAILABLE_CODES = frozenset((
     1927,  # connection killed (MariaDB)
     2002, 2003, 2005, 2006, 2013, 2055,  # cannot connect / server gone / lost connection
 ))
-SCHEMA_MISSING_CODES = frozenset((1146,))  # table doesn't exist
+# table doesn't exist; unknown column (new code on a schema not yet migrated)
+SCHEMA_MISSING_CODES = frozenset((1146, 1054))
 RETRY_CODES = frozenset((1213, 1205))      # deadlock, lock wait timeout
 DUPLICATE_KEY = 1062
 
