@@ -345,3 +345,28 @@ def test_schedule_name_is_unique(api):
                                        "name": "nightly"})
     assert response.status == 409 and "nightly" in response.error
     assert api.get("/schedules").data["total"] == 1
+
+
+def test_broken_schedule_is_paused_and_never_fails_the_claim(later):
+    api, config = later
+    register(api)
+    made = schedule(api, cron="0 * * * *")
+    db_execute(config, "UPDATE task_schedules SET timezone = 'Nowhere/Atlantis' WHERE id = ?",
+               (made["id"],))
+    backdate(config, "task_schedules", "next_run_at", made["id"], seconds=60)
+    pending = create(api, {"n": 9})
+    assert claim(api).data["id"] == pending["id"]
+    assert schedule_tasks(api) == [task(api, pending["id"])]
+    assert api.get("/schedules/%d" % made["id"]).data["paused"] is True
+
+
+def test_schedule_of_an_inactive_type_moves_on_without_tasks(later):
+    api, config = later
+    register(api)
+    made = schedule(api, every_seconds=60)
+    register(api, is_active=False)
+    backdate(config, "task_schedules", "next_run_at", made["id"], seconds=30)
+    assert claim(api).status == 404
+    shown = api.get("/schedules/%d" % made["id"]).data
+    assert shown["last_run_at"] is not None and shown["last_task_id"] is None
+    assert schedule_tasks(api) == []

@@ -113,10 +113,15 @@ def materialize_due(ctx):
         try:
             _materialize(ctx, row)
         except Exception as exc:  # noqa: BLE001 - a broken schedule must not fail the claim
+            from .cron import CronError
             from .errors import TaskqError
 
             if isinstance(exc, TaskqError) and exc.status >= 500:
                 raise
+            if isinstance(exc, CronError):
+                # its rule cannot be read here (say, a zone name on Python 3.8): pause it,
+                # so it neither fails every claim nor keeps due schedules behind it waiting
+                ctx.store.set_schedule_paused(row["id"], True, None)
             from .log import log_exception
 
             log_exception(ctx.config, ctx.request.environ, exc, traceback=True)
