@@ -370,3 +370,19 @@ def test_schedule_of_an_inactive_type_moves_on_without_tasks(later):
     shown = api.get("/schedules/%d" % made["id"]).data
     assert shown["last_run_at"] is not None and shown["last_task_id"] is None
     assert schedule_tasks(api) == []
+
+
+def test_schedule_routes_work_through_a_real_cgi_process(later):
+    from cgi_runner import run_cgi
+
+    api, config = later
+    register(api)
+    made = run_cgi("POST", "/schedules", {"type": "demo", "params": {"n": 1}, "cron": "@hourly"},
+                   config_path=config.path)
+    assert made.status == 201, made
+    schedule_id = made.json["data"]["id"]
+    assert run_cgi("POST", "/schedules/%d/pause" % schedule_id, None,
+                   config_path=config.path).json["data"]["paused"] is True
+    deleted = run_cgi("DELETE", "/schedules/%d" % schedule_id, None, config_path=config.path)
+    assert deleted.status == 200 and deleted.json["data"]["deleted"] is True
+    assert api.get("/schedules").data["total"] == 0
