@@ -3,22 +3,21 @@
 -- promotes due ones to 'pending' through tasks_due, so the claim indexes'
 -- 'pending' range never holds a future row. task_types gains the retry
 -- backoff settings; task_schedules holds the recurring schedules.
--- ADD COLUMN IF NOT EXISTS / ADD KEY IF NOT EXISTS make a re-run safe on
--- MariaDB 10.3+. MySQL 5.7/8.0 have neither: there, run this file once (the
--- installer does, and records it), and after a partial failure drop what it
--- added before running it again.
+-- Re-runnable on MySQL 5.7+ and MariaDB 10.3+ alike (MySQL has no ADD COLUMN
+-- IF NOT EXISTS): each ALTER runs only when its first column is missing, and
+-- an ALTER is one statement, so it is applied whole or not at all.
 -- No statement may contain a semicolon except as its terminator, and comments
 -- stay on their own lines: taskq.migrate splits migrations on ';'.
 
-ALTER TABLE tasks
-    ADD COLUMN IF NOT EXISTS run_at DATETIME(6) NULL,
-    ADD KEY IF NOT EXISTS tasks_due (status, run_at);
+SET @taskq_sql = IF((SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'tasks' AND column_name = 'run_at') = 0, 'ALTER TABLE tasks ADD COLUMN run_at DATETIME(6) NULL, ADD KEY tasks_due (status, run_at)', 'DO 0');
+PREPARE taskq_stmt FROM @taskq_sql;
+EXECUTE taskq_stmt;
+DEALLOCATE PREPARE taskq_stmt;
 
-ALTER TABLE task_types
-    ADD COLUMN IF NOT EXISTS retry_delay_seconds INT NULL,
-    ADD COLUMN IF NOT EXISTS retry_backoff VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT 'fixed',
-    ADD COLUMN IF NOT EXISTS retry_max_delay_seconds INT NULL,
-    ADD COLUMN IF NOT EXISTS retry_jitter DOUBLE NOT NULL DEFAULT 0;
+SET @taskq_sql = IF((SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'task_types' AND column_name = 'retry_delay_seconds') = 0, 'ALTER TABLE task_types ADD COLUMN retry_delay_seconds INT NULL, ADD COLUMN retry_backoff VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''fixed'', ADD COLUMN retry_max_delay_seconds INT NULL, ADD COLUMN retry_jitter DOUBLE NOT NULL DEFAULT 0', 'DO 0');
+PREPARE taskq_stmt FROM @taskq_sql;
+EXECUTE taskq_stmt;
+DEALLOCATE PREPARE taskq_stmt;
 
 CREATE TABLE IF NOT EXISTS task_schedules (
     id             INT UNSIGNED NOT NULL AUTO_INCREMENT,
