@@ -236,12 +236,11 @@ def progress(ctx, id):
                                       "lease_expires_at": row["lease_expires_at"]}
 
 
-MAX_RETRY_AFTER = 7 * 86400  # a worker's retry_after_seconds: at most a week
-
-
 def _retry_after(item, success):
     """A failing worker's own retry delay (rate limits), or None for the type's backoff."""
-    value = v.integer(item, "retry_after_seconds", low=0, high=MAX_RETRY_AFTER)
+    from .store.base import MAX_RETRY_DELAY
+
+    value = v.integer(item, "retry_after_seconds", low=0, high=MAX_RETRY_DELAY)
     if value is not None and success:
         raise BadRequest("Field 'retry_after_seconds' is only for a failed attempt (success false)")
     return value
