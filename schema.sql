@@ -20,6 +20,11 @@ CREATE TABLE task_types (
     claim_timeout     INT NULL,
     created_at        DATETIME(6) NOT NULL,
     updated_at        DATETIME(6) NOT NULL,
+    -- retry backoff (migration 0006): the delay before a failed attempt runs again
+    retry_delay_seconds     INT NULL,
+    retry_backoff           VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT 'fixed',
+    retry_max_delay_seconds INT NULL,
+    retry_jitter            DOUBLE NOT NULL DEFAULT 0,
     -- at most this many live leases of the type at once (NULL: no limit)
     max_concurrency   INT NULL,
     -- a paused type is never claimed; creates go on
@@ -56,6 +61,8 @@ CREATE TABLE tasks (
     completed_at     DATETIME(6) NULL,
     created_at       DATETIME(6) NOT NULL,
     updated_at       DATETIME(6) NOT NULL,
+    -- when a task is due (migration 0006); status 'scheduled' until then
+    run_at           DATETIME(6) NULL,
     -- the type's dedupe_scope when the task was created; 'active' releases
     -- dedupe_key (sets it to '~<id>') when the task finishes
     dedupe_scope     VARCHAR(8) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT 'always',
@@ -70,6 +77,8 @@ CREATE TABLE tasks (
     KEY tasks_lease (status, lease_expires_at),
     -- GET /tasks?status=: newest first
     KEY tasks_status_id (status, id),
+    -- claim: 'scheduled' tasks that are due, earliest first (promoted to 'pending')
+    KEY tasks_due (status, run_at),
     CONSTRAINT tasks_type_fk FOREIGN KEY (type_id) REFERENCES task_types (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
@@ -100,5 +109,30 @@ CREATE TABLE taskq_locks (
 
 INSERT INTO taskq_locks (name) VALUES ('claim');
 
+-- Recurring schedules (migration 0006): a claim creates each due occurrence
+-- once, by moving next_run_at on with a conditional UPDATE.
+CREATE TABLE task_schedules (
+    id             INT UNSIGNED NOT NULL AUTO_INCREMENT,
+    name           VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NULL,
+    type_id        INT UNSIGNED NOT NULL,
+    type           VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    params_json    LONGTEXT NOT NULL,
+    priority       INT NOT NULL DEFAULT 0,
+    every_seconds  INT NULL,
+    cron           VARCHAR(255) NULL,
+    timezone       VARCHAR(64) NOT NULL DEFAULT 'UTC',
+    catch_up       VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT 'latest',
+    catch_up_limit INT NOT NULL DEFAULT 100,
+    is_paused      TINYINT(1) NOT NULL DEFAULT 0,
+    next_run_at    DATETIME(6) NULL,
+    last_run_at    DATETIME(6) NULL,
+    last_task_id   BIGINT UNSIGNED NULL,
+    created_at     DATETIME(6) NOT NULL,
+    updated_at     DATETIME(6) NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY task_schedules_name (name),
+    KEY task_schedules_due (is_paused, next_run_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
 INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6)), (2, UTC_TIMESTAMP(6)),
-    (7, UTC_TIMESTAMP(6));
+    (6, UTC_TIMESTAMP(6)), (7, UTC_TIMESTAMP(6));

@@ -220,6 +220,20 @@ def test_full_api_flow_through_apache(deployment, site, style):
     assert empty.status == 404 and empty.json["success"] is False
 
 
+def test_schedule_is_created_paused_and_deleted_through_apache(deployment, sqlite_site):
+    api = deployment.url("taskq", "/api")
+    name = "Apache.Sched.%s" % uuid.uuid4().hex[:8]
+    assert http(api + "/task-types/register", "POST",
+                {"name": name, "version": "1", "param_schema": {"type": "object"}}, KEY).status == 201
+    made = http(api + "/schedules", "POST", {"type": name, "params": {}, "every_seconds": 3600}, KEY)
+    assert made.status == 201, made
+    path = api + "/schedules/%d" % made.data["id"]
+    assert http(path + "/pause", "POST", None, KEY).data["paused"] is True
+    deleted = http(path, "DELETE", None, KEY)  # DELETE reaches the CGI script
+    assert deleted.status == 200 and deleted.data["deleted"] is True, deleted
+    assert http(path, headers=KEY).status == 404
+
+
 def test_unknown_route_and_wrong_method_answer_json_through_the_clean_url(deployment, sqlite_site):
     api = deployment.url("taskq", "/api")
     missing = http(api + "/no-such-route", headers=KEY)

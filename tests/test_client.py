@@ -194,3 +194,30 @@ def test_client_sets_type_settings_pauses_and_steers_tasks(server, client):
     assert (outcome["changed"], outcome["ids"], outcome["more"]) == (1, [first["id"]], False)
     with pytest.raises(BadRequest):
         client.bulk("cancel", status="completed")
+def test_client_runs_later_backs_off_and_drives_schedules(server, client):
+    client.register_type("feed.pull", "1", {"type": "object"}, retry_delay_seconds=60,
+                         retry_backoff="exponential", retry_jitter=0.0)
+    assert client.get_type("feed.pull")["retry_backoff"] == "exponential"
+    later = client.create_task("feed.pull", {"n": 1}, delay_seconds=3600)
+    assert later["status"] == "scheduled"
+    import datetime
+
+    at = datetime.datetime(2999, 1, 1, 12, 0)  # naive: UTC
+    assert client.create_task("feed.pull", {"n": 2}, run_at=at)["run_at"] == "2999-01-01T12:00:00Z"
+    assert client.claim("w1") is None
+    now = client.create_task("feed.pull", {"n": 3})
+    task = client.claim("w1")
+    assert task["id"] == now["id"]
+    failed = client.fail(task["id"], "w1", "429", retry_after_seconds=120)
+    assert (failed["status"], failed["retry_delay_seconds"]) == ("scheduled", 120)
+
+    made = client.create_schedule("feed.pull", {"n": 4}, cron="0 6 * * *", timezone="UTC",
+                                  name="morning", catch_up="all", catch_up_limit=5)
+    assert made["next_run_at"].endswith("T06:00:00Z") and made["catch_up_limit"] == 5
+    assert [s["name"] for s in client.list_schedules()["schedules"]] == ["morning"]
+    assert client.pause_schedule(made["id"])["paused"] is True
+    assert client.resume_schedule(made["id"])["paused"] is False
+    assert client.get_schedule(made["id"])["cron"] == "0 6 * * *"
+    assert client.delete_schedule(made["id"])["deleted"] is True
+    with pytest.raises(NotFound):
+        client.get_schedule(made["id"])

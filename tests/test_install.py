@@ -109,7 +109,8 @@ def test_cli_mysql_install_creates_schema_in_empty_database(tmp_path, empty_mysq
     with conn.cursor() as cur:
         cur.execute("SHOW TABLES")
         assert {row[0] for row in cur.fetchall()} == {"task_types", "tasks", "task_history",
-                                                       "taskq_schema_version", "taskq_locks"}
+                                                       "taskq_schema_version", "taskq_locks",
+                                                       "task_schedules"}
     conn.close()
     api = api_for(config_path)
     assert register_echo(api, key).status == 201
@@ -458,6 +459,6 @@ def test_locked_wizard_upgrades_the_schema_for_the_key_holder(tmp_path, empty_my
     status, html, _ = client.request("POST", form={"csrf": token, "step": "migrate", "current_key": "nope"})
     assert status == 403
     status, html, _ = client.request("POST", form={"csrf": token, "step": "migrate", "current_key": "K3y"})
-    assert status == 200 and "Applied migrations 0001, 0002" in html
+    assert status == 200 and "Applied migrations 0001, 0002, 0006" in html
     status, html, _ = client.request("POST", form={"csrf": token, "step": "migrate", "current_key": "K3y"})
     assert "up to date" in html

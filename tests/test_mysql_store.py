@@ -124,6 +124,80 @@ def test_claim_reads_one_index_entry_past_a_thousand_finished_tasks(store_factor
     assert [float(row["r_rows"]) for row in plan] == [1.0], plan
 
 
+# -- tasks not yet due stay out of the claim's way ----------------------------------
+def _future_tasks(store, type_row, count, priority=9):
+    from datetime import datetime, timedelta, timezone
+
+    later = datetime.now(timezone.utc) + timedelta(days=30)
+    items = [{"type_id": type_row["id"], "type": type_row["name"], "params_json": json.dumps({"f": n}),
+              "dedupe_key": uuid.uuid4().hex * 2, "priority": priority, "max_attempts": 3,
+              "claim_timeout": None, "run_at": later} for n in range(count)]
+    return [row["id"] for row, _ in store.create_tasks(items)]
+
+
+def _analyze(store, name, params):
+    conn = mysql_connect(store.config.database["name"])
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        from taskq.store.mysql import Q
+
+        cur.execute("ANALYZE " + Q[name], params)
+        columns = [c[0] for c in cur.description]
+        plan = [dict(zip(columns, row)) for row in cur.fetchall()]
+        cur.execute("ROLLBACK")
+    conn.close()
+    return plan
+
+
+@pytest.mark.parametrize("name", ["due_tasks", "due_tasks_skip_locked"])
+def test_due_task_promotion_reads_tasks_due_in_order(store_factory, name):
+    from taskq.store.mysql import Q
+
+    store = store_factory()
+    alpha = add_type(store, "plan.alpha")
+    _future_tasks(store, alpha, 300)
+    add_tasks(store, alpha, [0] * 50)
+    cursor = store.conn.cursor()
+    cursor.execute("EXPLAIN " + Q[name], (100,))
+    columns = [c[0] for c in cursor.description]
+    plan = [dict(zip(columns, row)) for row in cursor.fetchall()]
+    assert [row["key"] for row in plan] == ["tasks_due"], plan
+    assert all(row["type"] in ("range", "ref") for row in plan), plan
+    assert "filesort" not in " ".join(row["Extra"] or "" for row in plan), plan
+
+
+def test_claim_reads_one_entry_and_promotion_none_past_a_thousand_future_tasks(store_factory):
+    store = store_factory(skip_locked="off")
+    if store.flavour != "MariaDB":
+        pytest.skip("ANALYZE <statement> is MariaDB's")
+    alpha = add_type(store, "plan.alpha")
+    future = _future_tasks(store, alpha, 1000)  # higher priority than the pending ones
+    add_tasks(store, alpha, [0] * 3)
+    assert [float(row["r_rows"]) for row in _analyze(store, "claim_next", ("w", None, 300))] == [1.0]
+    assert [float(row["r_rows"] or 0) for row in _analyze(store, "due_tasks", (100,))] == [0.0]
+    claimed = store.claim("w", None, 10, None)
+    assert len(claimed) == 3 and not set(r["id"] for r in claimed) & set(future)
+
+
+def test_due_schedules_read_is_one_index_range(store_factory):
+    from taskq.store.mysql import Q
+
+    store = store_factory()
+    alpha = add_type(store, "plan.alpha")
+    for n in range(40):
+        store.create_schedule({"name": None, "type_id": alpha["id"], "type": "plan.alpha",
+                               "params_json": "{}", "priority": 0, "every_seconds": 60, "cron": None,
+                               "timezone": "UTC", "catch_up": "latest", "catch_up_limit": 100,
+                               "next_run_at": "2990-01-01T00:%02d:00Z" % n})
+    cursor = store.conn.cursor()
+    cursor.execute("EXPLAIN " + Q["due_schedules"], (5,))
+    columns = [c[0] for c in cursor.description]
+    plan = [dict(zip(columns, row)) for row in cursor.fetchall()]
+    assert [row["key"] for row in plan] == ["task_schedules_due"], plan
+    assert all(row["type"] in ("range", "ref") for row in plan), plan
+    assert "filesort" not in " ".join(row["Extra"] or "" for row in plan), plan
+
+
 # -- both claim paths hand out the same order -------------------------------------
 @pytest.mark.parametrize("skip_locked", CLAIM_PATHS)
 def test_claim_takes_highest_priority_then_oldest_on_each_path(store_factory, skip_locked):

@@ -430,3 +430,57 @@ def test_result_over_the_api_body_limit_fails_the_task_instead_of_lapsing(config
         assert task["error_message"].startswith("result too large for the API")
     finally:
         srv.close()
+
+
+RETRY_HANDLERS = """
+import sys
+from taskq import worker
+
+@worker.handler("api.call")
+def call(params):
+    raise worker.RetryLater("429 Too Many Requests", retry_after=params["wait"])
+
+if __name__ == "__main__":
+    sys.exit(worker.main())
+"""
+
+
+def test_command_asks_for_its_retry_delay_with_a_retry_after_line(server, client, tmp_path):
+    register(client, max_attempts=3)
+    task_id, = create(client, 1)
+    limited = script(tmp_path, "limited.sh", """
+        #!/bin/sh
+        cat > /dev/null
+        echo "API rate limit exceeded" >&2
+        echo "retry-after: 900" >&2
+        exit 75
+    """)
+    log = tmp_path / "worker.log"
+    assert finish(start_worker(server.url, "--once", "--exec", limited, log_path=log)) == 0
+    task = client.get_task(task_id)
+    assert (task["status"], task["attempts"]) == ("scheduled", 1)  # not retried at once
+    assert task["run_at"] > task["updated_at"]
+    assert events(client, task_id) == ["created", "claimed", "retry"]
+    assert [line.split("outcome=")[1].split()[0] for line in task_lines(log)] == ["retry"]
+
+
+def test_python_handler_raising_retry_later_sets_the_delay_in_a_batch(server, client, tmp_path):
+    register(client, "api.call", max_attempts=3)
+    first = client.create_task("api.call", {"wait": 600})["id"]
+    second = client.create_task("api.call", {"wait": 0})["id"]
+    path = script(tmp_path, "retry_handlers.py", RETRY_HANDLERS)
+    proc = start_worker(server.url, "--once", "--batch", 10, script=path,
+                        log_path=tmp_path / "worker.log")
+    assert finish(proc) == 0
+    assert client.get_task(first)["status"] == "scheduled"  # waits its 600 s
+    # retry_after 0 comes back at once and runs until max_attempts
+    assert (client.get_task(second)["status"], client.get_task(second)["attempts"]) == ("failed", 3)
+
+
+def test_retry_after_helpers_bound_and_parse():
+    from taskq.worker import MAX_RETRY_AFTER, retry_after_line, retry_after_of
+
+    assert retry_after_line("ok\n", "Retry-After: 30\nretry-after: 45.4\n") == 45
+    assert retry_after_line("retry-after: soon\n") is None
+    assert retry_after_of(-5) == 0 and retry_after_of(10 ** 9) == MAX_RETRY_AFTER
+    assert retry_after_of("60") is None and retry_after_of(True) is None

@@ -257,9 +257,14 @@ class Client:
         return self.request_envelope("GET", "/openapi.json")
 
     # -- task types ------------------------------------------------------
-    def register_type(self, name, version, param_schema, max_attempts=None, claim_timeout=None):
+    def register_type(self, name, version, param_schema, max_attempts=None, claim_timeout=None,
+                      retry_delay_seconds=None, retry_backoff=None, retry_max_delay_seconds=None,
+                      retry_jitter=None):
+        """Register or update a type; the retry_* fields set its backoff between attempts."""
         body = {"name": name, "version": version, "param_schema": param_schema}
-        _put(body, max_attempts=max_attempts, claim_timeout=claim_timeout)
+        _put(body, max_attempts=max_attempts, claim_timeout=claim_timeout,
+             retry_delay_seconds=retry_delay_seconds, retry_backoff=retry_backoff,
+             retry_max_delay_seconds=retry_max_delay_seconds, retry_jitter=retry_jitter)
         return self.request("POST", "/task-types/register", body)
 
     def get_type(self, name):
@@ -269,10 +274,15 @@ class Client:
         return self.request("GET", "/task-types", query={"active_only": active_only or None})
 
     # -- tasks -----------------------------------------------------------
-    def create_task(self, type, params, priority=None):  # noqa: A002 - the API's field name
-        """{id, type, status, priority, dedupe_key, deduplicated}."""
+    def create_task(self, type, params, priority=None, run_at=None,  # noqa: A002 - the API's field
+                    delay_seconds=None):
+        """{id, type, status, priority, dedupe_key, deduplicated}.
+
+        run_at (a datetime, naive = UTC, or an ISO-8601 string) or delay_seconds
+        makes a task that no claim hands out before then (status 'scheduled').
+        """
         body = {"type": type, "params": params}
-        _put(body, priority=priority)
+        _put(body, priority=priority, run_at=_time(run_at), delay_seconds=delay_seconds)
         return self.request("POST", "/tasks", body)
 
     def create_tasks(self, tasks):
@@ -307,23 +317,27 @@ class Client:
         _put(body, message=message, lease_seconds=lease_seconds)
         return self.request("POST", "/tasks/%d/progress" % task_id, body)
 
-    def complete(self, task_id, worker_id, result=None, success=True, error=None):
-        """Finish a task: success with `result`, or success=False with `error`.
+    def complete(self, task_id, worker_id, result=None, success=True, error=None,
+                 retry_after_seconds=None):
+        """Finish a task: success with `result`, or success=False with `error`
+        (and optionally retry_after_seconds: wait that long before the retry).
 
-        Returns {id, status, attempts, will_retry}.
+        Returns {id, status, attempts, will_retry} (+ retry_delay_seconds when
+        the retry waits).
         """
         body = {"worker_id": worker_id, "success": bool(success)}
         if success:
             body["result"] = result
-        elif error is not None:
-            body["error"] = error
+        else:
+            _put(body, error=error, retry_after_seconds=retry_after_seconds)
         return self.request("POST", "/tasks/%d/complete" % task_id, body)
 
-    def fail(self, task_id, worker_id, error):
-        return self.complete(task_id, worker_id, success=False, error=error)
+    def fail(self, task_id, worker_id, error, retry_after_seconds=None):
+        return self.complete(task_id, worker_id, success=False, error=error,
+                             retry_after_seconds=retry_after_seconds)
 
     def complete_batch(self, worker_id, results):
-        """results: [{id, success, result | error}] (1-100).
+        """results: [{id, success, result | error, retry_after_seconds?}] (1-100).
 
         Returns {results, completed, failed, count}; each result is {index,
         ok: true, id, status, attempts, will_retry} or {index, ok: false, id,
@@ -363,7 +377,7 @@ class Client:
         return self.request("POST", "/task-types/%s/resume" % urllib.parse.quote(name, safe=""))
 
     def cancel_task(self, task_id):
-        """Cancel a pending or claimed task; the task with previous_status."""
+        """Cancel a pending, scheduled or claimed task; the task with previous_status."""
         return self.request("POST", "/tasks/%d/cancel" % task_id)
 
     def retry_task(self, task_id):
@@ -387,6 +401,41 @@ class Client:
         body = {"filter": {key: value for key, value in filters.items() if value is not None}}
         _put(body, limit=limit)
         return self.request("POST", "/tasks/bulk/%s" % urllib.parse.quote(action, safe=""), body)
+    # -- schedules -------------------------------------------------------
+    def create_schedule(self, type, params, every_seconds=None, cron=None,  # noqa: A002
+                        timezone=None, priority=None, name=None, start_at=None, catch_up=None,
+                        catch_up_limit=None):
+        """A recurring task: every_seconds, or a five-field cron in a time zone.
+
+        Claims create each occurrence once it is due. catch_up 'latest' (one
+        task for a missed window) or 'all' (up to catch_up_limit).
+        """
+        body = {"type": type, "params": params}
+        _put(body, every_seconds=every_seconds, cron=cron, timezone=timezone, priority=priority,
+             name=name, start_at=_time(start_at), catch_up=catch_up, catch_up_limit=catch_up_limit)
+        return self.request("POST", "/schedules", body)
+
+    def list_schedules(self, limit=None, offset=None):
+        return self.request("GET", "/schedules", query={"limit": limit, "offset": offset})
+
+    def get_schedule(self, schedule_id):
+        return self.request("GET", "/schedules/%d" % schedule_id)
+
+    def pause_schedule(self, schedule_id):
+        return self.request("POST", "/schedules/%d/pause" % schedule_id)
+
+    def resume_schedule(self, schedule_id):
+        return self.request("POST", "/schedules/%d/resume" % schedule_id)
+
+    def delete_schedule(self, schedule_id):
+        return self.request("DELETE", "/schedules/%d" % schedule_id)
+
+
+def _time(value):
+    """A datetime as ISO-8601 (naive = UTC, as the API reads it); strings pass."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.isoformat()
 
 
 def _put(body, **optional):

@@ -79,17 +79,30 @@ def register_type(ctx):
     max_attempts = v.integer(body, "max_attempts", low=1, high=1000)
     claim_timeout = v.integer(body, "claim_timeout", low=1, high=ctx.config.queue["max_lease_seconds"])
     is_active = v.boolean(body, "is_active", required=False, default=True)
+    retry = _retry_policy(body)
     v.check_schema(schema)
     from .hashing import canonical_json
 
     row, created = ctx.store.register_type(name, version, canonical_json(schema),
-                                           max_attempts, claim_timeout, is_active)
+                                           max_attempts, claim_timeout, is_active, retry=retry)
     data = {"id": row["id"], "name": row["name"], "version": row["version"],
             "is_active": bool(row["is_active"]), "max_attempts": row["max_attempts"],
             "claim_timeout": row["claim_timeout"], "created": created, "updated": not created}
+    data.update(retry)
     if created:
         return 201, "Task type registered", data
     return 200, "Task type updated", data
+
+
+def _retry_policy(body):
+    """A type's retry backoff fields; omitted ones reset to no delay."""
+    from .store.base import MAX_RETRY_DELAY
+
+    return {"retry_delay_seconds": v.integer(body, "retry_delay_seconds", low=0, high=MAX_RETRY_DELAY),
+            "retry_backoff": v.choice(body, "retry_backoff", ("fixed", "exponential"), "fixed"),
+            "retry_max_delay_seconds": v.integer(body, "retry_max_delay_seconds", low=1,
+                                                 high=MAX_RETRY_DELAY),
+            "retry_jitter": v.number(body, "retry_jitter", 0, 1, 0.0)}
 
 
 def get_type(ctx, name):
@@ -114,6 +127,7 @@ def _prepare_task(ctx, item, types):
     name = v.type_name(item.get("type"), "type") if "type" in item else v.string(item, "type")
     params = v.obj(item, "params")
     priority = v.integer(item, "priority", default=0)
+    run_at, delay_seconds = v.run_time(item)
     if name not in types:
         types[name] = ctx.store.get_type(name)
     task_type = types[name]
@@ -132,7 +146,8 @@ def _prepare_task(ctx, item, types):
             "dedupe_key": dedupe_key(name, params) if scope != "off" else _unshared_key(),
             "dedupe_scope": scope, "priority": priority,
             "max_attempts": task_type["max_attempts"] or ctx.config.queue["max_attempts"],
-            "claim_timeout": task_type["claim_timeout"]}
+            "claim_timeout": task_type["claim_timeout"],
+            "run_at": run_at, "delay_seconds": delay_seconds}
 
 
 def _unshared_key():
@@ -148,9 +163,12 @@ def _shown_key(key):
 
 
 def _created_view(row, deduplicated):
-    return {"id": row["id"], "type": row["type"], "status": row["status"],
-            "priority": row["priority"], "dedupe_key": _shown_key(row["dedupe_key"]),
-            "deduplicated": deduplicated}
+    out = {"id": row["id"], "type": row["type"], "status": row["status"],
+           "priority": row["priority"], "dedupe_key": _shown_key(row["dedupe_key"]),
+           "deduplicated": deduplicated}
+    if row.get("run_at"):
+        out["run_at"] = row["run_at"]  # only for a task created with run_at / delay_seconds
+    return out
 
 
 def create_task(ctx):
@@ -204,6 +222,9 @@ def claim(ctx):
     pattern = v.string(body, "type_pattern", required=False)
     limit = v.integer(body, "limit", low=1, high=MAX_CLAIM_LIMIT)
     lease = _lease_seconds(ctx, body)
+    from .schedules import materialize_due
+
+    materialize_due(ctx)  # recurring schedules make their due tasks here: no cron needed
     rows = ctx.store.claim(worker_id, pattern, limit or 1, lease)
     if limit is not None:
         tasks = [claim_view(row) for row in rows]
@@ -231,6 +252,16 @@ def progress(ctx, id):
                                       "lease_expires_at": row["lease_expires_at"]}
 
 
+def _retry_after(item, success):
+    """A failing worker's own retry delay (rate limits), or None for the type's backoff."""
+    from .store.base import MAX_RETRY_DELAY
+
+    value = v.integer(item, "retry_after_seconds", low=0, high=MAX_RETRY_DELAY)
+    if value is not None and success:
+        raise BadRequest("Field 'retry_after_seconds' is only for a failed attempt (success false)")
+    return value
+
+
 def _completion(item):
     success = v.boolean(item, "success")
     result_json = error = None
@@ -248,7 +279,8 @@ def complete(ctx, id):
     body = ctx.request.json()
     worker_id = v.string(body, "worker_id")
     success, result_json, error = _completion(body)
-    outcome = ctx.store.complete(id, worker_id, success, result_json, error)
+    retry_after = _retry_after(body, success)
+    outcome = ctx.store.complete(id, worker_id, success, result_json, error, retry_after=retry_after)
     message = "Task completed" if success else ("Task failed; it will be retried" if outcome["will_retry"]
                                                 else "Task failed")
     return 200, message, outcome
@@ -265,18 +297,22 @@ def complete_batch(ctx):
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_COMPLETE:
         raise BadRequest("Field 'results' must be an array of 1 to %d items" % MAX_BATCH_COMPLETE)
     results = [None] * len(items)
-    valid, positions = [], []
+    valid, positions, retry_after = [], [], {}
     for index, item in enumerate(items):
         try:
             v.require_object(item, "results[%d]" % index)
             task_id = v.integer(item, "id", required=True, low=1, high=2 ** 62)
-            valid.append((task_id,) + _completion(item))
+            completion = _completion(item)
+            delay = _retry_after(item, completion[0])
+            if delay is not None:
+                retry_after[task_id] = delay
+            valid.append((task_id,) + completion)
             positions.append(index)
         except TaskqError as exc:
             if exc.status >= 500:
                 raise
             results[index] = _item_error(index, item.get("id") if isinstance(item, dict) else None, exc)
-    outcomes = ctx.store.complete_many(worker_id, valid) if valid else []
+    outcomes = ctx.store.complete_many(worker_id, valid, retry_after or None) if valid else []
     for index, item, outcome in zip(positions, valid, outcomes):
         if isinstance(outcome, TaskqError):
             results[index] = _item_error(index, item[0], outcome)

@@ -50,6 +50,19 @@ _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer
 _NAME = {"name": "name", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"}}
 _TS = {"type": ["string", "null"], "format": "date-time"}
+_STATUSES = ["pending", "claimed", "completed", "failed", "cancelled", "scheduled"]
+_LATER = {
+    "run_at": {"type": "string", "format": "date-time",
+               "description": "ISO-8601; without an offset it is UTC. Not with delay_seconds"},
+    "delay_seconds": {"type": "integer", "minimum": 0, "maximum": 316224000,
+                      "description": "Due this many seconds from now (database clock)"}}
+_RETRY = {
+    "retry_delay_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": 604800,
+                            "description": "Delay before a failed attempt (or expired lease) is retried"},
+    "retry_backoff": {"enum": ["fixed", "exponential"], "default": "fixed"},
+    "retry_max_delay_seconds": {"type": ["integer", "null"], "minimum": 1, "maximum": 604800},
+    "retry_jitter": {"type": "number", "minimum": 0, "maximum": 1, "default": 0,
+                     "description": "Spread each delay by up to +- this fraction"}}
 
 
 def document():
@@ -64,27 +77,53 @@ def document():
             "id": {"type": "integer"}, "name": {"type": "string"}, "version": {"type": "string"},
             "param_schema": {"type": "object"}, "is_active": {"type": "boolean"},
             "max_attempts": {"type": ["integer", "null"]}, "claim_timeout": {"type": ["integer", "null"]},
-            "created_at": _TS, "updated_at": _TS,
+            "created_at": _TS, "updated_at": _TS, **_RETRY,
             "max_concurrency": {"type": ["integer", "null"]}, "is_paused": {"type": "boolean"},
             "dedupe_scope": {"enum": ["always", "active", "off"]}}},
         "NewTask": {"type": "object", "required": ["type", "params"], "properties": {
             "type": {"type": "string"}, "params": {"type": "object"},
-            "priority": {"type": "integer", "default": 0}}},
+            "priority": {"type": "integer", "default": 0}, **_LATER}},
         "ClaimedTask": {"type": "object", "properties": {
             "id": {"type": "integer"}, "type": {"type": "string"}, "params": {"type": "object"},
             "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"},
             "priority": {"type": "integer"}, "lease_expires_at": _TS}},
         "Completion": {"type": "object", "required": ["success"], "properties": {
-            "success": {"type": "boolean"}, "result": {}, "error": {"type": "string"}}},
+            "success": {"type": "boolean"}, "result": {}, "error": {"type": "string"},
+            "retry_after_seconds": {"type": "integer", "minimum": 0, "maximum": 604800,
+                                    "description": "Failed attempt only: wait this long before "
+                                                   "the retry (instead of the type's backoff)"}}},
         "Task": {"type": "object", "properties": {
             "id": {"type": "integer"}, "type": {"type": "string"},
-            "status": {"enum": ["pending", "claimed", "completed", "failed", "cancelled"]},
+            "status": {"enum": _STATUSES},
             "params": {"type": "object"}, "result": {}, "error_message": {"type": ["string", "null"]},
             "priority": {"type": "integer"}, "progress": {"type": "integer"},
             "progress_message": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
             "max_attempts": {"type": "integer"}, "claimed_by": {"type": ["string", "null"]},
             "claimed_at": _TS, "lease_expires_at": _TS, "completed_at": _TS,
-            "created_at": _TS, "updated_at": _TS}},
+            "created_at": _TS, "updated_at": _TS,
+            "run_at": {**_TS, "description": "When the task is due; 'scheduled' until then"}}},
+        "NewSchedule": {"type": "object", "required": ["type", "params"], "properties": {
+            "type": {"type": "string"}, "params": {"type": "object"},
+            "priority": {"type": "integer", "default": 0},
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$",
+                     "description": "Optional, unique (409 when taken)"},
+            "every_seconds": {"type": "integer", "minimum": 1, "maximum": 31622400},
+            "cron": {"type": "string", "description": "Five fields or @hourly/@daily/@weekly/"
+                                                      "@monthly/@yearly"},
+            "timezone": {"type": "string", "default": "UTC",
+                         "description": "IANA name (Python 3.9+ servers), UTC or +HH:MM; with cron"},
+            "start_at": {"type": "string", "format": "date-time"},
+            "catch_up": {"enum": ["latest", "all"], "default": "latest"},
+            "catch_up_limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+            "oneOf": [{"required": ["every_seconds"]}, {"required": ["cron"]}]},
+        "Schedule": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "name": {"type": ["string", "null"]},
+            "type_id": {"type": "integer"}, "type": {"type": "string"}, "params": {"type": "object"},
+            "priority": {"type": "integer"}, "every_seconds": {"type": ["integer", "null"]},
+            "cron": {"type": ["string", "null"]}, "timezone": {"type": "string"},
+            "catch_up": {"enum": ["latest", "all"]}, "catch_up_limit": {"type": "integer"},
+            "paused": {"type": "boolean"}, "next_run_at": _TS, "last_run_at": _TS,
+            "last_task_id": {"type": ["integer", "null"]}, "created_at": _TS, "updated_at": _TS}},
     }
     worker = {"type": "string", "minLength": 1, "maxLength": 255}
     paths = {
@@ -99,7 +138,7 @@ def document():
                 "version": {"type": "string"}, "param_schema": {"type": "object"},
                 "max_attempts": {"type": "integer", "minimum": 1},
                 "claim_timeout": {"type": "integer", "minimum": 1},
-                "is_active": {"type": "boolean", "default": True}}}))},
+                "is_active": {"type": "boolean", "default": True}, **_RETRY}}))},
         "/task-types": {"get": _op("List task types",
                                    {**_ok("Task types", {"type": "object", "properties": {
                                        "task_types": {"type": "array", "items": _ref("TaskType")},
@@ -121,7 +160,7 @@ def document():
                            "tasks": {"type": "array", "items": _ref("Task")}, "count": {"type": "integer"},
                            "total": {"type": "integer"}, "limit": {"type": "integer"},
                            "offset": {"type": "integer"}}}), **_errors("400", "401")},
-                       params=[_query("status", {"enum": ["pending", "claimed", "completed", "failed", "cancelled"]}, "Status"),
+                       params=[_query("status", {"enum": _STATUSES}, "Status"),
                                _query("type", {"type": "string"}, "SQL LIKE pattern on the type name"),
                                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
                                _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip")]),
@@ -158,6 +197,31 @@ def document():
             _body({"allOf": [_ref("Completion"), {"type": "object", "required": ["worker_id"],
                                                   "properties": {"worker_id": worker}}]}),
             params=[_ID])},
+        "/schedules": {
+            "post": _op("Create a recurring schedule (every_seconds, or cron in a time zone)",
+                        {**_ok("Created", _ref("Schedule"), status="201"),
+                         **_errors("400", "401", "404", "409")}, _body(_ref("NewSchedule"))),
+            "get": _op("List schedules by id",
+                       {**_ok("Schedules", {"type": "object", "properties": {
+                           "schedules": {"type": "array", "items": _ref("Schedule")},
+                           "count": {"type": "integer"}, "total": {"type": "integer"},
+                           "limit": {"type": "integer"}, "offset": {"type": "integer"}}}),
+                        **_errors("400", "401")},
+                       params=[_query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
+                               _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip")]),
+        },
+        "/schedules/{id}": {
+            "get": _op("Get a schedule", {**_ok("Schedule", _ref("Schedule")), **_errors("401", "404")},
+                       params=[_ID]),
+            "delete": _op("Delete a schedule (its tasks stay)",
+                          {**_ok("Deleted"), **_errors("401", "404")}, params=[_ID]),
+        },
+        "/schedules/{id}/pause": {"post": _op(
+            "Pause a schedule: no occurrences until resumed",
+            {**_ok("Paused", _ref("Schedule")), **_errors("401", "404")}, params=[_ID])},
+        "/schedules/{id}/resume": {"post": _op(
+            "Resume a schedule from now on (occurrences missed while paused are not made)",
+            {**_ok("Resumed", _ref("Schedule")), **_errors("401", "404")}, params=[_ID])},
     }
     paths.update(_operations())
     return {
@@ -194,7 +258,7 @@ def _operations():
             {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "404")}, params=[_NAME])},
     }
     summaries = {
-        "cancel": "Admin: cancel a pending or claimed task",
+        "cancel": "Admin: cancel a pending, scheduled or claimed task",
         "retry": "Admin: a failed or cancelled task runs again (attempts reset)",
         "requeue": "Admin: a claimed task goes back to pending now",
         "rerun": "Admin: a completed task runs again although its dedupe key exists"}

@@ -31,6 +31,13 @@ ROUTES = (
     ("POST", "/tasks/{id:int}/requeue", "operations.requeue_task"),
     ("POST", "/tasks/{id:int}/rerun", "operations.rerun_task"),
     ("POST", "/tasks/bulk/{action}", "operations.bulk"),
+    # "module.function": a route family in its own module (schedules.py)
+    ("POST", "/schedules", "schedules.create"),
+    ("GET", "/schedules", "schedules.list_all"),
+    ("GET", "/schedules/{id:int}", "schedules.get"),
+    ("DELETE", "/schedules/{id:int}", "schedules.delete"),
+    ("POST", "/schedules/{id:int}/pause", "schedules.pause"),
+    ("POST", "/schedules/{id:int}/resume", "schedules.resume"),
 )
 
 # Routes that answer without an API key and without touching the database.

@@ -11,7 +11,8 @@ from .errors import BadRequest, ValidationFailed
 
 TYPE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
 INT32_MAX = 2147483647
-TASK_STATUSES = ("pending", "claimed", "completed", "failed", "cancelled")
+TASK_STATUSES = ("pending", "claimed", "completed", "failed", "cancelled", "scheduled")
+MAX_DELAY_SECONDS = 10 * 366 * 86400  # run_at / delay_seconds: at most ten years ahead
 
 _JSON_TYPE = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
               int: "an integer", float: "a number", type(None): "null"}
@@ -64,6 +65,27 @@ def integer(body, name, required=False, low=-INT32_MAX, high=INT32_MAX, default=
     return value
 
 
+def number(body, name, low, high, default=None):
+    """An optional JSON number between low and high (a float)."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _wrong(name, "a number", value)
+    if not low <= value <= high:
+        raise BadRequest("Field '%s' must be between %s and %s" % (name, low, high))
+    return float(value)
+
+
+def choice(body, name, options, default):
+    value = body.get(name)
+    if value is None:
+        return default
+    if value not in options:
+        raise BadRequest("Field '%s' must be one of %s" % (name, ", ".join(options)))
+    return value
+
+
 def boolean(body, name, required=True, default=None):
     value = body.get(name)
     if value is None:
@@ -92,6 +114,55 @@ def type_name(value, name="name"):
     if not TYPE_NAME.match(value):
         raise BadRequest("Field '%s' must be 1-255 characters of A-Z a-z 0-9 _ . : -" % name)
     return value
+
+
+_TIMESTAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
+                        r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?\Z")
+
+
+def timestamp(body, name, required=False):
+    """An ISO-8601 date-time as an aware UTC datetime; without an offset it is UTC."""
+    from datetime import datetime, timedelta, timezone
+
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise _missing(name)
+        return None
+    if not isinstance(value, str):
+        raise _wrong(name, "an ISO-8601 date-time string", value)
+    match = _TIMESTAMP.match(value.strip())
+    if not match:
+        raise BadRequest("Field '%s' must be an ISO-8601 date-time like 2026-01-31T09:30:00Z" % name)
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute),
+                          int(second or 0), int((fraction or "0")[:6].ljust(6, "0")),
+                          tzinfo=timezone.utc)
+    except ValueError as exc:
+        raise BadRequest("Field '%s' is not a real date-time: %s" % (name, exc)) from None
+    if offset and offset.upper() != "Z":
+        digits = offset[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        moment -= delta if offset[0] == "+" else -delta
+    if not 2000 <= moment.year <= 9000:
+        raise BadRequest("Field '%s' must be a date between the years 2000 and 9000" % name)
+    return moment
+
+
+def iso_utc(moment):
+    """An aware datetime as the API writes times: 2026-01-31T09:30:00Z (whole seconds)."""
+    from datetime import timezone
+
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_time(body):
+    """(run_at, delay_seconds) of a create body: at most one of them, or (None, None)."""
+    if body.get("run_at") is not None and body.get("delay_seconds") is not None:
+        raise BadRequest("Fields 'run_at' and 'delay_seconds' exclude each other; give one")
+    delay = integer(body, "delay_seconds", low=0, high=MAX_DELAY_SECONDS)
+    return timestamp(body, "run_at"), delay or None
 
 
 def query_int(query, name, default, low, high):

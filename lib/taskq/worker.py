@@ -10,7 +10,9 @@ TASKQ_TASK_TYPE, TASKQ_ATTEMPT (and TASKQ_MAX_ATTEMPTS, TASKQ_WORKER_ID) in
 its environment. Its stdout, if it parses as JSON, is the result (otherwise
 {"stdout": "..."}); a non-zero exit is a failure whose error is the tail of
 its stderr; --task-timeout kills it (its whole process group) when it runs
-too long.
+too long. A failing command picks its own retry delay (a rate limit's
+Retry-After, say) by printing a line `retry-after: SECONDS` to stderr or
+stdout and exiting non-zero; the worker sends it as retry_after_seconds.
 
 Or handle tasks in Python:
 
@@ -20,6 +22,8 @@ Or handle tasks in Python:
     def send(params, task):         # `task` is optional: def send(params)
         task.progress(50, "connected")
         return {"sent": True}       # the result; an exception fails the task
+                                    # raise worker.RetryLater("429", retry_after=60) to
+                                    # choose when it is retried
 
     if __name__ == "__main__":
         worker.main()               # same options as the command line
@@ -54,6 +58,40 @@ KILL_GRACE = 2.0
 TICK = 0.1
 LOST = (Conflict, Forbidden, NotFound)
 FATAL = (Unauthorized, BadRequest, MethodNotAllowed, NotFound)
+
+MAX_RETRY_AFTER = 7 * 86400  # what the API accepts as retry_after_seconds
+
+
+class RetryLater(Exception):
+    """Raise from a handler to fail this attempt and retry it after `retry_after` seconds.
+
+    Any exception with a numeric `retry_after` attribute is treated the same way."""
+
+    def __init__(self, message="retry later", retry_after=60):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_after_of(value):
+    """A retry delay as the API takes it (whole seconds, 0 to a week), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return int(max(0, min(MAX_RETRY_AFTER, round(value))))
+
+
+def retry_after_line(*texts):
+    """The seconds of the last `retry-after: N` line in a command's output, or None."""
+    found = None
+    for text in texts:
+        for line in text.splitlines():
+            key, sep, value = line.strip().partition(":")
+            if sep and key.strip().lower() == "retry-after":
+                try:
+                    found = retry_after_of(float(value.strip()))
+                except ValueError:
+                    continue
+    return found
+
 
 # -- the handler registry ----------------------------------------------------
 HANDLERS = {}
@@ -380,8 +418,12 @@ class Runner:
             result = fn(task.params, task) if _wants_task(fn) else fn(task.params)
         except LeaseLost:
             return None
-        except Exception:  # noqa: BLE001 - any failure of user code fails the task
-            return {"success": False, "error": _tail(traceback.format_exc().strip())}
+        except Exception as exc:  # noqa: BLE001 - any failure of user code fails the task
+            outcome = {"success": False, "error": _tail(traceback.format_exc().strip())}
+            delay = retry_after_of(getattr(exc, "retry_after", None))
+            if delay is not None:
+                outcome["retry_after_seconds"] = delay
+            return outcome
         try:
             json.dumps(result)
         except (TypeError, ValueError) as exc:
@@ -430,10 +472,15 @@ class Runner:
             return {"success": False, "error": message + ("; stderr: " + err_tail if err_tail else "")}
         if proc.returncode != 0:
             if err_tail:
-                return {"success": False, "error": err_tail}
-            if proc.returncode < 0:
-                return {"success": False, "error": "command killed by signal %d" % -proc.returncode}
-            return {"success": False, "error": "command exited with status %d" % proc.returncode}
+                outcome = {"success": False, "error": err_tail}
+            elif proc.returncode < 0:
+                outcome = {"success": False, "error": "command killed by signal %d" % -proc.returncode}
+            else:
+                outcome = {"success": False, "error": "command exited with status %d" % proc.returncode}
+            delay = retry_after_line(out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+            if delay is not None:
+                outcome["retry_after_seconds"] = delay
+            return outcome
         text = out.decode("utf-8", "replace")
         try:
             result = json.loads(text)
@@ -448,7 +495,8 @@ class Runner:
                 if outcome["success"]:
                     answer = self.client.complete(task.id, self.worker_id, result=outcome["result"])
                 else:
-                    answer = self.client.fail(task.id, self.worker_id, outcome["error"])
+                    answer = self.client.fail(task.id, self.worker_id, outcome["error"],
+                                              outcome.get("retry_after_seconds"))
             except PayloadTooLarge as exc:
                 # The result can never be stored: fail the task instead of letting it lapse.
                 outcome = {"success": False, "error": "result too large for the API (%s)" % exc.message}
@@ -471,6 +519,8 @@ class Runner:
                 item["result"] = outcome["result"]
             else:
                 item["error"] = outcome["error"]
+                if outcome.get("retry_after_seconds") is not None:
+                    item["retry_after_seconds"] = outcome["retry_after_seconds"]
             items.append(item)
         try:
             answer = self.client.complete_batch(self.worker_id, items)
@@ -499,7 +549,7 @@ class Runner:
 
 def _outcome(answer):
     status = answer.get("status")
-    if status == "pending" or answer.get("will_retry"):
+    if status in ("pending", "scheduled") or answer.get("will_retry"):
         return "retry"
     return status or "completed"
 

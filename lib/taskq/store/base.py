@@ -24,7 +24,8 @@ HISTORY_EVENTS = ("created", "claimed", "progress", "completed", "failed", "retr
                   "cancelled", "retried", "requeued", "rerun")
 
 # Steering actions and the statuses each acts on (taskq.operations).
-STEER_FROM = {"cancel": ("pending", "claimed"), "retry": ("failed", "cancelled"),
+# A scheduled task (run_at ahead, or a retry waiting its backoff) cancels like a pending one.
+STEER_FROM = {"cancel": ("pending", "scheduled", "claimed"), "retry": ("failed", "cancelled"),
               "requeue": ("claimed",), "rerun": ("completed",)}
 # A released dedupe key ('~<id>', or '~<random>' for scope off) starts with this;
 # hashes are hex, so a released key never deduplicates anything.
@@ -33,7 +34,14 @@ RELEASED_KEY = "~"
 # Columns of a task as GET /tasks/{id} returns them, in order.
 TASK_FIELDS = ("id", "type", "status", "params", "result", "error_message", "priority",
                "progress", "progress_message", "attempts", "max_attempts", "claimed_by",
-               "claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at")
+               "claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at",
+               "run_at")
+
+# A claim promotes at most this many due 'scheduled' tasks to 'pending'.
+PROMOTE_BATCH = 100
+# A retry delay (backoff or a worker's retry_after_seconds) never exceeds this.
+MAX_RETRY_DELAY = 7 * 86400
+RETRY_FIELDS = ("retry_delay_seconds", "retry_backoff", "retry_max_delay_seconds", "retry_jitter")
 
 
 def load_queries(backend):
@@ -83,6 +91,10 @@ class Store:
         """A short description of the database server, for /health."""
         raise NotImplementedError
 
+    def clock(self):
+        """The database clock's now, as an ISO-8601 UTC string (whole seconds)."""
+        raise NotImplementedError
+
     # -- task types ----------------------------------------------------
     def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout,
                       is_active=True):
@@ -114,7 +126,8 @@ class Store:
         raise NotImplementedError
 
     def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
-        """Claim up to `limit` tasks for `worker_id`; returns full task dicts.
+        """Claim up to `limit` tasks (due ones only: 'scheduled' tasks whose run_at
+        has come are promoted to 'pending' first, PROMOTE_BATCH at a time) for `worker_id`; returns full task dicts.
 
         type_pattern is an SQL LIKE pattern on the type name. lease_seconds
         overrides the type's claim_timeout and the config's. An empty list
@@ -130,22 +143,25 @@ class Store:
         """
         raise NotImplementedError
 
-    def complete(self, task_id, worker_id, success, result_json, error):
+    def complete(self, task_id, worker_id, success, result_json, error, retry_after=None):
         """Finish a claimed task; returns {id, status, attempts, will_retry}.
 
         Same errors as progress. A failure with attempts left goes back to
         pending (will_retry true), otherwise it is failed. A batch of one:
         backends implement complete_many only.
         """
-        outcome = self.complete_many(worker_id, [(task_id, success, result_json, error)])[0]
+        outcome = self.complete_many(worker_id, [(task_id, success, result_json, error)],
+                                     None if retry_after is None else {task_id: retry_after})[0]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    def complete_many(self, worker_id, items):
+    def complete_many(self, worker_id, items, retry_after=None):
         """Finish several claimed tasks in one transaction; one outcome per item.
 
-        items: (task_id, success, result_json, error). An outcome is what
+        items: (task_id, success, result_json, error); retry_after: {task_id:
+        seconds} a failing worker asked to wait (else the type's backoff).
+        A retry with a delay goes to 'scheduled' until run_at. An outcome is what
         complete() returns, or the 4xx TaskqError that item got; such an item
         changes nothing and spoils no other. One commit for the lot is what
         makes a batch cheap (each commit is a log flush on InnoDB).
@@ -185,6 +201,41 @@ class Store:
         ({type, statuses, error_contains, older_than_seconds}) and the action's
         statuses; returns (outcomes, more) where more says whether further
         tasks matched."""
+    # -- schedules (times in and out as ISO-8601 UTC strings, whole seconds) --
+    def create_schedule(self, item):
+        """Insert a schedule (SCHEDULE_FIELDS minus id and the timestamps); its row.
+
+        Conflict when its name is taken."""
+        raise NotImplementedError
+
+    def get_schedule(self, schedule_id):
+        raise NotImplementedError
+
+    def list_schedules(self, limit, offset):
+        """(schedules by id, total)."""
+        raise NotImplementedError
+
+    def set_schedule_paused(self, schedule_id, paused, next_run_at):
+        """Pause, or resume with a new next_run_at; the row, or None if no schedule."""
+        raise NotImplementedError
+
+    def delete_schedule(self, schedule_id):
+        """True when a schedule was deleted; tasks it made stay."""
+        raise NotImplementedError
+
+    def due_schedules(self, limit):
+        """Unpaused schedules whose next_run_at has come (database clock), earliest first.
+
+        One read of task_schedules_due: a claim pays only this when none is due."""
+        raise NotImplementedError
+
+    def advance_schedule(self, schedule_id, seen_next_run_at, next_run_at, items):
+        """Move a schedule on and create its occurrences, in one transaction.
+
+        The UPDATE is conditional on next_run_at still being `seen_next_run_at`,
+        so of many requests that saw the same due schedule exactly one creates
+        the tasks (items as for create_tasks); the others get None. Returns
+        [(row, deduplicated)] for the winner."""
         raise NotImplementedError
 
 
@@ -222,6 +273,34 @@ def client_error(exc):
 
 def expired_message(attempts):
     return "lease expired after %d attempt%s" % (attempts, "" if attempts == 1 else "s")
+
+
+def retry_delay(policy, attempts, requested=None, rand=None):
+    """Seconds before a failed attempt runs again (0 = at once).
+
+    requested: a worker's retry_after_seconds, which wins over the type's
+    policy. Otherwise retry_delay_seconds, doubled per attempt after the first
+    with retry_backoff 'exponential', capped at retry_max_delay_seconds, then
+    spread by +-retry_jitter (a fraction) with rand() in [0, 1). Never above
+    MAX_RETRY_DELAY.
+    """
+    if requested is not None:
+        return max(0, min(int(requested), MAX_RETRY_DELAY))
+    if policy is None or not policy.get("retry_delay_seconds"):
+        return 0
+    delay = float(policy["retry_delay_seconds"])
+    if policy.get("retry_backoff") == "exponential":
+        delay *= 2 ** min(max(attempts - 1, 0), 40)
+    cap = min(policy.get("retry_max_delay_seconds") or MAX_RETRY_DELAY, MAX_RETRY_DELAY)
+    delay = min(delay, cap)
+    jitter = policy.get("retry_jitter") or 0
+    if jitter:
+        if rand is None:
+            import random  # only here: importing it costs every request ~2 ms
+
+            rand = random.random
+        delay *= 1 + jitter * (2 * rand() - 1)
+    return int(round(max(0.0, min(delay, cap))))
 
 
 def order_candidates(rows, limit):
@@ -275,7 +354,7 @@ def steer_event(action, state):
     if action == "cancel":
         if state["status"] == "claimed":
             return "cancelled", "cancelled while claimed by %s" % state["claimed_by"]
-        return "cancelled", "cancelled while pending"
+        return "cancelled", "cancelled while %s" % state["status"]
     if action == "requeue":
         return "requeued", "taken back from %s" % state["claimed_by"]
     if action == "retry":
@@ -298,5 +377,5 @@ def steer_refusal(action, task_id, state):
 def dedupe_conflict(holder):
     from ..errors import Conflict
 
-    return Conflict("Another pending or claimed task holds this dedupe key: %s" %
+    return Conflict("Another pending, scheduled or claimed task holds this dedupe key: %s" %
                     ("id %d" % holder["id"] if holder else "unknown"))

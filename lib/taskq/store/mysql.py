@@ -26,9 +26,9 @@ import pymysql
 from pymysql.constants import CLIENT
 
 from ..errors import PayloadTooLarge, SchemaMissing, Unavailable
-from .base import (STEER_FROM, Store, check_lease, claim_caps, client_error, dedupe_conflict,
-                   expired_message, like_escape_free, load_queries, order_candidates,
-                   steer_event, steer_key, steer_refusal)
+from .base import (PROMOTE_BATCH, RETRY_FIELDS, STEER_FROM, Store, check_lease, claim_caps,
+                   client_error, dedupe_conflict, expired_message, like_escape_free, load_queries,
+                   order_candidates, retry_delay, steer_event, steer_key, steer_refusal)
 
 Q = load_queries("mysql")
 EXPIRE_BATCH = 50
@@ -49,7 +49,8 @@ UNAVAILABLE_CODES = frozenset((
     1927,  # connection killed (MariaDB)
     2002, 2003, 2005, 2006, 2013, 2055,  # cannot connect / server gone / lost connection
 ))
-SCHEMA_MISSING_CODES = frozenset((1146,))  # table doesn't exist
+# table doesn't exist; unknown column (new code on a schema not yet migrated)
+SCHEMA_MISSING_CODES = frozenset((1146, 1054))
 RETRY_CODES = frozenset((1213, 1205))      # deadlock, lock wait timeout
 DUPLICATE_KEY = 1062
 
@@ -59,11 +60,24 @@ DUPLICATE_KEY = 1062
 PACKET_CHECK_BYTES = 1024 * 1024
 PACKET_OVERHEAD = 64 * 1024
 
-TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at")
+TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at",
+               "run_at", "next_run_at", "last_run_at")
 
 
 def iso(value):
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_iso(text):
+    """A DATETIME parameter from an ISO-8601 UTC string as the stores write them."""
+    return None if text is None else text.replace("T", " ").rstrip("Z")
+
+
+def naive_utc(moment):
+    """An aware datetime as the naive UTC value a DATETIME(6) column holds."""
+    from datetime import timezone
+
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def _errno(exc):
@@ -259,13 +273,20 @@ class MySQLStore(Store):
     def server_info(self):
         return "%s %d.%d.%d" % ((self.flavour,) + self.version)
 
+    def clock(self):
+        return self._read(lambda: iso(self._exec("db_now", ()).fetchone()[0]))
+
     # -- task types ----------------------------------------------------
     def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout,
-                      is_active=True):
+                      is_active=True, retry=None):
         def work():
             cursor = self._exec("upsert_type", (name, version, param_schema_json, int(is_active),
                                                 max_attempts, claim_timeout))
-            return self._one("get_type", (name,)), cursor.rowcount == 1
+            row = self._one("get_type", (name,))
+            if retry is not None:
+                self._exec("set_type_retry", tuple(retry[k] for k in RETRY_FIELDS) + (row["id"],))
+                row.update(retry)
+            return row, cursor.rowcount == 1
 
         return self._transaction(work)
 
@@ -280,30 +301,51 @@ class MySQLStore(Store):
         for item in items:
             self._check_packet((item["params_json"],))
 
-        def work():
-            out, events = [], []
-            for item in items:
-                try:
-                    cursor = self._exec("insert_task", (
-                        item["type_id"], item["type"], item["params_json"], item["dedupe_key"],
-                        item["priority"], -item["priority"], item["max_attempts"],
-                        item["claim_timeout"], item.get("dedupe_scope", "always")))
-                except pymysql.err.IntegrityError as exc:
-                    if _errno(exc) != DUPLICATE_KEY:
-                        raise
-                    # the unique index said "exists": InnoDB undid only this
-                    # statement, and the winner's row is committed (we waited for it)
-                    out.append((self._one("task_by_dedupe_key", (item["dedupe_key"],)), True))
-                    continue
-                task_id = cursor.lastrowid
-                events.append((task_id, "created", None, None))
-                out.append(({"id": task_id, "type": item["type"], "status": "pending",
-                             "priority": item["priority"], "dedupe_key": item["dedupe_key"]},
-                            False))
-            self._events(events)
-            return out
+        return self._transaction(lambda: self._insert_tasks(items))
 
-        return self._transaction(work)
+    def _insert_tasks(self, items):
+        """create_tasks' work, inside the caller's transaction."""
+        out, events = [], []
+        now = None
+        if any(item.get("run_at") is not None or item.get("delay_seconds") for item in items):
+            now = self._exec("db_now", ()).fetchone()[0]
+        for item in items:
+            run_at = _run_at(item, now)
+            status = "scheduled" if run_at is not None and run_at > now else "pending"
+            try:
+                cursor = self._exec("insert_task", (
+                    item["type_id"], item["type"], status, item["params_json"],
+                    item["dedupe_key"], item["priority"], -item["priority"],
+                    item["max_attempts"], item["claim_timeout"], run_at,
+                    item.get("dedupe_scope", "always")))
+            except pymysql.err.IntegrityError as exc:
+                if _errno(exc) != DUPLICATE_KEY:
+                    raise
+                # the unique index said "exists": InnoDB undid only this
+                # statement, and the winner's row is committed (we waited for it)
+                out.append((self._one("task_by_dedupe_key", (item["dedupe_key"],)), True))
+                continue
+            task_id = cursor.lastrowid
+            events.append((task_id, "created", None, None))
+            out.append(({"id": task_id, "type": item["type"], "status": status,
+                         "priority": item["priority"], "dedupe_key": item["dedupe_key"],
+                         "run_at": iso(run_at)}, False))
+        self._events(events)
+        return out
+
+    def _policies(self, ids):
+        """{task_id: its type's retry settings} for tasks about to be retried."""
+        if not ids:
+            return {}
+        cursor = self._exec("retry_policies", tuple(ids), ids=_placeholders(ids))
+        return {row[0]: dict(zip(RETRY_FIELDS, row[1:])) for row in cursor.fetchall()}
+
+    def _promote_due(self):
+        """'scheduled' tasks whose run_at has come join the pending queue."""
+        query = "due_tasks_skip_locked" if self.skip_locked else "due_tasks"
+        ids = [row[0] for row in self._exec(query, (PROMOTE_BATCH,)).fetchall()]
+        if ids:
+            self._exec("promote_due", tuple(ids), ids=_placeholders(ids))
 
     def _expire_leases(self):
         """Release or fail tasks whose lease ran out: no reaper runs between requests.
@@ -312,8 +354,14 @@ class MySQLStore(Store):
         claimers see the same expired lease only one of them acts on it.
         """
         events = []
-        for task_id, attempts, max_attempts in self._exec("expired_leases", (EXPIRE_BATCH,)).fetchall():
-            if attempts < max_attempts:
+        expired = self._exec("expired_leases", (EXPIRE_BATCH,)).fetchall()
+        policies = self._policies([row[0] for row in expired if row[1] < row[2]])
+        for task_id, attempts, max_attempts in expired:
+            delay = retry_delay(policies.get(task_id), attempts) if attempts < max_attempts else 0
+            if delay:
+                if self._exec("release_expired_later", (delay, task_id)).rowcount == 1:
+                    events.append((task_id, "lease_expired", None, "retry in %d s" % delay))
+            elif attempts < max_attempts:
                 if self._exec("release_expired", (task_id,)).rowcount == 1:
                     events.append((task_id, "lease_expired", None, "returned to pending"))
             else:
@@ -427,8 +475,9 @@ class MySQLStore(Store):
             if not self.skip_locked:
                 self._exec("claim_turn", ())
             restricted = self._restricted_types()
-            if restricted:
+            if restricted:  # type turn rows: after claim_turn, before any task row
                 type_ids, limited = self._take_type_turns(type_pattern, restricted)
+            self._promote_due()
             events = self._expire_leases()
             if restricted:
                 ids = self._pick_capped(worker_id, claim_caps(type_ids, restricted,
@@ -519,7 +568,7 @@ class MySQLStore(Store):
 
         return self._transaction(work)
 
-    def complete_many(self, worker_id, items):
+    def complete_many(self, worker_id, items, retry_after=None):
         checked = []
         for task_id, success, result_json, error in items:
             try:
@@ -533,12 +582,14 @@ class MySQLStore(Store):
             ids = sorted({item[0] for item in items})
             states = {row["id"]: row for row in self._all("lease_states", ids,
                                                            ids=_placeholders(ids))}
+            policies = self._policies(sorted({item[0] for item in items if not item[1]}))
             for index, (task_id, success, result_json, error) in enumerate(items):
                 if outcomes[index] is not None:
                     continue
                 try:
                     outcomes[index] = self._finish(task_id, worker_id, success, result_json,
-                                                   error, events, states)
+                                                   error, events, states, policies,
+                                                   (retry_after or {}).get(task_id))
                 except Exception as exc:
                     if not client_error(exc):
                         raise
@@ -548,15 +599,26 @@ class MySQLStore(Store):
 
         return self._transaction(work)
 
-    def _finish(self, task_id, worker_id, success, result_json, error, events, states):
+    def _finish(self, task_id, worker_id, success, result_json, error, events, states,
+                policies=None, requested=None):
         """One item of complete_many: check the lease, write; queue the event.
 
         states: the rows lease_states locked, updated here so a task named
-        twice in one batch is completed once.
+        twice in one batch is completed once. requested: the worker's
+        retry_after_seconds, None for the type's backoff.
         """
         state = states.get(task_id)
         self._check_state(task_id, worker_id, state)
         attempts = state["attempts"]
+        delay = 0
+        if not success and attempts < state["max_attempts"]:
+            delay = retry_delay((policies or {}).get(task_id), attempts, requested)
+        if not success and delay:
+            self._exec("complete_retry_later", (delay, error, task_id))
+            events.append((task_id, "retry", worker_id, error))
+            state["status"] = "scheduled"
+            return {"id": task_id, "status": "scheduled", "attempts": attempts, "will_retry": True,
+                    "retry_delay_seconds": delay}
         if success:
             self._exec("complete_success", (result_json, task_id))
             event, message, status, will_retry = "completed", None, "completed", False
@@ -684,3 +746,67 @@ class MySQLStore(Store):
             state["status"] = status
         self._events(events)
         return outcomes
+    # -- schedules -----------------------------------------------------
+    def create_schedule(self, item):
+        from ..errors import Conflict
+
+        def work():
+            try:
+                cursor = self._exec("insert_schedule", (
+                    item["name"], item["type_id"], item["type"], item["params_json"],
+                    item["priority"], item["every_seconds"], item["cron"], item["timezone"],
+                    item["catch_up"], item["catch_up_limit"], from_iso(item["next_run_at"])))
+            except pymysql.err.IntegrityError as exc:
+                if _errno(exc) != DUPLICATE_KEY:
+                    raise
+                raise Conflict("A schedule named %r exists" % item["name"]) from None
+            return self._one("get_schedule", (cursor.lastrowid,))
+
+        return self._transaction(work)
+
+    def get_schedule(self, schedule_id):
+        return self._read(lambda: self._one("get_schedule", (schedule_id,)))
+
+    def list_schedules(self, limit, offset):
+        return self._read(lambda: (self._all("list_schedules", (limit, offset)),
+                                   self._exec("count_schedules").fetchone()[0]))
+
+    def set_schedule_paused(self, schedule_id, paused, next_run_at):
+        def work():
+            self._exec("set_schedule_paused", (int(paused), from_iso(next_run_at), schedule_id))
+            return self._one("get_schedule", (schedule_id,))
+
+        return self._transaction(work)
+
+    def delete_schedule(self, schedule_id):
+        return self._transaction(lambda: self._exec("delete_schedule", (schedule_id,)).rowcount == 1)
+
+    def due_schedules(self, limit):
+        return self._read(lambda: self._all("due_schedules", (limit,)))
+
+    def advance_schedule(self, schedule_id, seen_next_run_at, next_run_at, items):
+        for item in items:
+            self._check_packet((item["params_json"],))
+
+        def work():
+            cursor = self._exec("advance_schedule", (from_iso(next_run_at), schedule_id,
+                                                     from_iso(seen_next_run_at)))
+            if cursor.rowcount != 1:
+                return None
+            out = self._insert_tasks(items)
+            if out:
+                self._exec("set_schedule_last_task", (out[-1][0]["id"], schedule_id))
+            return out
+
+        return self._transaction(work)
+
+
+def _run_at(item, now):
+    """The naive UTC time an item is due: its run_at, or db now + delay_seconds."""
+    from datetime import timedelta
+
+    if item.get("run_at") is not None:
+        return naive_utc(item["run_at"])
+    if item.get("delay_seconds"):
+        return now + timedelta(seconds=item["delay_seconds"])
+    return None

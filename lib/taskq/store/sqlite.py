@@ -13,9 +13,10 @@ import sqlite3
 import time
 
 from ..errors import Unavailable
-from .base import (STEER_FROM, Store, capped_heads, check_lease, claim_caps, client_error,
-                   dedupe_conflict, expired_message, like_escape_free, load_queries,
-                   order_candidates, steer_event, steer_key, steer_refusal)
+from .base import (PROMOTE_BATCH, RETRY_FIELDS, STEER_FROM, Store, capped_heads, check_lease,
+                   claim_caps, client_error, dedupe_conflict, expired_message, like_escape_free,
+                   load_queries, order_candidates, retry_delay, steer_event, steer_key,
+                   steer_refusal)
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "sqlite_schema.sql")
 # sqlite_migrations/NNNN_name.sql bring a database at version NNNN-1 to NNNN;
@@ -35,7 +36,26 @@ def iso(ms):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
 
 
-TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at")
+TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at",
+               "run_at", "next_run_at", "last_run_at")
+
+
+def to_ms(moment):
+    """An aware datetime as the integer milliseconds the columns hold."""
+    import calendar
+
+    return calendar.timegm(moment.utctimetuple()) * 1000 + moment.microsecond // 1000
+
+
+def from_iso(text):
+    """ms of an ISO-8601 UTC string as this store writes them (whole seconds)."""
+    import calendar
+
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")) * 1000
+
+
+def _placeholders(values):
+    return ", ".join(["?"] * len(values))
 
 
 def _row(cursor, values):
@@ -133,9 +153,12 @@ class SQLiteStore(Store):
     def server_info(self):
         return "SQLite " + sqlite3.sqlite_version
 
+    def clock(self):
+        return iso(now_ms())
+
     # -- task types ----------------------------------------------------
     def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout,
-                      is_active=True):
+                      is_active=True, retry=None):
         def work(now):
             existing = self._one("get_type", (name,))
             if existing is None:
@@ -146,7 +169,11 @@ class SQLiteStore(Store):
                 self.conn.execute(Q["update_type"], (version, param_schema_json, int(is_active),
                                                      max_attempts, claim_timeout, now,
                                                      existing["id"]))
-            return self._one("get_type", (name,)), existing is None
+            row = self._one("get_type", (name,))
+            if retry is not None:
+                self.conn.execute(Q["set_type_retry"], tuple(retry[k] for k in RETRY_FIELDS) + (row["id"],))
+                row.update(retry)
+            return row, existing is None
 
         return self._write(work)
 
@@ -158,30 +185,45 @@ class SQLiteStore(Store):
 
     # -- tasks ---------------------------------------------------------
     def create_tasks(self, items):
-        def work(now):
-            out = []
-            for item in items:
-                cursor = self.conn.execute(Q["insert_task"], (
-                    item["type_id"], item["type"], item["params_json"], item["dedupe_key"],
-                    item["priority"], item["max_attempts"], item["claim_timeout"], now, now,
-                    item.get("dedupe_scope", "always")))
-                if cursor.rowcount == 1:
-                    task_id = cursor.lastrowid
-                    self._event(task_id, "created", None, None, now)
-                    out.append(({"id": task_id, "type": item["type"], "status": "pending",
-                                 "priority": item["priority"], "dedupe_key": item["dedupe_key"]},
-                                False))
-                else:
-                    out.append((self._one("task_by_dedupe_key", (item["dedupe_key"],)), True))
-            return out
+        return self._write(lambda now: self._insert_tasks(items, now))
 
-        return self._write(work)
+    def _insert_tasks(self, items, now):
+        out = []
+        for item in items:
+            run_at = _run_at(item, now)
+            status = "scheduled" if run_at is not None and run_at > now else "pending"
+            cursor = self.conn.execute(Q["insert_task"], (
+                item["type_id"], item["type"], status, item["params_json"], item["dedupe_key"],
+                item["priority"], item["max_attempts"], item["claim_timeout"], now, now, run_at,
+                item.get("dedupe_scope", "always")))
+            if cursor.rowcount == 1:
+                task_id = cursor.lastrowid
+                self._event(task_id, "created", None, None, now)
+                out.append(({"id": task_id, "type": item["type"], "status": status,
+                             "priority": item["priority"], "dedupe_key": item["dedupe_key"],
+                             "run_at": iso(run_at)}, False))
+            else:
+                out.append((self._one("task_by_dedupe_key", (item["dedupe_key"],)), True))
+        return out
+
+    def _policies(self, ids):
+        """{task_id: its type's retry settings} for tasks about to be retried."""
+        if not ids:
+            return {}
+        cursor = self.conn.execute(Q["retry_policies"].format(ids=_placeholders(ids)), list(ids))
+        return {row[0]: dict(zip(RETRY_FIELDS, row[1:])) for row in cursor.fetchall()}
 
     def _expire_leases(self, now):
         """Release or fail tasks whose lease ran out: no reaper runs between requests."""
-        for task_id, attempts, max_attempts in self.conn.execute(
-                Q["expired_leases"], (now, EXPIRE_BATCH)).fetchall():
+        expired = self.conn.execute(Q["expired_leases"], (now, EXPIRE_BATCH)).fetchall()
+        policies = self._policies([row[0] for row in expired if row[1] < row[2]])
+        for task_id, attempts, max_attempts in expired:
             if attempts < max_attempts:
+                delay = retry_delay(policies.get(task_id), attempts)
+                if delay:
+                    self.conn.execute(Q["release_expired_later"], (now + 1000 * delay, now, task_id))
+                    self._event(task_id, "lease_expired", None, "retry in %d s" % delay, now)
+                    continue
                 self.conn.execute(Q["release_expired"], (now, task_id))
                 self._event(task_id, "lease_expired", None, "returned to pending", now)
             else:
@@ -221,6 +263,7 @@ class SQLiteStore(Store):
         default_lease = self.queue["claim_timeout"]
 
         def work(now):
+            self.conn.execute(Q["promote_due"], (now, now, PROMOTE_BATCH))
             self._expire_leases(now)
             claimed = []
             for task_id, _ in self._candidates(type_pattern, limit, now):
@@ -258,13 +301,16 @@ class SQLiteStore(Store):
 
         return self._write(work)
 
-    def complete_many(self, worker_id, items):
+    def complete_many(self, worker_id, items, retry_after=None):
         def work(now):
             outcomes = []
+            failed = [item[0] for item in items if not item[1]]
+            policies = self._policies(sorted(set(failed)))
             for task_id, success, result_json, error in items:
                 try:
                     outcomes.append(self._finish(task_id, worker_id, success, result_json,
-                                                 error, now))
+                                                 error, now, policies,
+                                                 (retry_after or {}).get(task_id)))
                 except Exception as exc:
                     if not client_error(exc):
                         raise
@@ -273,14 +319,25 @@ class SQLiteStore(Store):
 
         return self._write(work)
 
-    def _finish(self, task_id, worker_id, success, result_json, error, now):
-        """One item of complete_many: check the lease, write, record the event."""
+    def _finish(self, task_id, worker_id, success, result_json, error, now, policies=None,
+                requested=None):
+        """One item of complete_many: check the lease, write, record the event.
+
+        requested: the worker's retry_after_seconds, None for the type's backoff."""
         state = self._check_lease(task_id, worker_id, now)
         attempts = state["attempts"]
+        delay = 0
+        if not success and attempts < state["max_attempts"]:
+            delay = retry_delay((policies or {}).get(task_id), attempts, requested)
         if success:
             self.conn.execute(Q["complete_success"], (result_json, now, now, task_id))
             self._event(task_id, "completed", worker_id, None, now)
             status, will_retry = "completed", False
+        elif attempts < state["max_attempts"] and delay:
+            self.conn.execute(Q["complete_retry_later"], (now + 1000 * delay, error, now, task_id))
+            self._event(task_id, "retry", worker_id, error, now)
+            return {"id": task_id, "status": "scheduled", "attempts": attempts, "will_retry": True,
+                    "retry_delay_seconds": delay, "run_at": iso(now + 1000 * delay)}
         elif attempts < state["max_attempts"]:
             self.conn.execute(Q["complete_retry"], (error, now, task_id))
             self._event(task_id, "retry", worker_id, error, now)
@@ -379,6 +436,69 @@ class SQLiteStore(Store):
         event, message = steer_event(action, state)
         self._event(task_id, event, None, message, now)
         return {"id": task_id, "previous_status": state["status"], "status": status}
+
+
+    # -- schedules -----------------------------------------------------
+    def create_schedule(self, item):
+        from ..errors import Conflict
+
+        def work(now):
+            try:
+                cursor = self.conn.execute(Q["insert_schedule"], (
+                    item["name"], item["type_id"], item["type"], item["params_json"],
+                    item["priority"], item["every_seconds"], item["cron"], item["timezone"],
+                    item["catch_up"], item["catch_up_limit"], from_iso(item["next_run_at"]),
+                    now, now))
+            except sqlite3.IntegrityError:
+                raise Conflict("A schedule named %r exists" % item["name"]) from None
+            return self._one("get_schedule", (cursor.lastrowid,))
+
+        return self._write(work)
+
+    def get_schedule(self, schedule_id):
+        return self._one("get_schedule", (schedule_id,))
+
+    def list_schedules(self, limit, offset):
+        rows = self._all("list_schedules", (limit, offset))
+        return rows, self.conn.execute(Q["count_schedules"]).fetchone()[0]
+
+    def set_schedule_paused(self, schedule_id, paused, next_run_at):
+        def work(now):
+            nxt = from_iso(next_run_at) if next_run_at else None
+            self.conn.execute(Q["set_schedule_paused"], (int(paused), nxt, now, schedule_id))
+            return self._one("get_schedule", (schedule_id,))
+
+        return self._write(work)
+
+    def delete_schedule(self, schedule_id):
+        return self._write(lambda now: self.conn.execute(Q["delete_schedule"],
+                                                         (schedule_id,)).rowcount == 1)
+
+    def due_schedules(self, limit):
+        return self._all("due_schedules", (now_ms(), limit))
+
+    def advance_schedule(self, schedule_id, seen_next_run_at, next_run_at, items):
+        def work(now):
+            cursor = self.conn.execute(Q["advance_schedule"], (
+                from_iso(next_run_at) if next_run_at else None, now, now, schedule_id,
+                from_iso(seen_next_run_at)))
+            if cursor.rowcount != 1:
+                return None
+            out = self._insert_tasks(items, now)
+            if out:
+                self.conn.execute(Q["set_schedule_last_task"], (out[-1][0]["id"], schedule_id))
+            return out
+
+        return self._write(work)
+
+
+def _run_at(item, now):
+    """ms an item is due at: its run_at, or now + delay_seconds; None = at once."""
+    if item.get("run_at") is not None:
+        return to_ms(item["run_at"])
+    if item.get("delay_seconds"):
+        return now + 1000 * item["delay_seconds"]
+    return None
 
 
 def migrations():

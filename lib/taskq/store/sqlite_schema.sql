@@ -12,6 +12,10 @@ CREATE TABLE IF NOT EXISTS task_types (
     claim_timeout     INTEGER,
     created_at        INTEGER NOT NULL,
     updated_at        INTEGER NOT NULL,
+    retry_delay_seconds     INTEGER,
+    retry_backoff           TEXT NOT NULL DEFAULT 'fixed',
+    retry_max_delay_seconds INTEGER,
+    retry_jitter            REAL NOT NULL DEFAULT 0,
     max_concurrency   INTEGER,
     is_paused         INTEGER NOT NULL DEFAULT 0,
     dedupe_scope      TEXT NOT NULL DEFAULT 'always'
@@ -38,6 +42,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     completed_at     INTEGER,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
+    run_at           INTEGER,
     dedupe_scope     TEXT NOT NULL DEFAULT 'always'
 );
 
@@ -49,6 +54,8 @@ CREATE INDEX IF NOT EXISTS tasks_type_claim ON tasks (type_id, status, priority 
 CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (status, lease_expires_at);
 -- GET /tasks?status=: newest first
 CREATE INDEX IF NOT EXISTS tasks_status_id ON tasks (status, id);
+-- claim: 'scheduled' tasks that are due, earliest first (promoted to 'pending')
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (status, run_at);
 
 CREATE TABLE IF NOT EXISTS task_history (
     id         INTEGER PRIMARY KEY,
@@ -60,3 +67,25 @@ CREATE TABLE IF NOT EXISTS task_history (
 );
 
 CREATE INDEX IF NOT EXISTS task_history_task ON task_history (task_id, id);
+
+-- Recurring schedules: a claim creates each due occurrence once.
+CREATE TABLE IF NOT EXISTS task_schedules (
+    id             INTEGER PRIMARY KEY,
+    name           TEXT UNIQUE,
+    type_id        INTEGER NOT NULL,
+    type           TEXT NOT NULL,
+    params_json    TEXT NOT NULL,
+    priority       INTEGER NOT NULL DEFAULT 0,
+    every_seconds  INTEGER,
+    cron           TEXT,
+    timezone       TEXT NOT NULL DEFAULT 'UTC',
+    catch_up       TEXT NOT NULL DEFAULT 'latest',
+    catch_up_limit INTEGER NOT NULL DEFAULT 100,
+    is_paused      INTEGER NOT NULL DEFAULT 0,
+    next_run_at    INTEGER,
+    last_run_at    INTEGER,
+    last_task_id   INTEGER,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS task_schedules_due ON task_schedules (is_paused, next_run_at);

@@ -11,17 +11,20 @@ SELECT 1 FROM tasks LIMIT 1
 
 -- name: get_type
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope,
+       retry_delay_seconds, retry_backoff, retry_max_delay_seconds, retry_jitter
 FROM task_types WHERE name = %s
 
 -- name: list_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope,
+       retry_delay_seconds, retry_backoff, retry_max_delay_seconds, retry_jitter
 FROM task_types ORDER BY name
 
 -- name: list_active_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope,
+       retry_delay_seconds, retry_backoff, retry_max_delay_seconds, retry_jitter
 FROM task_types WHERE is_active = 1 ORDER BY name
 
 -- name: upsert_type
@@ -37,9 +40,10 @@ ON DUPLICATE KEY UPDATE
     updated_at = VALUES(updated_at), id = LAST_INSERT_ID(id)
 
 -- name: insert_task
+-- status is 'pending', or 'scheduled' with run_at ahead of the database clock
 INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, neg_priority,
-                   max_attempts, claim_timeout, created_at, updated_at, dedupe_scope)
-VALUES (%s, %s, 'pending', %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), %s)
+                   max_attempts, claim_timeout, created_at, updated_at, run_at, dedupe_scope)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), %s, %s)
 
 -- name: task_by_dedupe_key
 SELECT id, type, status, priority, dedupe_key FROM tasks WHERE dedupe_key = %s
@@ -183,13 +187,13 @@ WHERE id = %s
 -- name: get_task
 SELECT id, type, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
-       completed_at, created_at, updated_at
+       completed_at, created_at, updated_at, run_at
 FROM tasks WHERE id = %s
 
 -- name: get_tasks
 SELECT id, type, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
-       completed_at, created_at, updated_at
+       completed_at, created_at, updated_at, run_at
 FROM tasks WHERE id IN ({ids})
 
 -- name: task_exists
@@ -201,7 +205,7 @@ SELECT event, worker_id, message, created_at FROM task_history WHERE task_id = %
 -- name: list_tasks
 SELECT id, type, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
-       completed_at, created_at, updated_at
+       completed_at, created_at, updated_at, run_at
 FROM tasks WHERE {where} ORDER BY id DESC LIMIT %s OFFSET %s
 
 -- name: count_tasks
@@ -249,7 +253,7 @@ UPDATE tasks
 SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
     status = 'cancelled', lease_expires_at = NULL, completed_at = UTC_TIMESTAMP(6),
     updated_at = UTC_TIMESTAMP(6)
-WHERE id = %s AND status IN ('pending', 'claimed')
+WHERE id = %s AND status IN ('pending', 'scheduled', 'claimed')
 
 -- name: requeue_task
 UPDATE tasks
@@ -267,3 +271,90 @@ WHERE id = %s AND status IN (%s, %s)
 
 -- name: steer_select
 SELECT id FROM tasks WHERE {where} ORDER BY id LIMIT %s
+-- name: db_now
+SELECT UTC_TIMESTAMP(6)
+
+-- name: set_type_retry
+UPDATE task_types
+SET retry_delay_seconds = %s, retry_backoff = %s, retry_max_delay_seconds = %s, retry_jitter = %s
+WHERE id = %s
+
+-- name: due_tasks
+-- 'scheduled' tasks whose time has come, earliest first, through tasks_due;
+-- run while the claim has the turn (portable path)
+SELECT id FROM tasks FORCE INDEX (tasks_due)
+WHERE status = 'scheduled' AND run_at <= UTC_TIMESTAMP(6)
+ORDER BY run_at LIMIT %s
+FOR UPDATE
+
+-- name: due_tasks_skip_locked
+SELECT id FROM tasks FORCE INDEX (tasks_due)
+WHERE status = 'scheduled' AND run_at <= UTC_TIMESTAMP(6)
+ORDER BY run_at LIMIT %s
+FOR UPDATE SKIP LOCKED
+
+-- name: promote_due
+UPDATE tasks SET status = 'pending', updated_at = UTC_TIMESTAMP(6)
+WHERE id IN ({ids}) AND status = 'scheduled'
+
+-- name: retry_policies
+-- a plain read: task_types is never locked by a completion
+SELECT t.id, y.retry_delay_seconds, y.retry_backoff, y.retry_max_delay_seconds, y.retry_jitter
+FROM tasks t JOIN task_types y ON y.id = t.type_id WHERE t.id IN ({ids})
+
+-- name: complete_retry_later
+UPDATE tasks
+SET status = 'scheduled', run_at = UTC_TIMESTAMP(6) + INTERVAL %s SECOND, error_message = %s,
+    claimed_by = NULL, lease_expires_at = NULL, updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s
+
+-- name: release_expired_later
+UPDATE tasks
+SET status = 'scheduled', run_at = UTC_TIMESTAMP(6) + INTERVAL %s SECOND, claimed_by = NULL,
+    lease_expires_at = NULL, updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s AND status = 'claimed' AND lease_expires_at <= UTC_TIMESTAMP(6)
+
+-- name: insert_schedule
+INSERT INTO task_schedules (name, type_id, type, params_json, priority, every_seconds, cron,
+                            timezone, catch_up, catch_up_limit, is_paused, next_run_at,
+                            created_at, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))
+
+-- name: get_schedule
+SELECT id, name, type_id, type, params_json, priority, every_seconds, cron, timezone, catch_up,
+       catch_up_limit, is_paused, next_run_at, last_run_at, last_task_id, created_at, updated_at
+FROM task_schedules WHERE id = %s
+
+-- name: list_schedules
+SELECT id, name, type_id, type, params_json, priority, every_seconds, cron, timezone, catch_up,
+       catch_up_limit, is_paused, next_run_at, last_run_at, last_task_id, created_at, updated_at
+FROM task_schedules ORDER BY id LIMIT %s OFFSET %s
+
+-- name: count_schedules
+SELECT COUNT(*) FROM task_schedules
+
+-- name: due_schedules
+-- every claim runs this: one range read of task_schedules_due, empty when none is due
+SELECT id, name, type_id, type, params_json, priority, every_seconds, cron, timezone, catch_up,
+       catch_up_limit, is_paused, next_run_at, last_run_at, last_task_id, created_at, updated_at
+FROM task_schedules FORCE INDEX (task_schedules_due)
+WHERE is_paused = 0 AND next_run_at <= UTC_TIMESTAMP(6) ORDER BY next_run_at LIMIT %s
+
+-- name: advance_schedule
+-- conditional on the next_run_at the caller read: of the requests that saw
+-- the same occurrence due, one matches; the others wait for its commit and
+-- then match nothing
+UPDATE task_schedules
+SET next_run_at = %s, last_run_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s AND next_run_at = %s AND is_paused = 0
+
+-- name: set_schedule_last_task
+UPDATE task_schedules SET last_task_id = %s WHERE id = %s
+
+-- name: set_schedule_paused
+UPDATE task_schedules
+SET is_paused = %s, next_run_at = COALESCE(%s, next_run_at), updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s
+
+-- name: delete_schedule
+DELETE FROM task_schedules WHERE id = %s

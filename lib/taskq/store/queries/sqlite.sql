@@ -6,17 +6,20 @@ SELECT 1
 
 -- name: get_type
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope,
+       retry_delay_seconds, retry_backoff, retry_max_delay_seconds, retry_jitter
 FROM task_types WHERE name = ?
 
 -- name: list_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope,
+       retry_delay_seconds, retry_backoff, retry_max_delay_seconds, retry_jitter
 FROM task_types ORDER BY name
 
 -- name: list_active_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope,
+       retry_delay_seconds, retry_backoff, retry_max_delay_seconds, retry_jitter
 FROM task_types WHERE is_active = 1 ORDER BY name
 
 -- name: insert_type
@@ -31,9 +34,10 @@ SET version = ?, param_schema_json = ?, is_active = ?, max_attempts = ?, claim_t
 WHERE id = ?
 
 -- name: insert_task
+-- status is 'pending', or 'scheduled' with run_at ahead
 INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, max_attempts,
-                   claim_timeout, created_at, updated_at, dedupe_scope)
-VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)
+                   claim_timeout, created_at, updated_at, run_at, dedupe_scope)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dedupe_key) DO NOTHING
 
 -- name: task_by_dedupe_key
@@ -113,7 +117,7 @@ WHERE id = ?
 -- name: get_task
 SELECT id, type, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
-       completed_at, created_at, updated_at
+       completed_at, created_at, updated_at, run_at
 FROM tasks WHERE id = ?
 
 -- name: task_exists
@@ -125,7 +129,7 @@ SELECT event, worker_id, message, created_at FROM task_history WHERE task_id = ?
 -- name: list_tasks
 SELECT id, type, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
-       completed_at, created_at, updated_at
+       completed_at, created_at, updated_at, run_at
 FROM tasks WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?
 
 -- name: count_tasks
@@ -160,7 +164,7 @@ SELECT id, type, status, params_json, dedupe_key, dedupe_scope, claimed_by FROM 
 UPDATE tasks
 SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
     status = 'cancelled', lease_expires_at = NULL, completed_at = ?, updated_at = ?
-WHERE id = ? AND status IN ('pending', 'claimed')
+WHERE id = ? AND status IN ('pending', 'scheduled', 'claimed')
 
 -- name: requeue_task
 UPDATE tasks
@@ -180,3 +184,67 @@ WHERE id = ? AND status IN (?, ?)
 -- bulk steering: the first matching tasks in id order (one more than asked,
 -- to tell whether more remain)
 SELECT id FROM tasks WHERE {where} ORDER BY id LIMIT ?
+-- name: set_type_retry
+UPDATE task_types
+SET retry_delay_seconds = ?, retry_backoff = ?, retry_max_delay_seconds = ?, retry_jitter = ?
+WHERE id = ?
+
+-- name: promote_due
+-- 'scheduled' tasks whose time has come join the pending queue (tasks_due)
+UPDATE tasks SET status = 'pending', updated_at = ?
+WHERE id IN (SELECT id FROM tasks WHERE status = 'scheduled' AND run_at <= ?
+             ORDER BY run_at LIMIT ?)
+
+-- name: retry_policies
+SELECT t.id, y.retry_delay_seconds, y.retry_backoff, y.retry_max_delay_seconds, y.retry_jitter
+FROM tasks t JOIN task_types y ON y.id = t.type_id WHERE t.id IN ({ids})
+
+-- name: complete_retry_later
+UPDATE tasks
+SET status = 'scheduled', run_at = ?, error_message = ?, claimed_by = NULL,
+    lease_expires_at = NULL, updated_at = ?
+WHERE id = ?
+
+-- name: release_expired_later
+UPDATE tasks
+SET status = 'scheduled', run_at = ?, claimed_by = NULL, lease_expires_at = NULL, updated_at = ?
+WHERE id = ?
+
+-- name: insert_schedule
+INSERT INTO task_schedules (name, type_id, type, params_json, priority, every_seconds, cron,
+                            timezone, catch_up, catch_up_limit, is_paused, next_run_at,
+                            created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
+
+-- name: get_schedule
+SELECT id, name, type_id, type, params_json, priority, every_seconds, cron, timezone, catch_up,
+       catch_up_limit, is_paused, next_run_at, last_run_at, last_task_id, created_at, updated_at
+FROM task_schedules WHERE id = ?
+
+-- name: list_schedules
+SELECT id, name, type_id, type, params_json, priority, every_seconds, cron, timezone, catch_up,
+       catch_up_limit, is_paused, next_run_at, last_run_at, last_task_id, created_at, updated_at
+FROM task_schedules ORDER BY id LIMIT ? OFFSET ?
+
+-- name: count_schedules
+SELECT COUNT(*) FROM task_schedules
+
+-- name: due_schedules
+SELECT id, name, type_id, type, params_json, priority, every_seconds, cron, timezone, catch_up,
+       catch_up_limit, is_paused, next_run_at, last_run_at, last_task_id, created_at, updated_at
+FROM task_schedules WHERE is_paused = 0 AND next_run_at <= ? ORDER BY next_run_at LIMIT ?
+
+-- name: advance_schedule
+-- conditional on the next_run_at the caller read: one request wins an occurrence
+UPDATE task_schedules SET next_run_at = ?, last_run_at = ?, updated_at = ?
+WHERE id = ? AND next_run_at = ? AND is_paused = 0
+
+-- name: set_schedule_last_task
+UPDATE task_schedules SET last_task_id = ? WHERE id = ?
+
+-- name: set_schedule_paused
+UPDATE task_schedules SET is_paused = ?, next_run_at = COALESCE(?, next_run_at), updated_at = ?
+WHERE id = ?
+
+-- name: delete_schedule
+DELETE FROM task_schedules WHERE id = ?
