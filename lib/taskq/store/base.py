@@ -56,6 +56,8 @@ def load_queries(backend):
                 if name:
                     queries[name] = "".join(lines).strip().rstrip(";")
                 name = line[len("-- name:"):].strip()
+                if name in queries:  # a second block would silently replace the first
+                    raise ValueError("%s: two queries are named %s" % (path, name))
                 lines = []
             elif name and not line.lstrip().startswith("--"):
                 lines.append(line)
