@@ -257,6 +257,13 @@ class MySQLStore(Store):
     def ping(self):
         self._read(lambda: self._exec("ping").fetchall())
 
+    def alive(self):
+        try:
+            self.conn.ping(reconnect=False)  # COM_PING: one round trip, no statement
+        except (pymysql.err.Error, OSError):
+            return False
+        return True
+
     def server_info(self):
         return "%s %d.%d.%d" % ((self.flavour,) + self.version)
 
