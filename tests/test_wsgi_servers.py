@@ -30,6 +30,8 @@ from support.apache import make_docroot, prepare_docroot
 from support.wsgi_servers import (gunicorn_available, mod_wsgi_available, start_gunicorn,
                                   start_mod_wsgi)
 
+pytestmark = pytest.mark.servers  # .ci/run: on the oldest and newest Python, like Apache
+
 SERVERS = [
     pytest.param(("gunicorn", "sqlite"), id="gunicorn-sqlite"),
     pytest.param(("gunicorn", "mysql"), id="gunicorn-mysql", marks=pytest.mark.mysql),

@@ -97,8 +97,9 @@ def mod_wsgi_available():
     return available()
 
 
-def mod_wsgi_conf(site, server_root, processes=2, threads=4, mount="/wsgi"):
-    """Apache lines that serve site/passenger_wsgi.py at `mount` in a mod_wsgi daemon."""
+def mod_wsgi_conf(site, server_root, processes=2, threads=4, mount="/wsgi", extra_mounts=()):
+    """Apache lines that serve site/passenger_wsgi.py at `mount` in a mod_wsgi daemon
+    (and each (mount, script) of extra_mounts in the same daemon)."""
     return "\n".join([
         'LoadModule wsgi_module "%s"' % MOD_WSGI,
         'WSGISocketPrefix "%s/wsgi"' % server_root,
@@ -107,6 +108,7 @@ def mod_wsgi_conf(site, server_root, processes=2, threads=4, mount="/wsgi"):
         "WSGIProcessGroup taskq",
         "WSGIApplicationGroup %{GLOBAL}",
         'WSGIScriptAlias %s "%s"' % (mount, os.path.join(site, "passenger_wsgi.py")),
+    ] + ['WSGIScriptAlias %s "%s"' % (path, script) for path, script in extra_mounts] + [
         '<Directory "%s">' % site,
         "    AllowOverride None",
         "    Require all granted",
@@ -114,12 +116,12 @@ def mod_wsgi_conf(site, server_root, processes=2, threads=4, mount="/wsgi"):
     ]) + "\n"
 
 
-def start_mod_wsgi(site, docroot, processes=2, threads=4):
+def start_mod_wsgi(site, docroot, processes=2, threads=4, extra_mounts=()):
     """Apache with mod_wsgi in daemon mode serving `site` (config.ini in it) at /wsgi."""
     from support.apache import start_apache
 
     server = start_apache(docroot, extra_conf=lambda server_root: mod_wsgi_conf(
-        site, server_root, processes, threads))
+        site, server_root, processes, threads, extra_mounts=extra_mounts))
     url = server.base_url + "/wsgi"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not _answers(url + "/health"):
