@@ -1,4 +1,4 @@
-"""The app under persistent WSGI servers: gunicorn and Apache mod_wsgi (daemon mode).
+"""The app under persistent WSGI servers: gunicorn, Apache mod_wsgi (daemon mode), Passenger.
 
 Each server (2 processes x 4 threads) serves `passenger_wsgi:application` for
 this module, on SQLite and MariaDB; the behavioural tests of the claim,
@@ -27,8 +27,8 @@ import test_claim_results
 from conftest import (IN_CI, Response, empty_mysql, load_mysql_schema, mysql_connect,
                       mysql_params)
 from support.apache import make_docroot, prepare_docroot
-from support.wsgi_servers import (gunicorn_available, mod_wsgi_available, start_gunicorn,
-                                  start_mod_wsgi)
+from support.wsgi_servers import (gunicorn_available, mod_wsgi_available, passenger_available,
+                                  start_gunicorn, start_mod_wsgi, start_passenger)
 
 pytestmark = pytest.mark.servers  # .ci/run: on the oldest and newest Python, like Apache
 
@@ -38,7 +38,13 @@ SERVERS = [
     pytest.param(("mod_wsgi", "sqlite"), id="mod_wsgi-sqlite", marks=pytest.mark.apache),
     pytest.param(("mod_wsgi", "mysql"), id="mod_wsgi-mysql",
                  marks=[pytest.mark.apache, pytest.mark.mysql]),
+    # Passenger (Debian's libapache2-mod-passenger): what only a persistent server has,
+    # and the claim-results routes; the rest of the behavioural suite runs under the two above
+    pytest.param(("passenger", "sqlite"), id="passenger-sqlite", marks=pytest.mark.apache),
+    pytest.param(("passenger", "mysql"), id="passenger-mysql",
+                 marks=[pytest.mark.apache, pytest.mark.mysql]),
 ]
+SUITE_UNDER = ("gunicorn", "mod_wsgi")
 
 
 class HttpApi:
@@ -91,14 +97,15 @@ def _debian_python_version():
 def served(request, tmp_path_factory):
     """(server, config path, backend, database) for this module; stopped after it."""
     kind, backend = request.param
-    reason = gunicorn_available() if kind == "gunicorn" else mod_wsgi_available()
+    reason = {"gunicorn": gunicorn_available, "mod_wsgi": mod_wsgi_available,
+              "passenger": passenger_available}[kind]()
     if reason:
         _skip_or_fail(reason)
     database = own_mysql_database() if backend == "mysql" else None
     tmp = tmp_path_factory.mktemp(kind)
-    if kind == "mod_wsgi":
+    if kind != "gunicorn":
         if os.geteuid() != 0:
-            _skip_or_fail("the mod_wsgi test runs Apache as root (scripts as www-data)")
+            _skip_or_fail("the %s test runs Apache as root (the app as www-data)" % kind)
         from support.bundles import built_bundle, bundle_tool
 
         # Debian's mod_wsgi embeds Debian's python3: the site carries a bundle for it
@@ -119,17 +126,17 @@ def served(request, tmp_path_factory):
     config_path = os.path.join(config_dir, "config.ini")
     with open(config_path, "w", encoding="utf-8") as handle:
         handle.write("[database]\n" + db_lines + "\n[queue]\nclaim_timeout = 300\n")
-    if kind == "mod_wsgi":
+    if kind != "gunicorn":
         os.chmod(config_path, 0o600)
         prepare_docroot(parent)
         docroot = make_docroot()
-        server = start_mod_wsgi(site, docroot)
+        server = (start_mod_wsgi if kind == "mod_wsgi" else start_passenger)(site, docroot)
     else:
         server = start_gunicorn(config_path, tmp / "gunicorn.log")
     # the schema of a new SQLite file is made by its first request
     assert HttpApi(server.url).get("/health").status == 200, server.log()[-3000:]
     try:
-        yield server, config_path, backend, database or sqlite_path
+        yield server, config_path, backend, database or sqlite_path, kind
     finally:
         server.close()
         if database:
@@ -181,9 +188,25 @@ def empty(backend, database):
         conn.close()
 
 
+def deselect_beyond_suite(config, items):
+    """The imported behavioural tests run under SUITE_UNDER only (called from conftest)."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        served = params.get("served")
+        if served and served[0] not in SUITE_UNDER and getattr(item, "function", None) is not None \
+                and item.function.__module__ not in (__name__, test_claim_results.__name__):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture
 def api(served):
-    server, _, backend, database = served
+    server, _, backend, database, _ = served
     empty(backend, database)
     return HttpApi(server.url)
 
@@ -214,7 +237,7 @@ def our_connections(database):
 
 
 def test_connections_outlive_requests_one_per_thread_at_most(served, api):
-    _, _, backend, database = served
+    _, _, backend, database, _ = served
     if backend != "mysql":
         pytest.skip("counted in MariaDB's process list")
     for _ in range(30):
@@ -229,7 +252,7 @@ def test_connections_outlive_requests_one_per_thread_at_most(served, api):
 
 def test_requests_reconnect_after_the_database_dropped_the_connections(served, api):
     """As after a server restart or wait_timeout: every pooled connection is killed."""
-    _, _, backend, database = served
+    _, _, backend, database, _ = served
     if backend != "mysql":
         pytest.skip("SQLite has no server to drop a connection")
     from conftest import register
@@ -254,7 +277,7 @@ def test_requests_reconnect_after_the_database_dropped_the_connections(served, a
 
 
 def test_config_is_read_once_per_process(served, api):
-    server, config_path, _, _ = served
+    server, config_path, _, _, _ = served
     with open(config_path, encoding="utf-8") as handle:
         original = handle.read()
     try:

@@ -137,3 +137,56 @@ def _answers(url):
     except OSError:
         return False
     return True
+
+
+MOD_PASSENGER = "/usr/lib/apache2/modules/mod_passenger.so"
+PASSENGER_ROOT = "/usr/lib/ruby/vendor_ruby/phusion_passenger/locations.ini"
+
+
+def passenger_available():
+    for path in (MOD_PASSENGER, PASSENGER_ROOT):
+        if not os.path.exists(path):
+            return "%s is missing (Debian package libapache2-mod-passenger)" % path
+    from support.apache import available
+
+    return available()
+
+
+def passenger_conf(site, server_root, python="/usr/bin/python3", mount="/pax"):
+    """Apache lines that serve site/passenger_wsgi.py with Phusion Passenger at `mount`,
+    as a host's Passenger (cPanel's "Setup Python App") finds it: the app root's
+    passenger_wsgi.py and its `application`."""
+    public = os.path.join(site, "public")
+    os.makedirs(public, exist_ok=True)
+    return "\n".join([
+        'LoadModule passenger_module "%s"' % MOD_PASSENGER,
+        'PassengerRoot "%s"' % PASSENGER_ROOT,
+        "PassengerDefaultRuby /usr/bin/ruby",
+        'PassengerInstanceRegistryDir "%s"' % server_root,
+        "PassengerDisableSecurityUpdateCheck on",
+        "PassengerDisableAnonymousTelemetry on",
+        'Alias %s "%s"' % (mount, public),
+        '<Location %s>' % mount,
+        "    PassengerBaseURI %s" % mount,
+        '    PassengerAppRoot "%s"' % site,
+        "    PassengerAppType wsgi",
+        "    PassengerStartupFile passenger_wsgi.py",
+        "    PassengerPython %s" % python,
+        "</Location>",
+        '<Directory "%s">' % site,
+        "    AllowOverride None",
+        "    Require all granted",
+        "</Directory>",
+    ]) + "\n"
+
+
+def start_passenger(site, docroot):
+    """Apache with mod_passenger serving `site` (config.ini in it) at /pax."""
+    from support.apache import start_apache
+
+    server = start_apache(docroot, extra_conf=lambda server_root: passenger_conf(site, server_root))
+    url = server.base_url + "/pax"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _answers(url + "/health"):
+        time.sleep(0.3)
+    return Server(url, server.stop, server.error_log_path)
