@@ -381,7 +381,7 @@ def host_main(args):
             ROOT, python, tmp, args.before_ref, log=lambda msg: print(msg, file=sys.stderr))
         facts.update(before_ref=ref[:12], bundle=zip_name)
         facts["pymysql"] = subprocess.check_output(
-            [python, "-c", "import sys; sys.path.insert(0, %r); import pymysql; print(pymysql.__version__)"
+            [python, "-c", "import sys; sys.path.insert(0, %r); import pymysql; print(getattr(pymysql, 'VERSION_STRING', pymysql.__version__))"
              % os.path.join(after, "lib")], universal_newlines=True).strip()
         crypto = subprocess.run([python, "-c", "import cryptography; print(cryptography.__version__)"],
                                 stdout=subprocess.PIPE, universal_newlines=True)
