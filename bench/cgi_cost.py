@@ -380,9 +380,10 @@ def host_main(args):
         before, after, ref, zip_name = benchlib.host_sites(
             ROOT, python, tmp, args.before_ref, log=lambda msg: print(msg, file=sys.stderr))
         facts.update(before_ref=ref[:12], bundle=zip_name)
+        code = ("import sys; sys.path.insert(0, %r); import pymysql; "
+                "print(getattr(pymysql, 'VERSION_STRING', pymysql.__version__))")
         facts["pymysql"] = subprocess.check_output(
-            [python, "-c", "import sys; sys.path.insert(0, %r); import pymysql; print(getattr(pymysql, 'VERSION_STRING', pymysql.__version__))"
-             % os.path.join(after, "lib")], universal_newlines=True).strip()
+            [python, "-c", code % os.path.join(after, "lib")], universal_newlines=True).strip()
         crypto = subprocess.run([python, "-c", "import cryptography; print(cryptography.__version__)"],
                                 stdout=subprocess.PIPE, universal_newlines=True)
         facts["cryptography"] = crypto.stdout.strip() if crypto.returncode == 0 else "not installed"
