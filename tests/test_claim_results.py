@@ -183,3 +183,23 @@ def test_worker_reports_each_task_on_its_next_claim(config_factory, tmp_path):
     assert not [line for line in requests if "/complete" in line], requests
     claims = [line for line in requests if "/tasks/claim" in line]
     assert len(claims) == 6  # five that got a task (four carrying a result), one carrying the last
+
+
+def test_worker_that_stops_reports_its_last_results_with_their_own_request(config_factory, tmp_path):
+    """--max-tasks: no claim follows the last task, so its result goes to POST /tasks/complete."""
+    from taskq.worker import Budget
+
+    config = config_factory()
+    srv = LiveServer(config.path, tmp_path / "server.log", quiet=False)
+    try:
+        client = Client(srv.url, retries=1, backoff=0.05)
+        client.register_type("job", "1", {"type": "object"})
+        ids = [client.create_task("job", {"n": n})["id"] for n in range(3)]
+        runner = Runner(client, worker_id="w1", handlers={"job": lambda params: params["n"]},
+                        budget=Budget(2), log=lambda line: None)
+        assert runner.run() == 0
+        assert [client.get_task(i)["status"] for i in ids] == ["completed", "completed", "pending"]
+        log = srv.log()
+    finally:
+        srv.close()
+    assert "POST /tasks/%d/complete" % ids[1] in log
