@@ -203,6 +203,23 @@ def schedule(cases):
     return order
 
 
+def sample(cases, warmup, rounds):
+    """({key: wall times}, {key: CPU times}) of every case, round-robin in a random order."""
+    samples, cpu_samples = {}, {}
+    total = warmup + rounds
+    started = time.time()
+    for round_no in range(total):
+        for runner, name in schedule(cases):
+            wall, cpu = runner.run(name)
+            if round_no >= warmup:
+                key = name if isinstance(runner, Floor) else "%s:%s" % (runner.name, name)
+                samples.setdefault(key, []).append(wall)
+                cpu_samples.setdefault(key, []).append(cpu)
+        if round_no % 10 == 9:
+            print("round %d/%d (%.0fs)" % (round_no + 1, total, time.time() - started), file=sys.stderr)
+    return samples, cpu_samples
+
+
 # -- what a claim imports ---------------------------------------------------------------
 def import_profile(backend, repeats=5):
     """Per-module import times of a CGI claim (median over repeats) and the module set."""
@@ -308,18 +325,7 @@ def main(argv=None):
         for runner in runners.values():
             cases += [(runner, name) for name in API_CASES]
 
-        samples, cpu_samples = {}, {}
-        total = args.warmup + args.rounds
-        started = time.time()
-        for round_no in range(total):
-            for runner, name in schedule(cases):
-                wall, cpu = runner.run(name)
-                if round_no >= args.warmup:
-                    key = name if isinstance(runner, Floor) else "%s:%s" % (runner.name, name)
-                    samples.setdefault(key, []).append(wall)
-                    cpu_samples.setdefault(key, []).append(cpu)
-            if round_no % 10 == 9:
-                print("round %d/%d (%.0fs)" % (round_no + 1, total, time.time() - started), file=sys.stderr)
+        samples, cpu_samples = sample(cases, args.warmup, args.rounds)
 
         profiles = {name: import_profile(runner) for name, runner in runners.items()}
         floor_sets = {"floor_a": floor_modules(python, os.path.join(FLOORS, "bare.py"), {})}
@@ -404,18 +410,7 @@ def host_main(args):
                  (Floor("b_crypto", python, floor_b, mysql_env), "floor_b_crypto")]
         cases += [(sites["before"], name) for name in HOST_CASES]
         cases += [(sites["after"], name) for name in HOST_CASES + ("claim_carry",)]
-        samples, cpu_samples = {}, {}
-        total = args.warmup + args.rounds
-        started = time.time()
-        for round_no in range(total):
-            for runner, name in schedule(cases):
-                wall, cpu = runner.run(name)
-                if round_no >= args.warmup:
-                    key = name if isinstance(runner, Floor) else "%s:%s" % (runner.name, name)
-                    samples.setdefault(key, []).append(wall)
-                    cpu_samples.setdefault(key, []).append(cpu)
-            if round_no % 10 == 9:
-                print("round %d/%d (%.0fs)" % (round_no + 1, total, time.time() - started), file=sys.stderr)
+        samples, cpu_samples = sample(cases, args.warmup, args.rounds)
     finally:
         if mysql_db:
             benchlib.drop_mysql_database(mysql, mysql_db)

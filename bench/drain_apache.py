@@ -342,13 +342,7 @@ def main(argv=None):
     if args.update_docs:
         benchlib.replace_doc_region(DOC, "drain", markdown)
         print("updated %s" % DOC, file=sys.stderr)
-    failed = [(name, mode) for name, modes in results.items() for mode, r in modes.items()
-              if r["five_xx"] or r["errors"] or r["item_errors"] or r["left_pending"] or r["left_claimed"]
-              or r["completed_in_db"] != r["tasks"] or r["completed_reported"] != r["tasks"]]
-    if failed:
-        print("FAIL: %s" % failed, file=sys.stderr)
-        return 1
-    return 0
+    return 1 if _failed(results) else 0
 
 
 # -- the host's interpreter: before/after in one run (issue 11) --------------------------

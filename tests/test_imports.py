@@ -35,14 +35,13 @@ def jsonschema_modules(modules):
     return sorted(m for m in modules if m == "jsonschema" or m.startswith("jsonschema."))
 
 
-def test_health_claim_progress_complete_do_not_import_jsonschema(backend_config):
-    api = ApiClient(Application(config=backend_config))
+def worker_requests(api):
+    """A worker's requests on two new tasks: (method, path, body, status), in order."""
     register(api)
     first = create(api, {"n": 1})["id"]
     second = create(api, {"n": 2})["id"]
     worker = {"worker_id": "w1"}
-
-    requests = [
+    return [
         ("GET", "/health", None, 200),
         ("POST", "/tasks/claim", worker, 200),
         ("POST", "/tasks/%d/progress" % first, dict(worker, progress=40), 200),
@@ -51,10 +50,16 @@ def test_health_claim_progress_complete_do_not_import_jsonschema(backend_config)
         ("POST", "/tasks/complete", dict(worker, results=[{"id": second, "success": True}]), 200),
         ("POST", "/tasks/claim", worker, 404),
     ]
+
+
+def test_health_claim_progress_complete_do_not_import_jsonschema(backend_config):
+    api = ApiClient(Application(config=backend_config))
+    requests = worker_requests(api)
     for method, path, body, status in requests:
         response, modules = cgi(backend_config, method, path, body)
         assert response.status == status, (path, response)
         assert jsonschema_modules(modules) == [], "%s %s imported jsonschema" % (method, path)
+    second = requests[5][2]["results"][0]["id"]
     assert api.get("/tasks/%d" % second).data["status"] == "completed"
 
 
@@ -109,19 +114,7 @@ def test_mysql_worker_requests_import_neither_ssl_nor_cryptography(config_factor
     # the venv has cryptography (requirements-dev.txt), so PyMySQL would load it
     assert have_cryptography(), "install cryptography in the test venv: the test would prove nothing"
     config = config_factory()
-    api = ApiClient(Application(config=config))
-    register(api)
-    first = create(api, {"n": 1})["id"]
-    second = create(api, {"n": 2})["id"]
-    worker = {"worker_id": "w1"}
-    requests = [
-        ("GET", "/health", None, 200),
-        ("POST", "/tasks/claim", worker, 200),
-        ("POST", "/tasks/%d/progress" % first, dict(worker, progress=40), 200),
-        ("POST", "/tasks/%d/complete" % first, dict(worker, success=True, result={"ok": 1}), 200),
-        ("POST", "/tasks/claim", dict(worker, limit=10), 200),
-        ("POST", "/tasks/complete", dict(worker, results=[{"id": second, "success": True}]), 200),
-    ]
+    requests = worker_requests(ApiClient(Application(config=config)))[:-1]
     for method, path, body, status in requests:
         response, modules = loaded_at_exit(config, method, path, body, tmp_path)
         assert response.status == status, (path, response)

@@ -24,7 +24,7 @@ import pytest
 import test_api_claim
 import test_api_tasks
 import test_claim_results
-from conftest import (IN_CI, Response, empty_mysql, load_mysql_schema, mysql_connect,
+from conftest import (IN_CI, ApiClient, Response, empty_mysql, load_mysql_schema, mysql_connect,
                       mysql_params)
 from support.apache import make_docroot, prepare_docroot
 from support.wsgi_servers import (gunicorn_available, mod_wsgi_available, passenger_available,
@@ -47,8 +47,8 @@ SERVERS = [
 SUITE_UNDER = ("gunicorn", "mod_wsgi")
 
 
-class HttpApi:
-    """The in-process ApiClient's interface, over HTTP to a running server."""
+class HttpApi(ApiClient):
+    """The in-process ApiClient's interface (get, post), over HTTP to a running server."""
 
     def __init__(self, url):
         rest = url[len("http://"):]
@@ -71,14 +71,6 @@ class HttpApi:
             return Response(answer.status, answer.getheaders(), data)
         finally:
             conn.close()
-
-    def get(self, path, **kw):
-        if "?" in path:
-            path, kw["query"] = path.split("?", 1)
-        return self.request("GET", path, **kw)
-
-    def post(self, path, body=None, **kw):
-        return self.request("POST", path, body, **kw)
 
 
 def _skip_or_fail(reason):
