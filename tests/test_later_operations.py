@@ -150,3 +150,17 @@ def test_a_worker_of_a_cancelled_scheduled_or_pending_task_never_gets_it(later, 
     api.post("/tasks/%d/cancel" % created["id"])
     done = api.post("/tasks/%d/complete" % created["id"], {"worker_id": "w1", "success": True})
     assert done.status == 409 and "cancelled" in done.error
+
+
+def test_results_carried_by_a_claim_keep_their_retry_after_seconds(later):
+    api, _ = later
+    register(api)
+    first = create(api, {"n": 1})
+    claim(api)
+    response = claim(api, results=[{"id": first["id"], "success": False, "error": "429",
+                                    "retry_after_seconds": 120}])
+    assert response.status == 200, response
+    (outcome,) = response.data["results"]
+    assert (outcome["status"], outcome["retry_delay_seconds"]) == ("scheduled", 120)
+    assert response.data["tasks"] == []  # waiting out its delay, not handed out again
+    assert task(api, first["id"])["status"] == "scheduled"
