@@ -306,3 +306,22 @@ def dedupe_conflict(holder):
 
     return Conflict("Another pending or claimed task holds this dedupe key: %s" %
                     ("id %d" % holder["id"] if holder else "unknown"))
+
+
+def spread_candidates(rows, rng):
+    """Candidates (id, priority) in claim order, shuffled within each priority.
+
+    Claimers on different cluster nodes cannot see each other's row locks;
+    taking the same head row would make all but one of them fail at COMMIT.
+    A random order among tasks of equal priority keeps them apart, and a
+    higher priority still always goes first. rng: the random module.
+    """
+    ordered = sorted(rows, key=lambda row: (-row[1], row[0]))
+    out, start = [], 0
+    for end in range(1, len(ordered) + 1):
+        if end == len(ordered) or ordered[end][1] != ordered[start][1]:
+            group = [row[0] for row in ordered[start:end]]
+            rng.shuffle(group)
+            out.extend(group)
+            start = end
+    return out
