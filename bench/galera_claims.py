@@ -185,22 +185,10 @@ def run(ports_or_params, database, strategy, limit, tasks, workers, tmp, counter
             "complete_refused": sum(r["refused"] for r in results)}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=6)
-    parser.add_argument("--limits", default="1,10")
-    parser.add_argument("--nodes", default="1,2,3")
-    parser.add_argument("--strategies", default="cluster,cluster-nowait,skip_locked,portable")
-    parser.add_argument("--no-baseline", action="store_true")
-    args = parser.parse_args()
-    limits = [int(x) for x in args.limits.split(",")]
-    facts = benchlib.machine_facts()
+def _baseline(params, limits, args, tmp):
     rows = []
-    tmp = tempfile.mkdtemp(prefix="galera-bench-")
-    if not args.no_baseline:
-        params = benchlib.mysql_params(os.environ.get("TASKQ_TEST_MYSQL", ""))
-        conn = benchlib._mysql_connect(params)
+    conn = benchlib._mysql_connect(params)
+    try:
         for limit in limits:
             database, _ = benchlib.create_mysql_database(params)
             try:
@@ -212,44 +200,94 @@ def main():
                 rows.append(row)
             finally:
                 benchlib.drop_mysql_database(params, database)
+    finally:
         conn.close()
+    return rows
+
+
+def _on_cluster(cluster, strategy, nodes, limit, args, tmp, counters):
+    database = "bench_%s" % uuid.uuid4().hex[:10]
+    conn = cluster.connect(1)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE %s" % database)
+        conn.select_db(database)
+        _schema(conn)
+        serving = [("127.0.0.1", node.port) for node in cluster.nodes[:nodes]]
+        row = run(serving, database, strategy, limit, args.tasks, args.workers, tmp, counters,
+                  conn)
+        with conn.cursor() as cur:
+            cur.execute("DROP DATABASE %s" % database)
+    finally:
+        conn.close()
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _merge(rows):
+    """One row per (strategy, nodes, limit): median tasks/s, summed counts."""
+    import statistics
+
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["strategy"], row["nodes"], row["limit"]), []).append(row)
+    merged = []
+    for (strategy, nodes, limit), runs in groups.items():
+        claims = sum(r["claim_requests"] for r in runs)
+        conflicts = sum(r["conflicts"] for r in runs)
+        merged.append({"strategy": strategy, "nodes": nodes, "limit": limit,
+                       "tasks_per_s": statistics.median(r["tasks_per_s"] for r in runs),
+                       "conflicts_per_100_claims": 100.0 * conflicts / max(1, claims),
+                       "gave_up": sum(r["gave_up"] for r in runs),
+                       "complete_refused": sum(r["complete_refused"] for r in runs)})
+    return merged
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument("--limits", default="1,10")
+    parser.add_argument("--nodes", default="1,2,3")
+    parser.add_argument("--strategies", default="cluster,cluster-nowait,skip_locked,portable")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the whole matrix; tables show medians of tasks/s "
+                             "and totals of the counts")
+    args = parser.parse_args()
+    limits = [int(x) for x in args.limits.split(",")]
+    facts = benchlib.machine_facts()
+    rows = []
+    tmp = tempfile.mkdtemp(prefix="galera-bench-")
+    params = benchlib.mysql_params(os.environ.get("TASKQ_TEST_MYSQL", ""))
     cluster = GaleraCluster(os.path.join(tmp, "cluster"))
     started = time.perf_counter()
-    cluster.start()
-    print("cluster of 3 Synced in %.1f s" % (time.perf_counter() - started), flush=True)
     try:
+        cluster.start()
+        print("cluster of 3 Synced in %.1f s" % (time.perf_counter() - started), flush=True)
         admin = [node.connect() for node in cluster.nodes]
         counters = (admin, ["wsrep_local_cert_failures", "wsrep_local_bf_aborts"])
-        for strategy in args.strategies.split(","):
-            for nodes in [int(x) for x in args.nodes.split(",")]:
-                for limit in limits:
-                    database = "bench_%s" % uuid.uuid4().hex[:10]
-                    conn = cluster.connect(1)
-                    with conn.cursor() as cur:
-                        cur.execute("CREATE DATABASE %s" % database)
-                    conn.select_db(database)
-                    _schema(conn)
-                    serving = [("127.0.0.1", node.port) for node in cluster.nodes[:nodes]]
-                    row = run(serving, database, strategy, limit, args.tasks, args.workers,
-                              tmp, counters, conn)
-                    with conn.cursor() as cur:
-                        cur.execute("DROP DATABASE %s" % database)
-                    conn.close()
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
+        for _ in range(args.rounds):
+            if not args.no_baseline:
+                rows.extend(_baseline(params, limits, args, tmp))
+            for strategy in args.strategies.split(","):
+                for nodes in [int(x) for x in args.nodes.split(",")]:
+                    for limit in limits:
+                        rows.append(_on_cluster(cluster, strategy, nodes, limit, args, tmp,
+                                                counters))
     finally:
         cluster.stop()
         benchlib.remove_tree(tmp)
     facts["load_after"] = benchlib.loadavg()
     lines = ["| claim | nodes serving | limit | tasks/s | conflicts per 100 claims | "
              "gave up (503) | completions refused |", "|---|---|---|---|---|---|---|"]
-    for row in rows:
+    for row in _merge(rows):
         lines.append("| %s | %d | %d | %.0f | %.1f | %d | %d |" % (
             row["strategy"], row["nodes"], row["limit"], row["tasks_per_s"],
             row["conflicts_per_100_claims"], row["gave_up"], row["complete_refused"]))
-    print("\n%s, %s cores, load %s -> %s; %d tasks, %d workers\n"
+    print("\n%s, %s cores, load %s -> %s; %d tasks, %d workers, %d round(s)\n"
           % (facts["date"], facts["cores"], facts["load_before"], facts["load_after"],
-             args.tasks, args.workers))
+             args.tasks, args.workers, args.rounds))
     print("\n".join(lines))
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "galera_claims.json"), "w") as handle:

@@ -148,3 +148,20 @@ def test_every_route_has_a_handler():
 
     for _, _, name in ROUTES:
         assert callable(_handler(name))
+
+
+def test_spread_candidates_keeps_priorities_in_order_and_shuffles_within_each():
+    import random
+
+    from taskq.store.base import spread_candidates
+
+    rows = [(n, 5) for n in range(1, 21)] + [(n, 9) for n in range(21, 26)] + [(99, 0)]
+    orders = set()
+    for seed in range(20):
+        out = spread_candidates(rows, random.Random(seed))
+        assert set(out[:5]) == set(range(21, 26))
+        assert set(out[5:25]) == set(range(1, 21))
+        assert out[25:] == [99]
+        orders.add(tuple(out[5:25]))
+    assert len(orders) > 1  # not the plain claim order every time
+    assert spread_candidates([], random.Random(1)) == []
