@@ -308,20 +308,18 @@ def dedupe_conflict(holder):
                     ("id %d" % holder["id"] if holder else "unknown"))
 
 
-def spread_candidates(rows, rng):
-    """Candidates (id, priority) in claim order, shuffled within each priority.
+def spread_candidates(rows, salt):
+    """Candidates (id, priority) in claim order, mixed within each priority.
 
     Claimers on different cluster nodes cannot see each other's row locks;
     taking the same head row would make all but one of them fail at COMMIT.
-    A random order among tasks of equal priority keeps them apart, and a
-    higher priority still always goes first. rng: the random module.
+    An order among tasks of equal priority that differs with each claim's
+    salt (a random 32-bit number) keeps them apart, and a higher priority
+    still always goes first. A hash of id and salt rather than the random
+    module: importing that costs a CGI request ~2 ms.
     """
-    ordered = sorted(rows, key=lambda row: (-row[1], row[0]))
-    out, start = [], 0
-    for end in range(1, len(ordered) + 1):
-        if end == len(ordered) or ordered[end][1] != ordered[start][1]:
-            group = [row[0] for row in ordered[start:end]]
-            rng.shuffle(group)
-            out.extend(group)
-            start = end
-    return out
+    def mixed(task_id):
+        key = ((task_id ^ salt) * 0x9E3779B1) & 0xFFFFFFFF
+        return key ^ (key >> 15)
+
+    return [row[0] for row in sorted(rows, key=lambda row: (-row[1], mixed(row[0])))]

@@ -26,6 +26,7 @@ without locking and takes one with a conditional write (`_pick_cluster`);
 docs/scaling.md has the figures that chose it.
 """
 
+import os
 import time
 
 from ..errors import PayloadTooLarge, SchemaMissing, Unavailable
@@ -495,8 +496,6 @@ class MySQLStore(Store):
         fails certification at COMMIT (1213), and _transaction runs the
         claim again on fresh candidates.
         """
-        import random  # only here: importing it costs every request ~2 ms
-
         lease = (lease_seconds, self.queue["claim_timeout"])
         type_ids = None
         if type_pattern is not None:
@@ -505,7 +504,8 @@ class MySQLStore(Store):
                 return []
         window = min(CLUSTER_WINDOW * limit, CLUSTER_WINDOW_MAX)
         ids = []
-        for task_id in spread_candidates(self._cluster_candidates(type_ids, window), random):
+        salt = int.from_bytes(os.urandom(4), "big")
+        for task_id in spread_candidates(self._cluster_candidates(type_ids, window), salt):
             if self._exec("claim_task", (worker_id,) + lease + (task_id,)).rowcount == 1:
                 ids.append(task_id)
                 if len(ids) == limit:
