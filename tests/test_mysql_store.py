@@ -166,7 +166,8 @@ def test_cluster_auto_finds_no_cluster_on_a_plain_server_and_galera_forces_the_c
     assert forced.cluster is True
     for store in (auto, forced):  # the session setup ran in every mode
         cursor = store.conn.cursor()
-        cursor.execute("SHOW SESSION VARIABLES LIKE '%isolation'")
+        cursor.execute("SHOW SESSION VARIABLES WHERE Variable_name IN "
+                       "('tx_isolation', 'transaction_isolation')")
         assert {value for _, value in cursor.fetchall()} == {"READ-COMMITTED"}
 
 
