@@ -336,6 +336,46 @@ def test_identical_creates_on_three_nodes_at_once_make_one_task(cluster, node_co
     assert rows[0] == rows[1] == rows[2] and len(rows[0]) == 1
 
 
+def test_claims_through_three_nodes_at_once_keep_a_types_max_concurrency(cluster, node_configs,
+                                                                         tmp_path):
+    api = ApiClient(Application(config=node_configs[0][1]))
+    register(api, "capped", {"type": "object"})
+    response = api.post("/tasks", {"tasks": [{"type": "capped", "params": {"i": i}}
+                                             for i in range(30)]})
+    assert response.status == 200
+    assert api.post("/task-types/capped/settings", {"max_concurrency": 3}).status == 200
+    held = []
+    for round_number in range(3):  # 12 claimers, 4 per node, released together
+        procs = [_spawn_cgi("POST", "/tasks/claim", {"worker_id": "w%d-%d" % (round_number, n),
+                                                     "limit": 2},
+                            str(node_configs[n % 3][1].path), tmp_path, 100 * round_number + n)
+                 for n in range(12)]
+        try:
+            _wait_reading_stdin([proc for proc, _, _, _ in procs])
+            for proc, raw, _, _ in procs:
+                proc.stdin.write(raw)
+                proc.stdin.close()
+            for proc, _, out, err in procs:
+                proc.wait(timeout=120)
+                out.seek(0)
+                err.seek(0)
+                status, _, body = parse_cgi_output(out.read())
+                assert status == 200, (status, body, err.read())
+                held.extend(task["id"] for task in json.loads(body.decode())["data"]["tasks"])
+        finally:
+            for proc, _, out, err in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                out.close()
+                err.close()
+    assert len(held) == len(set(held)) == 3  # three live leases, whichever nodes took them
+    database = node_configs[0][1].database["name"]
+    for rows in _on_every_node(cluster, database,
+                               "SELECT COUNT(*) FROM tasks WHERE status = 'claimed'"):
+        assert rows[0][0] == 3
+
+
 def test_workers_carry_on_through_a_node_killed_mid_load_and_it_rejoins(cluster, node_configs,
                                                                           tmp_path):
     # short leases: a claim whose answer died with the node comes back soon

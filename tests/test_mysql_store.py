@@ -214,6 +214,18 @@ def test_cluster_claim_of_a_batch_passes_over_a_task_taken_meanwhile(store_facto
     conn.close()
 
 
+def test_cluster_claim_passes_over_paused_types_and_stops_at_max_concurrency(store_factory):
+    store = store_factory(database={"cluster": "galera"})
+    alpha, beta, gamma = (add_type(store, "caps.%s" % name) for name in ("alpha", "beta", "gamma"))
+    a, b, g = (set(add_tasks(store, row, [0] * 5)) for row in (alpha, beta, gamma))
+    store.update_type_settings("caps.alpha", {"is_paused": True})
+    store.update_type_settings("caps.beta", {"max_concurrency": 2})
+    got = {row["id"] for row in store.claim("w", None, 10, None)}
+    assert not got & a and len(got & b) == 2 and g <= got
+    assert store.claim("w", "caps.beta", 5, None) == []
+    assert store.claim("w", "caps.%", 5, None) == []
+
+
 def test_skip_locked_is_used_where_the_server_has_it_and_off_forces_the_portable_path(store_factory):
     auto = store_factory("auto")
     assert auto.skip_locked is _server_has_skip_locked(auto)

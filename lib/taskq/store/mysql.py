@@ -484,7 +484,7 @@ class MySQLStore(Store):
                 break
         return ids
 
-    def _pick_cluster(self, worker_id, type_pattern, limit, lease_seconds):
+    def _pick_cluster(self, worker_id, type_pattern, limit, lease_seconds, caps=None):
         """The claim on a multi-primary cluster; returns the claimed ids.
 
         Locking reads hold nothing back on the other nodes and only make
@@ -495,33 +495,62 @@ class MySQLStore(Store):
         condition and the next candidate is tried; one taken on another node
         fails certification at COMMIT (1213), and _transaction runs the
         claim again on fresh candidates.
+
+        caps: {type_id: how many more it may take, None = no limit}
+        (claim_caps) when some types are paused or limited; candidates are
+        then read per type and a type stops at its cap.
         """
         lease = (lease_seconds, self.queue["claim_timeout"])
-        type_ids = None
-        if type_pattern is not None:
+        if caps is not None:
+            type_ids = list(caps)
+        elif type_pattern is not None:
             type_ids = self._type_ids(type_pattern)
-            if not type_ids:
-                return []
+        else:
+            type_ids = None
+        if type_ids == []:
+            return []
         window = min(CLUSTER_WINDOW * limit, CLUSTER_WINDOW_MAX)
-        ids = []
+        rows = self._cluster_candidates(type_ids, window)
+        type_of = {row[0]: row[2] for row in rows}
+        ids, taken = [], {}
         salt = int.from_bytes(os.urandom(4), "big")
-        for task_id in spread_candidates(self._cluster_candidates(type_ids, window), salt):
+        for task_id in spread_candidates(rows, salt):
+            type_id = type_of[task_id]
+            cap = caps.get(type_id) if caps else None
+            if cap is not None and taken.get(type_id, 0) >= cap:
+                continue
             if self._exec("claim_task", (worker_id,) + lease + (task_id,)).rowcount == 1:
                 ids.append(task_id)
+                taken[type_id] = taken.get(type_id, 0) + 1
                 if len(ids) == limit:
                     break
         return ids
 
+    def _replicate_type_turns(self, type_ids):
+        """Make this claim's turn on limited types conflict with other nodes'.
+
+        _take_type_turns' locking read holds back claims on this node only;
+        rewriting the turn rows puts them in this transaction's write set,
+        so two nodes claiming a limited type at once fail certification and
+        the loser counts the live leases again: max_concurrency holds
+        across the cluster."""
+        names = ["type:%d" % t for t in sorted(type_ids)]
+        self._exec("drop_type_turns", names, names=_placeholders(names))
+        self._exec("put_type_turns", names, rows=", ".join(["(%s)"] * len(names)))
+
     def _cluster_candidates(self, type_ids, count):
-        """The first `count` pending tasks [(id, priority)] in claim order, read without locks."""
+        """The first `count` pending tasks [(id, priority, type_id or None)] in
+        claim order, read without locks."""
         if type_ids is None:
-            return self._exec("cluster_candidates", (count,)).fetchall()
+            return [(row[0], row[1], None)
+                    for row in self._exec("cluster_candidates", (count,)).fetchall()]
         if len(type_ids) == 1:
-            return self._exec("cluster_candidates_of_type", (type_ids[0], count)).fetchall()
+            return [(row[0], row[1], type_ids[0]) for row in self._exec(
+                "cluster_candidates_of_type", (type_ids[0], count)).fetchall()]
         union = " UNION ALL ".join([Q["head_of_type"]] * len(type_ids))
         cursor = self.conn.cursor()
         cursor.execute(union, [value for type_id in type_ids for value in (type_id, count)])
-        return [(row[0], row[1]) for row in order_candidates(cursor.fetchall(), count)]
+        return order_candidates(cursor.fetchall(), count)
 
     def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
         if type_pattern is not None and not type_pattern.isascii():
@@ -535,7 +564,12 @@ class MySQLStore(Store):
                 type_ids, limited = self._take_type_turns(type_pattern, restricted)
             events = self._expire_leases()
             if self.cluster:
-                ids = self._pick_cluster(worker_id, type_pattern, limit, lease_seconds)
+                caps = None
+                if restricted:
+                    if limited:
+                        self._replicate_type_turns(limited)
+                    caps = claim_caps(type_ids, restricted, self._live_leases(limited))
+                ids = self._pick_cluster(worker_id, type_pattern, limit, lease_seconds, caps)
             elif restricted:
                 ids = self._pick_capped(worker_id, claim_caps(type_ids, restricted,
                                                               self._live_leases(limited)),

@@ -253,6 +253,14 @@ SELECT name FROM taskq_locks WHERE name IN ({names}) ORDER BY name FOR UPDATE
 -- name: add_type_turn
 INSERT IGNORE INTO taskq_locks (name) VALUES (%s)
 
+-- name: drop_type_turns
+-- on a cluster the claim rewrites its limited types' turn rows (locked by
+-- type_turns), so claims of them through two nodes conflict at COMMIT
+DELETE FROM taskq_locks WHERE name IN ({names})
+
+-- name: put_type_turns
+INSERT INTO taskq_locks (name) VALUES {rows}
+
 -- name: live_leases
 SELECT type_id, COUNT(*) FROM tasks FORCE INDEX (tasks_type_claim)
 WHERE type_id IN ({ids}) AND status = 'claimed' AND lease_expires_at > UTC_TIMESTAMP(6)
