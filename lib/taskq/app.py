@@ -44,7 +44,14 @@ class Request:
         if self._query is None:
             from urllib.parse import parse_qsl
 
-            self._query = dict(parse_qsl(self.environ.get("QUERY_STRING", ""), keep_blank_values=True))
+            from .validation import check_text
+
+            try:
+                pairs = parse_qsl(self.environ.get("QUERY_STRING", ""), keep_blank_values=True,
+                                  errors="strict")
+            except UnicodeDecodeError:
+                raise errors.BadRequest("Query string is not UTF-8 once percent-decoded") from None
+            self._query = {name: check_text(value, name, "Query parameter") for name, value in pairs}
         return self._query
 
     def content_length(self):
@@ -72,17 +79,12 @@ class Request:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise errors.BadRequest("Request body is not UTF-8 (byte %d)" % exc.start) from None
-        try:
-            body = json.loads(text, parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise errors.BadRequest("Request body is not valid JSON: %s" % exc) from None
+        from .validation import loads_body
+
+        body = loads_body(text)
         if not isinstance(body, dict):
             raise errors.BadRequest("Request body must be a JSON object")
         return body
-
-
-def _reject_constant(name):
-    raise ValueError("%s is not valid JSON" % name)
 
 
 class Context:
@@ -168,7 +170,16 @@ class StorePool:
 
 
 def _json_bytes(payload):
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Strict RFC 8259 JSON in UTF-8; a value JSON cannot carry (only rows
+    stored before such input was refused hold one) goes through json_safe."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        from .validation import json_safe
+
+        return json.dumps(json_safe(payload), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
 
 
 

@@ -413,7 +413,7 @@ class Runner:
         except Exception:  # noqa: BLE001 - any failure of user code fails the task
             return {"success": False, "error": _tail(traceback.format_exc().strip())}
         try:
-            json.dumps(result)
+            json.dumps(result, allow_nan=False).encode("utf-8")  # what the server accepts
         except (TypeError, ValueError) as exc:
             return {"success": False, "error": "handler result is not JSON: %s" % exc}
         return {"success": True, "result": result}
