@@ -73,6 +73,14 @@ class Unavailable(TaskqError):
         return [("Retry-After", str(self.retry_after))]
 
 
+class DiskFull(Unavailable):
+    """The database has no room for the write; nothing of it was kept."""
+
+    message = ("Database disk is full: nothing was written; free disk space on the "
+               "server (or raise the database's size limit), then retry")
+    retry_after = 30
+
+
 class SchemaMissing(Unavailable):
     message = ("Database tables are missing: run the installer "
                "(install.py) or load schema.sql")

@@ -9,7 +9,7 @@ import json
 
 from . import __version__
 from . import validation as v
-from .errors import BadRequest, NotFound, TaskqError, Unavailable
+from .errors import BadRequest, DiskFull, NotFound, TaskqError, Unavailable
 
 MAX_BATCH_CREATE = 500
 MAX_BATCH_COMPLETE = 100
@@ -60,6 +60,8 @@ def health(ctx):
             exc.details = {"status": "unavailable", "database": {"reachable": False,
                                                                  "backend": ctx.config.backend},
                            "version": __version__}
+            if isinstance(exc, DiskFull):  # reads work, writes do not
+                exc.details["database"].update(reachable=True, disk_full=True)
         raise
     return 200, "OK", {"status": "ok", "version": __version__, "features": list(FEATURES),
                        "database": {"reachable": True, "backend": ctx.config.backend,
