@@ -9,12 +9,13 @@ reach a client.
 import json
 import sys
 
-from . import errors
+from . import errors, transport
 from .router import PUBLIC, Router
 
 STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request",
                401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-               405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+               405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+               413: "Payload Too Large",
                500: "Internal Server Error", 503: "Service Unavailable"}
 
 CORS_HEADERS = "Content-Type, Authorization, X-API-Key"
@@ -55,24 +56,15 @@ class Request:
         return self._query
 
     def content_length(self):
-        raw = self.environ.get("CONTENT_LENGTH") or "0"
-        try:
-            length = int(raw)
-        except ValueError:
-            raise errors.BadRequest("Invalid Content-Length header") from None
-        if length < 0:
-            raise errors.BadRequest("Invalid Content-Length header")
-        return length
+        return transport.declared_length(self.environ)
 
     def check_size(self):
         """413 from the declared length, before a byte of the body is read."""
-        if self.content_length() > self.max_body_bytes:
-            raise errors.PayloadTooLarge("Request body exceeds %d bytes" % self.max_body_bytes)
+        transport.check_size(self.environ, self.max_body_bytes)
 
     def json(self):
         """The body as a JSON object; 400 saying where parsing failed."""
-        length = self.content_length()
-        raw = self.environ["wsgi.input"].read(length) if length else b""
+        raw = transport.read_body(self.environ, self.max_body_bytes)
         if not raw.strip():
             raise errors.BadRequest("Request body is empty; a JSON object is expected")
         try:
@@ -222,6 +214,8 @@ class Application:
 
     def __call__(self, environ, start_response):
         status, headers, body = self.handle(environ)
+        limit = self._config.api["max_body_bytes"] if self._config is not None else 1048576
+        transport.discard_unread(environ, limit)  # else mod_cgid may lose the answer
         headers.append(("Content-Length", str(len(body))))
         start_response("%d %s" % (status, STATUS_TEXT.get(status, "Unknown")), headers)
         if environ.get("REQUEST_METHOD", "").upper() == "HEAD":

@@ -59,6 +59,11 @@ class Conflict(TaskqError):
     message = "Conflict"
 
 
+class LengthRequired(TaskqError):
+    status = 411
+    message = "Length Required"
+
+
 class PayloadTooLarge(TaskqError):
     status = 413
     message = "Request body too large"
