@@ -31,6 +31,9 @@ class Unauthorized(TaskqError):
     status = 401
     message = "Missing or invalid API key"
 
+    def headers(self):  # RFC 9110: a 401 names the scheme it wants
+        return [("WWW-Authenticate", 'Bearer realm="taskq"')]
+
 
 class Forbidden(TaskqError):
     status = 403

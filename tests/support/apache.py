@@ -297,6 +297,8 @@ def start_apache(docroot, port=None, env=None, timeout=20, without=(), extra_con
             process = subprocess.Popen([APACHE_BIN, "-f", conf, "-DFOREGROUND"],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=stderr, preexec_fn=_die_with_parent,
+                                       # prefork signals its whole process group on stop
+                                       start_new_session=True,
                                        env={"PATH": "/usr/sbin:/usr/bin:/bin", "LANG": "C"})
         server = ApacheServer(process, "http://127.0.0.1:%d" % chosen, server_root,
                               error_log, os.path.join(server_root, "access.log"))
