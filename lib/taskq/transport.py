@@ -22,6 +22,7 @@ CHUNK = 65536
 # Unread bytes discarded by reading; beyond this a Unix socket's read side is shut.
 DRAIN_MARGIN = 65536
 _READ = "taskq.body_read"  # environ key: bytes of the body read so far
+_EOF = "taskq.body_ended"  # environ key: the input ended (or timed out): nothing left to discard
 
 
 def declared_length(environ):
@@ -66,16 +67,16 @@ def read_body(environ, limit):
     stream = environ["wsgi.input"]
     if is_chunked(environ):
         check_size(environ, limit)
-        raw = _read_upto(stream, limit + 1)
+        raw = _read_upto(stream, limit + 1, environ)
         environ[_READ] = len(raw)
         if len(raw) > limit:
             raise PayloadTooLarge("Request body exceeds %d bytes" % limit)
-        environ[_READ + ".eof"] = True
+        environ[_EOF] = True
         return raw
     length = declared_length(environ)
     if length > limit:
         raise PayloadTooLarge("Request body exceeds %d bytes" % limit)
-    raw = _read_upto(stream, length) if length else b""
+    raw = _read_upto(stream, length, environ) if length else b""
     environ[_READ] = len(raw)
     if len(raw) < length:
         raise BadRequest("Request body ended after %d of the %d bytes its Content-Length "
@@ -83,11 +84,17 @@ def read_body(environ, limit):
     return raw
 
 
-def _read_upto(stream, count):
+def _read_upto(stream, count, environ):
+    """Up to `count` bytes; fewer when the input ends or times out (a dev
+    server socket), which is noted in environ."""
     parts, got = [], 0
     while got < count:
-        part = stream.read(min(CHUNK, count - got))
+        try:
+            part = stream.read(min(CHUNK, count - got))
+        except OSError:
+            part = b""
         if not part:
+            environ[_EOF] = True
             break
         parts.append(part)
         got += len(part)
@@ -98,8 +105,10 @@ def discard_unread(environ, limit):
     """Get rid of the body bytes nobody read, so the answer reaches the client
     (see the module docstring). Never raises."""
     try:
+        if environ.get(_EOF):
+            return
         if is_chunked(environ):
-            if environ.get(_READ + ".eof") or not reads_to_end(environ):
+            if not reads_to_end(environ):
                 return
             remaining = None  # to the end, however long
         else:
