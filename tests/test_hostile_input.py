@@ -12,6 +12,7 @@ import json
 import pytest
 
 from conftest import ApiClient, db_execute
+from support.dbstate import DbState
 from taskq.app import Application
 
 BIG = "1e400"
@@ -141,6 +142,20 @@ CASES = [
 
 
 @pytest.fixture
+def db_state():
+    readers = []
+
+    def read(config):
+        if not readers:
+            readers.append(DbState(config))
+        return readers[0]()
+
+    yield read
+    for reader in readers:
+        reader.close()
+
+
+@pytest.fixture
 def hostile(config_factory):
     """(api, config, claimed task id) with a type, a claimed and a pending task."""
     config = config_factory()
@@ -152,12 +167,6 @@ def hostile(config_factory):
     claimed = api.post("/tasks/claim", {"worker_id": "w1"})
     assert claimed.status == 200 and claimed.data["id"] == first
     return api, config, first
-
-
-def db_state(config):
-    """Every row of every table, as the database holds it."""
-    return {table: db_execute(config, "SELECT * FROM %s ORDER BY id" % table)
-            for table in ("task_types", "tasks", "task_history")}
 
 
 def strict_json(raw):
@@ -179,7 +188,7 @@ def send(api, method, path, body):
 
 @pytest.mark.parametrize("case,method,path,body,status,words", CASES, ids=[c[0] for c in CASES])
 def test_hostile_input_is_refused_with_a_json_error_and_changes_nothing(
-        hostile, case, method, path, body, status, words):
+        hostile, db_state, case, method, path, body, status, words):
     api, config, task_id = hostile
     before = db_state(config)
     path = path.replace("{id}", str(task_id))
