@@ -138,3 +138,30 @@ def test_a_valid_request_after_the_refused_ones_still_works(apache):
     code, http_status, _, body, stderr = curl(apache, "POST", "/tasks/claim", 100)
     assert code == 0, stderr
     assert int(http_status) == 404 and json.loads(body.decode())["error"] == "No available tasks"
+
+
+HOSTILE = [
+    ("inf", "/tasks", '{"type": "demo", "params": {"a": 1e400}}', "params.a"),
+    ("surrogate", "/tasks/claim", '{"worker_id": "w\\ud800"}', "worker_id"),
+    ("deep", "/tasks/claim", '{"worker_id": "w", "x": ' + "[" * 30000 + "]" * 30000 + "}",
+     "nested too deeply"),
+    ("nul-pattern", "/tasks/claim", '{"worker_id": "w", "type_pattern": "%\\u0000"}',
+     "type_pattern"),
+]
+
+
+@pytest.mark.parametrize("case,path,text,words", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_values_json_cannot_carry_are_400_through_apache(apache, case, path, text, words):
+    base, workdir, _ = apache
+    body = os.path.join(workdir, "hostile-%s.json" % case)
+    with open(body, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    result = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "-X", "POST", "--max-time", "60",
+                             "-H", "X-API-Key: " + API_KEY, "-H", "Content-Type: application/json",
+                             "--data-binary", "@" + body, base + path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=90)
+    assert result.returncode == 0, result.stderr
+    raw, _, status = result.stdout.rpartition(b"\n")
+    assert int(status) == 400, raw
+    answer = json.loads(raw.decode("utf-8"))
+    assert answer["success"] is False and words in answer["error"], answer
