@@ -47,7 +47,8 @@ def dumps(value):
 
 FIELDS = ["type", "params", "priority", "tasks", "name", "version", "param_schema", "max_attempts",
           "claim_timeout", "is_active", "worker_id", "type_pattern", "limit", "lease_seconds",
-          "progress", "message", "success", "result", "error", "results", "id"]
+          "progress", "message", "success", "result", "error", "results", "id", "filter",
+          "max_concurrency", "dedupe_scope", "is_paused"]
 
 
 @st.composite
@@ -61,6 +62,9 @@ def json_bodies(draw):
         {"worker_id": "w1", "progress": 10, "message": "m"},
         {"worker_id": "w1", "success": True, "result": {"ok": 1}},
         {"worker_id": "w1", "results": [{"id": 1, "success": True, "result": 1}]},
+        {"filter": {"type": "de%", "status": "pending"}, "limit": 2},
+        {"filter": {"error_contains": "x", "older_than_seconds": 0}},
+        {"max_concurrency": 2, "dedupe_scope": "all", "is_paused": False},
     ])))
     for field in draw(st.lists(st.sampled_from(FIELDS), max_size=3)):
         base[field] = draw(values)
@@ -83,7 +87,10 @@ paths = st.one_of(
                      "/task-types/demo", "/tasks", "/tasks/claim", "/tasks/complete", "/tasks/1",
                      "/tasks/1/history", "/tasks/1/progress", "/tasks/1/complete", "/tasks/2/complete",
                      "/", "/tasks/", "//tasks", "/tasks/99999999999999999999",
-                     "/task-types/%00", "/task-types/\u00e9"]),
+                     "/task-types/%00", "/task-types/\u00e9", "/tasks/bulk/cancel",
+                     "/tasks/bulk/retry", "/tasks/1/cancel", "/tasks/1/retry", "/tasks/1/rerun",
+                     "/task-types/demo/pause", "/task-types/demo/resume",
+                     "/task-types/demo/settings"]),
     st.text(alphabet="/abcdefgt-0123456789%.", max_size=30).map(lambda s: "/" + s))
 
 queries = st.one_of(

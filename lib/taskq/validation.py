@@ -158,6 +158,14 @@ def like_pattern(value, name, what="Field"):
     return value
 
 
+def no_nul(value, name):
+    """Text searched for inside the database: no NUL, where SQLite's string
+    functions stop and MySQL's do not."""
+    if value is not None and "\x00" in value:
+        raise BadRequest("Field '%s' must not contain NUL (U+0000)" % name)
+    return value
+
+
 def json_type(value):
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
