@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     completed_at     INTEGER,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
+    claim_request_key TEXT,
+    finished_by      TEXT,
+    finished_status  TEXT,
+    finished_attempt INTEGER,
     dedupe_scope     TEXT NOT NULL DEFAULT 'always'
 );
 
@@ -49,6 +53,8 @@ CREATE INDEX IF NOT EXISTS tasks_type_claim ON tasks (type_id, status, priority 
 CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (status, lease_expires_at);
 -- GET /tasks?status=: newest first
 CREATE INDEX IF NOT EXISTS tasks_status_id ON tasks (status, id);
+-- a claim repeated with its request_key finds the tasks it handed out
+CREATE INDEX IF NOT EXISTS tasks_claim_request ON tasks (claim_request_key);
 
 CREATE TABLE IF NOT EXISTS task_history (
     id         INTEGER PRIMARY KEY,
