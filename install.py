@@ -142,7 +142,7 @@ def done_page(api_key, base, settings, applied_note, rotated=True):
             "curl -s -X POST %(api)stasks/claim \\\n"
             "  -H 'X-API-Key: %(key)s' \\\n  -H 'Content-Type: application/json' \\\n"
             "  -d '{\"worker_id\": \"my-worker\"}'" % {"api": api_url, "key": api_key})
-    worker = ("python3 -m taskq.worker --url %s \\\n  --api-key '%s' \\\n"
+    worker = ("PYTHONPATH=lib python3 -m taskq.worker --url %s \\\n  --api-key '%s' \\\n"
               "  --type 'example.%%' --exec 'cat'" % (api_url, api_key))
     db = ("SQLite" if settings["backend"] == "sqlite"
           else "MySQL/MariaDB database %s on %s" % (settings["name"], settings["host"]))
@@ -154,7 +154,8 @@ def done_page(api_key, base, settings, applied_note, rotated=True):
           '<code>%s</code></small></p>' % (esc(api_url), esc(cgi_url))
         + '<p>Health check: <a id="health-link" href="%shealth">%shealth</a></p>' % (esc(api_url), esc(api_url))
         + "<h2>Try it with curl</h2><pre>%s</pre>" % esc(curl)
-        + "<h2>Run a worker</h2><p>On any machine with Python 3 and the taskq files:</p><pre>%s</pre>" % esc(worker)
+        + "<h2>Run a worker</h2><p>On any machine with Python 3, in the folder holding the taskq files "
+          "(the one with lib/ in it):</p><pre id=\"worker-command\">%s</pre>" % esc(worker)
         + '<div class="note">The installer is now locked: opening it again asks for this API key '
           'before it changes anything.</div>')
     return layout("Done", body, 3)
