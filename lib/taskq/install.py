@@ -369,9 +369,12 @@ def _anonymous_account_answers(db, refused):
     for label, route in connection_routes(db):
         if labels and label != labels[-1]:
             continue  # the route the server answered on
+        # PyMySQL replaces an empty user name by the system user's: set it after
+        conn = pymysql.connect(user="anonymous", password="", defer_connect=True,
+                               connect_timeout=db["connect_timeout"], **route)
+        conn.user = ""
         try:
-            conn = pymysql.connect(user="", password="", connect_timeout=db["connect_timeout"],
-                                   **route)
+            conn.connect()
         except (pymysql.err.MySQLError, OSError):
             return False
         try:

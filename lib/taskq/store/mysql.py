@@ -154,12 +154,12 @@ def _is_socket(path):
         return False
 
 
-def php_ini_sockets(globs=PHP_INI_GLOBS):
+def php_ini_sockets(globs=None):
     """Socket paths named in readable php.ini files (PHP's own default socket)."""
     import glob
 
     found = []
-    for pattern in globs:
+    for pattern in PHP_INI_GLOBS if globs is None else globs:
         for path in sorted(glob.glob(pattern)):
             try:
                 with open(path, encoding="utf-8", errors="replace") as handle:
@@ -175,9 +175,9 @@ def php_ini_sockets(globs=PHP_INI_GLOBS):
     return found
 
 
-def socket_candidates(paths=SOCKET_PATHS, globs=PHP_INI_GLOBS):
+def socket_candidates(paths=None, globs=None):
     """The sockets `localhost` may mean, in the order they are tried: existing ones only."""
-    listed = [os.environ.get("MYSQL_UNIX_PORT", "")] + list(paths)
+    listed = [os.environ.get("MYSQL_UNIX_PORT", "")] + list(SOCKET_PATHS if paths is None else paths)
     found = [path for path in listed if path and _is_socket(path)]
     if not found:
         found = [path for path in php_ini_sockets(globs) if _is_socket(path)]
