@@ -697,7 +697,24 @@ class MySQLStore(Store):
             self._events(events)
             return rows
 
-        return self._transaction(work)
+        if request_key is None or not self.skip_locked:
+            return self._transaction(work)  # the portable path's turns already order repeats
+        self._lock_request_key(worker_id, request_key)
+        try:
+            return self._transaction(work)
+        finally:
+            try:
+                self._exec("unlock_request_key", (worker_id, request_key))
+            except pymysql.err.Error:
+                pass  # the connection is gone, and its lock with it
+
+    def _lock_request_key(self, worker_id, request_key):
+        """Wait (bounded) for a claim with the same key still running on another connection."""
+        wait = max(1, self.config.database["read_timeout"] - 1)
+        got = self._read(lambda: self._exec("lock_request_key",
+                                            (worker_id, request_key, wait)).fetchone()[0])
+        if got != 1:
+            raise Unavailable("A claim with this request_key is still running; try again shortly")
 
     # -- concurrency limits and pause (a claim's restricted path) ----------
     def _restricted_types(self):

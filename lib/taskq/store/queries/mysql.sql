@@ -182,6 +182,15 @@ SELECT id FROM tasks FORCE INDEX (tasks_claim_request)
 WHERE claim_request_key = %s AND claimed_by = %s AND status = 'claimed'
   AND lease_expires_at > UTC_TIMESTAMP(6)
 
+-- name: lock_request_key
+-- SKIP LOCKED claims do not take turns, so a claim repeated while the first
+-- one still runs (its client timed out) waits here for it, then finds its
+-- tasks; the name is per worker and key, at most 64 characters
+SELECT GET_LOCK(CONCAT('taskq-claim-', SHA1(CONCAT(%s, '/', %s))), %s)
+
+-- name: unlock_request_key
+DO RELEASE_LOCK(CONCAT('taskq-claim-', SHA1(CONCAT(%s, '/', %s))))
+
 -- name: mark_request_key
 UPDATE tasks SET claim_request_key = %s WHERE id IN ({ids})
 
