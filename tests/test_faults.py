@@ -199,3 +199,79 @@ def test_mariadb_frozen_past_the_workers_http_timeout_leaves_no_claim_orphaned(o
     as they were) while the first may still be running."""
     run_with_freezes(own_mariadb, tmp_path, freezes=3, seconds=READ_TIMEOUT - 0.8,
                      http_timeout=READ_TIMEOUT - 1.5, probe_503=False)
+
+
+PATIENT_WORKER = r"""
+import os, sys, time
+from taskq.client import Client
+from taskq.worker import Budget, Runner
+
+url, marker, lease, hold = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+
+def handler(params):
+    open(marker, "w").close()      # the test takes the database down now
+    time.sleep(hold)
+    return {"done": params["n"]}
+
+# one retry per request inside the client: before issue 8 a complete gave up
+# as soon as the client's retries ran out, whatever the lease
+client = Client(url, retries=1, timeout=5, backoff=0.2, max_delay=1.0)
+runner = Runner(client, worker_id="patient", handlers={"fault.echo": handler}, budget=Budget(1),
+                once=True, lease_seconds=lease, default_lease=lease,
+                heartbeat_client=Client(url, retries=0, timeout=5))
+sys.exit(runner.run())
+"""
+
+
+def run_patient_worker(own_mariadb, tmp_path, lease, hold, outage):
+    """One task; the database goes down (-9) while it runs and comes back `outage` s later."""
+    from live_server import wait_for
+    from taskq.client import Client
+
+    config = setup_database(own_mariadb, tmp_path)
+    web = LiveServer(config, tmp_path / "server.log")
+    try:
+        client = Client(web.url)
+        client.register_type("fault.echo", "1", {"type": "object"})
+        task_id = client.create_task("fault.echo", {"n": 1})["id"]
+        script, marker = tmp_path / "patient.py", tmp_path / "running"
+        script.write_text(PATIENT_WORKER, encoding="utf-8")
+        log = open(str(tmp_path / "patient.log"), "wb")
+        proc = subprocess.Popen([sys.executable, str(script), web.url, str(marker), str(lease),
+                                 str(hold)], stderr=log, env=python_env())
+        log.close()
+        wait_for(marker.exists, timeout=30)
+        own_mariadb.kill9()
+        down_at = time.monotonic()
+        time.sleep(outage)
+        own_mariadb.start()
+        up_at = time.monotonic()
+        assert proc.wait(timeout=lease + 60) == 0
+        events = own_mariadb.execute(
+            "SELECT event, worker_id, created_at FROM task_history WHERE task_id = %d ORDER BY id"
+            % task_id, database="taskq")
+        task = client.get_task(task_id)
+        return task, events, open(str(tmp_path / "patient.log"), encoding="utf-8").read(), \
+            up_at - down_at
+    finally:
+        web.close()
+
+
+def test_worker_keeps_completing_through_an_outage_while_the_lease_lives(own_mariadb, tmp_path):
+    task, events, log, outage = run_patient_worker(own_mariadb, tmp_path, lease=30, hold=1.0,
+                                                   outage=8)
+    assert task["status"] == "completed" and task["result"] == {"done": 1}, log
+    assert task["attempts"] == 1  # the work was not run again
+    assert [e[0] for e in events if e[0] != "progress"] == ["created", "claimed", "completed"]
+    assert "outcome=completed" in log and "not answered" in log
+    print("completed after an outage of %.1fs" % outage)
+
+
+def test_worker_drops_a_task_whose_lease_ran_out_and_beats_it_no_more(own_mariadb, tmp_path):
+    task, events, log, outage = run_patient_worker(own_mariadb, tmp_path, lease=3, hold=5.0,
+                                                   outage=6)
+    assert "heartbeat for task %d gave up" % task["id"] in log, log
+    assert "outcome=lost" in log  # the lease ended during the outage: not completed
+    assert task["status"] in ("pending", "claimed", "failed") and task["result"] is None
+    # nothing from this worker once the database was back: no beats of the dropped task
+    assert [e[0] for e in events if e[1] == "patient"] == ["claimed"]
