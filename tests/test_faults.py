@@ -62,7 +62,7 @@ def start_load(tmp_path, db, url, http_timeout=10):
     return producers, workers
 
 
-def setup_database(server, tmp_path):
+def setup_database(server, tmp_path, skip_locked="auto"):
     server.execute("CREATE DATABASE taskq CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     conn = server.connect("taskq")
     load_mysql_schema(conn)
@@ -71,8 +71,8 @@ def setup_database(server, tmp_path):
     config.write_text(
         "[database]\nbackend = mysql\nhost = 127.0.0.1\nport = %d\nuser = root\npassword =\n"
         "name = taskq\nconnect_timeout = 2\nread_timeout = %d\nwrite_timeout = %d\n"
-        "[queue]\nclaim_timeout = %d\nmax_attempts = 3\n"
-        % (server.port, READ_TIMEOUT, READ_TIMEOUT, LEASE), encoding="utf-8")
+        "skip_locked = %s\n[queue]\nclaim_timeout = %d\nmax_attempts = 3\n"
+        % (server.port, READ_TIMEOUT, READ_TIMEOUT, skip_locked, LEASE), encoding="utf-8")
     return config
 
 
@@ -152,8 +152,9 @@ def test_mariadb_killed_and_restarted_under_load_loses_nothing(own_mariadb, tmp_
         web.close()
 
 
-def run_with_freezes(own_mariadb, tmp_path, freezes, seconds, http_timeout, probe_503):
-    config = setup_database(own_mariadb, tmp_path)
+def run_with_freezes(own_mariadb, tmp_path, freezes, seconds, http_timeout, probe_503,
+                     skip_locked="auto"):
+    config = setup_database(own_mariadb, tmp_path, skip_locked)
     web = LiveServer(config, tmp_path / "server.log")
     producers, workers, waits = [], [], []
     try:
@@ -192,13 +193,15 @@ def test_mariadb_frozen_past_the_read_timeout_answers_503_and_loses_nothing(own_
           % (", ".join("%.1f" % w for w in waits), READ_TIMEOUT))
 
 
+@pytest.mark.parametrize("skip_locked", ["auto", "off"])  # SKIP LOCKED; the portable claim path
 def test_mariadb_frozen_past_the_workers_http_timeout_leaves_no_claim_orphaned(own_mariadb,
-                                                                               tmp_path):
+                                                                               tmp_path,
+                                                                               skip_locked):
     """The database answers late, after the client gave up: the request ran, its answer
     is lost, and the worker sends it again (claims with their request_key, completes
     as they were) while the first may still be running."""
     run_with_freezes(own_mariadb, tmp_path, freezes=3, seconds=READ_TIMEOUT - 0.8,
-                     http_timeout=READ_TIMEOUT - 1.5, probe_503=False)
+                     http_timeout=READ_TIMEOUT - 1.5, probe_503=False, skip_locked=skip_locked)
 
 
 PATIENT_WORKER = r"""
