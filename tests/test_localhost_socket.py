@@ -65,10 +65,10 @@ def test_user_at_localhost_refused_over_tcp_under_skip_name_resolve_gets_in_by_s
         tmp_path, own_mariadb, monkeypatch):
     own_mariadb.execute("CREATE DATABASE app", "CREATE USER 'loc'@'localhost' IDENTIFIED BY 'pw'",
                         "GRANT ALL ON app.* TO 'loc'@'localhost'")
-    settings = dict(user="loc", password="pw", name="app", port=own_mariadb.port)
+    settings = dict(user="loc", password="pw", name="app")
     # over TCP the server sees 127.0.0.1, which is not 'localhost' when it skips name resolution
     with pytest.raises(setup.InstallError) as refused:
-        setup.connect_mysql(db_config(tmp_path, host="127.0.0.1", **settings))
+        setup.connect_mysql(db_config(tmp_path, host="127.0.0.1", port=own_mariadb.port, **settings))
     assert "Access denied" in refused.value.message
     monkeypatch.setenv("MYSQL_UNIX_PORT", own_mariadb.socket)  # where the mysql client looks first
     conn = setup.connect_mysql(db_config(tmp_path, host="localhost", **settings))
@@ -90,7 +90,7 @@ def test_php_ini_default_socket_is_found_when_no_usual_path_has_one(tmp_path, ow
     monkeypatch.setattr(mysql_store, "PHP_INI_GLOBS", (str(tmp_path / "php*.ini"),))
     assert mysql_store.php_ini_sockets() == [own_mariadb.socket]
     assert mysql_store.socket_candidates() == [own_mariadb.socket]
-    cfg = db_config(tmp_path, host="localhost", user="root", name="mysql", port=own_mariadb.port)
+    cfg = db_config(tmp_path, host="localhost", user="root", name="mysql")
     conn = setup.connect_mysql(cfg)
     assert conn.unix_socket == own_mariadb.socket
     conn.close()
@@ -110,6 +110,7 @@ def dead_socket(tmp_path):
 def test_dead_socket_falls_back_to_tcp_127_0_0_1(tmp_path, own_mariadb, monkeypatch, dead_socket,
                                                  no_env_socket):
     own_mariadb.execute("CREATE USER 'tcp'@'127.0.0.1' IDENTIFIED BY 'pw'")
+    monkeypatch.setattr(mysql_store, "DEFAULT_PORT", own_mariadb.port)  # as if it were on 3306
     monkeypatch.setattr(mysql_store, "SOCKET_PATHS", (dead_socket,))
     monkeypatch.setattr(mysql_store, "PHP_INI_GLOBS", ())
     cfg = db_config(tmp_path, host="localhost", user="tcp", password="pw", name="",
@@ -128,6 +129,7 @@ def test_nothing_answering_on_localhost_says_what_was_tried(tmp_path, monkeypatc
     from support.mariadb_server import free_port
 
     port = free_port()
+    monkeypatch.setattr(mysql_store, "DEFAULT_PORT", port)  # as if it were 3306
     monkeypatch.setattr(mysql_store, "SOCKET_PATHS", (dead_socket,))
     monkeypatch.setattr(mysql_store, "PHP_INI_GLOBS", ())
     cfg = db_config(tmp_path, host="localhost", user="u", password="p", name="n", port=port,
@@ -151,8 +153,7 @@ def test_anonymous_localhost_account_shadowing_the_user_is_named(tmp_path, own_m
                         "CREATE USER 'bob'@'%' IDENTIFIED BY 'secret'",
                         "GRANT ALL ON app.* TO 'bob'@'%'")
     monkeypatch.setenv("MYSQL_UNIX_PORT", own_mariadb.socket)
-    cfg = db_config(tmp_path, host="localhost", user="bob", password="secret", name="app",
-                    port=own_mariadb.port)
+    cfg = db_config(tmp_path, host="localhost", user="bob", password="secret", name="app")
     with pytest.raises(setup.InstallError) as caught:
         setup.connect_mysql(cfg)
     assert "anonymous account (''@localhost" in caught.value.message
@@ -167,8 +168,7 @@ def test_wrong_password_without_anonymous_account_is_plain_access_denied(tmp_pat
                                                                          monkeypatch):
     own_mariadb.execute("CREATE USER 'carol'@'localhost' IDENTIFIED BY 'right'")
     monkeypatch.setenv("MYSQL_UNIX_PORT", own_mariadb.socket)
-    cfg = db_config(tmp_path, host="localhost", user="carol", password="wrong", name="",
-                    port=own_mariadb.port)
+    cfg = db_config(tmp_path, host="localhost", user="carol", password="wrong", name="")
     with pytest.raises(setup.InstallError) as caught:
         setup.connect_mysql(cfg)
     assert "refused the user name 'carol' with this password" in caught.value.message
@@ -178,8 +178,7 @@ def test_wrong_password_without_anonymous_account_is_plain_access_denied(tmp_pat
 def test_unix_socket_login_error_1698_is_explained(tmp_path, own_mariadb, monkeypatch):
     own_mariadb.execute("CREATE USER 'sockonly'@'localhost' IDENTIFIED VIA unix_socket")
     monkeypatch.setenv("MYSQL_UNIX_PORT", own_mariadb.socket)
-    cfg = db_config(tmp_path, host="localhost", user="sockonly", password="x", name="app",
-                    port=own_mariadb.port)
+    cfg = db_config(tmp_path, host="localhost", user="sockonly", password="x", name="app")
     with pytest.raises(setup.InstallError) as caught:
         setup.connect_mysql(cfg)
     message = caught.value.message
@@ -187,4 +186,13 @@ def test_unix_socket_login_error_1698_is_explained(tmp_path, own_mariadb, monkey
     assert "CREATE USER 'taskq'@'localhost'" in message and "1698" not in message
     with pytest.raises(Unavailable):  # the store: a 503, like any refused login
         MySQLStore(make_config("mysql", tmp_path, "app", database={
-            "host": "localhost", "user": "sockonly", "password": "x", "port": own_mariadb.port}))
+            "host": "localhost", "user": "sockonly", "password": "x", "port": 3306}))
+
+
+def test_localhost_with_another_port_is_tcp_to_that_port_only(tmp_path, no_env_socket):
+    cfg = db_config(tmp_path, host="localhost", port=3307, user="u", name="n")
+    assert mysql_store.connection_routes(cfg.database) == [
+        ("TCP 127.0.0.1:3307", {"host": "127.0.0.1", "port": 3307})]
+    named = db_config(tmp_path, host="localhost", unix_socket="/srv/db.sock", user="u", name="n")
+    assert mysql_store.connection_routes(named.database) == [
+        ("socket /srv/db.sock", {"unix_socket": "/srv/db.sock"})]

@@ -433,7 +433,9 @@ def explain_mysql_error(exc, db):
         return ("Cannot connect through the socket %s: the file does not exist or refuses the "
                 "connection. Check the socket path your host gives, or leave it empty to use host "
                 "and port." % db["unix_socket"])
-    if code in (2002, 2003) and db["host"] == "localhost":
+    from .store.mysql import DEFAULT_PORT
+
+    if code in (2002, 2003) and db["host"] == "localhost" and db["port"] == DEFAULT_PORT:
         return ("No database server answers on this machine: neither on a Unix socket where MySQL, "
                 "MariaDB and PHP look for one nor at 127.0.0.1:%s. Check that the server is running; "
                 "if its socket is elsewhere, give its path as the socket (unix_socket), or give the "

@@ -142,6 +142,7 @@ PHP_INI_GLOBS = ("/etc/php.ini", "/usr/local/etc/php.ini", "/usr/local/lib/php.i
                  "/etc/php/*/fpm/php.ini", "/opt/alt/php*/etc/php.ini",
                  "/usr/local/php*/lib/php.ini", "/opt/cpanel/ea-php*/root/etc/php.ini")
 PHP_SOCKET_KEYS = ("pdo_mysql.default_socket", "mysqli.default_socket", "mysql.default_socket")
+DEFAULT_PORT = 3306
 FALLBACK_CODES = frozenset((2002, 2003))  # nobody answers there: try the next way
 
 
@@ -190,12 +191,17 @@ def connection_routes(db):
     `localhost` means the server's Unix socket, as for the mysql client and
     PHP: an account made as user@localhost is then matched even where the
     server skips name resolution (a TCP connection from 127.0.0.1 is not
-    'localhost' there). TCP to 127.0.0.1 is the fallback.
+    'localhost' there). TCP to 127.0.0.1 is the fallback. With a port other
+    than 3306 it is TCP only: a socket found in the usual places belongs to
+    the server on the default port, and a config naming another port means
+    another server.
     """
     if db["unix_socket"]:
         return [("socket " + db["unix_socket"], {"unix_socket": db["unix_socket"]})]
     if db["host"] == "localhost":
-        routes = [("socket " + path, {"unix_socket": path}) for path in socket_candidates()]
+        routes = []
+        if db["port"] == DEFAULT_PORT:
+            routes = [("socket " + path, {"unix_socket": path}) for path in socket_candidates()]
         return routes + [("TCP 127.0.0.1:%d" % db["port"], {"host": "127.0.0.1", "port": db["port"]})]
     return [("TCP %s:%d" % (db["host"], db["port"]), {"host": db["host"], "port": db["port"]})]
 
