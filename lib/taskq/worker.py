@@ -33,9 +33,11 @@ heartbeats and completes are retried with backoff for as long as the lease
 lives, so an outage shorter than the lease costs no work; a complete applied
 whose answer was lost answers its outcome again when repeated. Each claim
 carries a request_key that its retries repeat, so a claim whose answer was
-lost gets the same tasks rather than leaving them claimed by nobody. SIGTERM or SIGINT stops claiming, lets the claimed tasks finish,
-completes them and exits 0; a second signal kills running commands and exits
-1 without completing them (their leases lapse and they are retried).
+lost gets the same tasks rather than leaving them claimed by nobody.
+
+SIGTERM or SIGINT stops claiming, lets the claimed tasks finish, completes
+them and exits 0; a second signal kills running commands and exits 1 without
+completing them (their leases lapse and they are retried).
 """
 
 import argparse

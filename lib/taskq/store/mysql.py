@@ -230,10 +230,6 @@ def connect(db, **extra):
     raise AssertionError("unreachable")
 
 
-def describe_tried(tried):
-    return "; ".join("%s (%s)" % (label, reason) for label, reason in tried)
-
-
 def _placeholders(values):
     return ", ".join(["%s"] * len(values))
 
