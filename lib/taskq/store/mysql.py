@@ -70,6 +70,7 @@ SCHEMA_MISSING_CODES = frozenset((1146,))  # table doesn't exist
 RETRY_CODES = frozenset((1213, 1205))      # deadlock (and Galera certification failure), lock wait timeout
 UNKNOWN_VARIABLE = 1193
 DUPLICATE_KEY = 1062
+NOT_SUPPORTED = 1235  # e.g. GET_LOCK on a Galera node
 
 # Payloads above this size are measured against the server's max_allowed_packet
 # first (one extra query, only for them): an oversized statement makes the
@@ -701,7 +702,8 @@ class MySQLStore(Store):
 
         if request_key is None or not self.skip_locked:
             return self._transaction(work)  # the portable path's turns already order repeats
-        self._lock_request_key(worker_id, request_key)
+        if not self._lock_request_key(worker_id, request_key):
+            return self._transaction(work)
         try:
             return self._transaction(work)
         finally:
@@ -711,12 +713,21 @@ class MySQLStore(Store):
                 pass  # the connection is gone, and its lock with it
 
     def _lock_request_key(self, worker_id, request_key):
-        """Wait (bounded) for a claim with the same key still running on another connection."""
+        """Wait (bounded) for a claim with the same key still running on another
+        connection; False where the server has no named locks (Galera refuses them)."""
         wait = max(1, self.config.database["read_timeout"] - 1)
-        got = self._read(lambda: self._exec("lock_request_key",
-                                            (worker_id, request_key, wait)).fetchone()[0])
+        try:
+            got = self._exec("lock_request_key", (worker_id, request_key, wait)).fetchone()[0]
+        except pymysql.err.MySQLError as exc:
+            if _errno(exc) == NOT_SUPPORTED:
+                return False
+            translated = translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
         if got != 1:
             raise Unavailable("A claim with this request_key is still running; try again shortly")
+        return True
 
     # -- concurrency limits and pause (a claim's restricted path) ----------
     def _restricted_types(self):
