@@ -115,7 +115,8 @@ def database_page(url, csrf, values, error=None, field=None, unlock_key=None):
         + text("user", "User name", extra=' autocomplete="off"')
         + text("password", "Password", "password", ' autocomplete="new-password"',
                hint="Leave empty to keep the current password." if unlock_key else "")
-        + text("unix_socket", "Socket path (optional)", hint="Leave empty unless your host names a socket file.")
+        + text("unix_socket", "Socket path (optional)", hint="Leave empty unless your host names a socket file: with localhost, taskq finds the "
+                    "server's socket where MySQL, MariaDB and PHP look (then tries 127.0.0.1).")
         + '</fieldset><fieldset><legend><input type="radio" id="backend_sqlite" name="backend" value="sqlite"%s> '
           '<label class="inline" for="backend_sqlite"><b>SQLite</b> (one file, nothing to set up)</label></legend>'
         % ("" if mysql else " checked")
