@@ -122,7 +122,11 @@ def check_outcome(server, created, tmp_path, web):
             completed[task_id] = completed.get(task_id, 0) + 1
     assert set(completed.values()) == {1} and len(completed) == len(created), "completed twice"
     expired = [task_id for task_id, event, _ in events if event == "lease_expired"]
-    assert expired == [], "tasks left claimed by nobody until their lease ran out: %s" % expired
+    if expired:  # what happened to them, for the failure message
+        expired = server.execute(
+            "SELECT task_id, event, worker_id, created_at FROM task_history WHERE task_id IN (%s) "
+            "ORDER BY id" % ", ".join(str(t) for t in sorted(set(expired))), database="taskq")
+    assert not expired, "tasks left claimed by nobody until their lease ran out: %s" % (expired,)
     logs = "".join(open(str(tmp_path / name), encoding="utf-8", errors="replace").read()
                    for name in ("worker-single.log", "worker-batch.log"))
     assert "outcome=lost" not in logs and "outcome=not-completed" not in logs
