@@ -106,5 +106,14 @@ CREATE TABLE taskq_locks (
 
 INSERT INTO taskq_locks (name) VALUES ('claim');
 
+-- Keyed claims that answered no task: a first claim arriving after its own
+-- retry was answered (empty) must then claim nothing either.
+CREATE TABLE taskq_claim_requests (
+    request_hash CHAR(40) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    created_at   DATETIME(6) NOT NULL,
+    PRIMARY KEY (request_hash),
+    KEY taskq_claim_requests_age (created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
 INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6)), (2, UTC_TIMESTAMP(6)),
     (4, UTC_TIMESTAMP(6)), (7, UTC_TIMESTAMP(6));

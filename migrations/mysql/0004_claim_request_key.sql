@@ -4,6 +4,8 @@
 -- tasks instead of claiming new ones. finished_by / finished_status /
 -- finished_attempt: who finished the task last and with what outcome, so a
 -- complete repeated by that worker answers the same outcome instead of 409.
+-- taskq_claim_requests: keyed claims that answered no task, so the first
+-- claim arriving after its retry was answered claims nothing either.
 -- MySQL has no ADD COLUMN IF NOT EXISTS, so the ALTER is prepared only when
 -- the column is missing: a re-run does nothing, on MySQL 5.7+ and MariaDB.
 -- No statement may contain a semicolon except as its terminator, and comments
@@ -26,3 +28,10 @@ PREPARE taskq_0004_step FROM @taskq_0004;
 EXECUTE taskq_0004_step;
 
 DEALLOCATE PREPARE taskq_0004_step;
+
+CREATE TABLE IF NOT EXISTS taskq_claim_requests (
+    request_hash CHAR(40) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    created_at   DATETIME(6) NOT NULL,
+    PRIMARY KEY (request_hash),
+    KEY taskq_claim_requests_age (created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

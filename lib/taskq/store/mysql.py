@@ -673,6 +673,8 @@ class MySQLStore(Store):
                 if ids:  # a repeated claim: the same tasks, nothing new claimed
                     return sorted(self._all("get_tasks", ids, ids=_placeholders(ids)),
                                   key=lambda row: (-row["priority"], row["id"]))
+                if self._exec("answered_empty", (worker_id, request_key)).fetchall():
+                    return []  # its retry already answered "nothing": claim nothing late
             restricted = self._restricted_types()
             if restricted:
                 type_ids, limited = self._take_type_turns(type_pattern, restricted)
@@ -692,6 +694,10 @@ class MySQLStore(Store):
                 ids = self._pick(worker_id, type_pattern, limit, lease_seconds)
             if ids and request_key is not None:
                 self._exec("mark_request_key", (request_key,) + tuple(ids), ids=_placeholders(ids))
+            elif request_key is not None:
+                self._exec("remember_empty", (worker_id, request_key))
+                if os.urandom(1)[0] < 4:  # about one empty claim in 64 clears old entries
+                    self._exec("forget_empty", ())
             rows = []
             if ids:
                 rows = sorted(self._all("get_tasks", ids, ids=_placeholders(ids)),

@@ -268,6 +268,8 @@ class SQLiteStore(Store):
                 if ids:  # a repeated claim: the same tasks, nothing new claimed
                     return sorted((self._one("get_task", (task_id,)) for task_id in ids),
                                   key=lambda row: (-row["priority"], row["id"]))
+                if self.conn.execute(Q["answered_empty"], (worker_id, request_key)).fetchone():
+                    return []  # its retry already answered "nothing": claim nothing late
             self._expire_leases(now)
             claimed = []
             for task_id, _ in self._candidates(type_pattern, limit, now):
@@ -278,6 +280,10 @@ class SQLiteStore(Store):
                         self.conn.execute(Q["mark_request_key"], (request_key, task_id))
                     self._event(task_id, "claimed", worker_id, None, now)
                     claimed.append(self._one("get_task", (task_id,)))
+            if request_key is not None and not claimed:
+                self.conn.execute(Q["remember_empty"], (worker_id, request_key, now))
+                if os.urandom(1)[0] < 4:  # about one empty claim in 64 clears old entries
+                    self.conn.execute(Q["forget_empty"], (now - 86400000,))
             return claimed
 
         return self._write(work)

@@ -66,3 +66,10 @@ CREATE TABLE IF NOT EXISTS task_history (
 );
 
 CREATE INDEX IF NOT EXISTS task_history_task ON task_history (task_id, id);
+
+-- keyed claims that answered no task (a late first claim then claims nothing)
+CREATE TABLE IF NOT EXISTS taskq_claim_requests (
+    request    TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS taskq_claim_requests_age ON taskq_claim_requests (created_at);

@@ -191,6 +191,18 @@ SELECT GET_LOCK(CONCAT('taskq-claim-', SHA1(CONCAT(%s, '/', %s))), %s)
 -- name: unlock_request_key
 DO RELEASE_LOCK(CONCAT('taskq-claim-', SHA1(CONCAT(%s, '/', %s))))
 
+-- name: answered_empty
+-- the key's claim already answered no task: a late first claim claims nothing
+SELECT 1 FROM taskq_claim_requests WHERE request_hash = SHA1(CONCAT(%s, '/', %s))
+
+-- name: remember_empty
+INSERT IGNORE INTO taskq_claim_requests (request_hash, created_at)
+VALUES (SHA1(CONCAT(%s, '/', %s)), UTC_TIMESTAMP(6))
+
+-- name: forget_empty
+-- now and then: a late first claim is seconds late, never a day
+DELETE FROM taskq_claim_requests WHERE created_at < UTC_TIMESTAMP(6) - INTERVAL 1 DAY LIMIT 200
+
 -- name: mark_request_key
 UPDATE tasks SET claim_request_key = %s WHERE id IN ({ids})
 

@@ -87,6 +87,16 @@ FROM tasks WHERE id = ?
 SELECT id FROM tasks INDEXED BY tasks_claim_request
 WHERE claim_request_key = ? AND claimed_by = ? AND status = 'claimed' AND lease_expires_at > ?
 
+-- name: answered_empty
+-- the key's claim already answered no task: a late first claim claims nothing
+SELECT 1 FROM taskq_claim_requests WHERE request = ? || '/' || ?
+
+-- name: remember_empty
+INSERT OR IGNORE INTO taskq_claim_requests (request, created_at) VALUES (? || '/' || ?, ?)
+
+-- name: forget_empty
+DELETE FROM taskq_claim_requests WHERE created_at < ?
+
 -- name: mark_request_key
 UPDATE tasks SET claim_request_key = ? WHERE id = ?
 
