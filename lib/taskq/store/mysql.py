@@ -706,7 +706,7 @@ class MySQLStore(Store):
             self._events(events)
             return rows
 
-        if request_key is None or not self.skip_locked:
+        if request_key is None or (not self.skip_locked and not self.cluster):
             return self._transaction(work)  # the portable path's turns already order repeats
         if not self._lock_request_key(worker_id, request_key):
             return self._transaction(work)
