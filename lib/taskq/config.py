@@ -29,10 +29,13 @@ DEFAULTS = {
         "ssl": ("choice:auto,on,off", "auto"),
         "ssl_ca": ("str", ""),
         "connect_timeout": ("int:1:300", 10),
+        "read_timeout": ("int:1:3600", 15),
+        "write_timeout": ("int:1:3600", 15),
         "skip_locked": ("choice:auto,on,off", "auto"),
         "cluster": ("choice:auto,off,galera", "auto"),
         "sqlite_path": ("str", DEFAULT_SQLITE_PATH),
         "busy_timeout": ("int:0:600000", 10000),
+        "sqlite_max_bytes": ("int:0:281474976710656", 0),
     },
     "queue": {
         "claim_timeout": ("int:1:31536000", 300),

@@ -5,16 +5,17 @@
 -- backoff settings; task_schedules holds the recurring schedules.
 -- Re-runnable on MySQL 5.7+ and MariaDB 10.3+ alike (MySQL has no ADD COLUMN
 -- IF NOT EXISTS): each ALTER runs only when its first column is missing, and
--- an ALTER is one statement, so it is applied whole or not at all.
+-- an ALTER is one statement, so it is applied whole or not at all. Columns go
+-- AFTER updated_at, where schema.sql has them, even when 0007 ran first.
 -- No statement may contain a semicolon except as its terminator, and comments
 -- stay on their own lines: taskq.migrate splits migrations on ';'.
 
-SET @taskq_sql = IF((SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'tasks' AND column_name = 'run_at') = 0, 'ALTER TABLE tasks ADD COLUMN run_at DATETIME(6) NULL, ADD KEY tasks_due (status, run_at)', 'DO 0');
+SET @taskq_sql = IF((SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'tasks' AND column_name = 'run_at') = 0, 'ALTER TABLE tasks ADD COLUMN run_at DATETIME(6) NULL AFTER updated_at, ADD KEY tasks_due (status, run_at)', 'DO 0');
 PREPARE taskq_stmt FROM @taskq_sql;
 EXECUTE taskq_stmt;
 DEALLOCATE PREPARE taskq_stmt;
 
-SET @taskq_sql = IF((SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'task_types' AND column_name = 'retry_delay_seconds') = 0, 'ALTER TABLE task_types ADD COLUMN retry_delay_seconds INT NULL, ADD COLUMN retry_backoff VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''fixed'', ADD COLUMN retry_max_delay_seconds INT NULL, ADD COLUMN retry_jitter DOUBLE NOT NULL DEFAULT 0', 'DO 0');
+SET @taskq_sql = IF((SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'task_types' AND column_name = 'retry_delay_seconds') = 0, 'ALTER TABLE task_types ADD COLUMN retry_delay_seconds INT NULL AFTER updated_at, ADD COLUMN retry_backoff VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''fixed'' AFTER retry_delay_seconds, ADD COLUMN retry_max_delay_seconds INT NULL AFTER retry_backoff, ADD COLUMN retry_jitter DOUBLE NOT NULL DEFAULT 0 AFTER retry_max_delay_seconds', 'DO 0');
 PREPARE taskq_stmt FROM @taskq_sql;
 EXECUTE taskq_stmt;
 DEALLOCATE PREPARE taskq_stmt;

@@ -12,11 +12,11 @@ import os
 import sqlite3
 import time
 
-from ..errors import Unavailable
+from ..errors import DiskFull, Unavailable
 from .base import (PROMOTE_BATCH, RETRY_FIELDS, STEER_FROM, Store, capped_heads, check_lease,
-                   claim_caps, client_error, dedupe_conflict, expired_message, like_escape_free,
-                   load_queries, order_candidates, retry_delay, steer_event, steer_key,
-                   steer_refusal)
+                   claim_caps, client_error, dedupe_conflict, expired_message, holds_lease,
+                   like_escape_free, load_queries, order_candidates, repeated_outcome,
+                   retry_delay, steer_event, steer_key, steer_refusal)
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "sqlite_schema.sql")
 # sqlite_migrations/NNNN_name.sql bring a database at version NNNN-1 to NNNN;
@@ -73,14 +73,30 @@ class SQLiteStore(Store):
         super().__init__(config)
         db = config.database
         path = db["sqlite_path"]
+        self.conn = None
+        try:
+            self._open(path, db)
+        except BaseException:
+            self.close()  # a long-lived server must not keep the file open
+            raise
+
+    def _open(self, path, db):
         try:
             if path != ":memory:":
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             self.conn = sqlite3.connect(path, timeout=db["busy_timeout"] / 1000.0,
                                         isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA case_sensitive_like = ON")
+            if db["sqlite_max_bytes"]:
+                page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+                self.conn.execute("PRAGMA max_page_count = %d"
+                                  % max(1, db["sqlite_max_bytes"] // page_size))
             self._ensure_schema()
+        except DiskFull:
+            raise
         except sqlite3.Error as exc:
+            if _disk_full(exc) or _no_room(path):  # e.g. no room for the -wal and -shm files
+                raise DiskFull() from exc
             raise Unavailable("SQLite database cannot be opened") from exc
         except OSError as exc:
             raise Unavailable("SQLite data folder cannot be created") from exc
@@ -105,13 +121,16 @@ class SQLiteStore(Store):
                         _run_script(conn, path)
             conn.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(conn)
+            if _disk_full(exc):
+                raise DiskFull() from exc
             raise
 
     # -- plumbing ------------------------------------------------------
     def close(self):
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
 
     def _write(self, work):
         """Run work(now) inside BEGIN IMMEDIATE; commit or roll back."""
@@ -124,8 +143,10 @@ class SQLiteStore(Store):
             result = work(now_ms())
             conn.execute("COMMIT")
             return result
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(conn)
+            if _disk_full(exc):
+                raise DiskFull() from exc
             raise
 
     def _one(self, name, params=(), **fmt):
@@ -147,8 +168,28 @@ class SQLiteStore(Store):
     def ping(self):
         try:
             self.conn.execute(Q["ping"]).fetchone()
+            room = self.room_left()
         except sqlite3.Error as exc:
             raise Unavailable() from exc
+        if room < FULL_MARGIN_PAGES * self.conn.execute("PRAGMA page_size").fetchone()[0]:
+            raise DiskFull()
+
+    def room_left(self):
+        """Bytes a write may still add: free pages inside the file, plus the
+        disk's free space or what max_page_count allows, whichever is less."""
+        conn = self.conn
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free_pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        cap = (conn.execute("PRAGMA max_page_count").fetchone()[0] - pages) * page_size
+        path = self.config.database["sqlite_path"]
+        if path != ":memory:":
+            try:
+                stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+                cap = min(cap, stat.f_bavail * stat.f_frsize)
+            except (OSError, AttributeError):  # no statvfs (Windows): the page cap alone
+                pass
+        return free_pages * page_size + cap
 
     def server_info(self):
         return "SQLite " + sqlite3.sqlite_version
@@ -259,10 +300,18 @@ class SQLiteStore(Store):
             heads.extend(self.conn.execute(Q["next_pending_of_type"], (type_id, count)).fetchall())
         return order_candidates(heads, limit)
 
-    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
+    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None, request_key=None):
         default_lease = self.queue["claim_timeout"]
 
         def work(now):
+            if request_key is not None:
+                ids = [row[0] for row in self.conn.execute(Q["claimed_with_key"],
+                                                           (request_key, worker_id, now))]
+                if ids:  # a repeated claim: the same tasks, nothing new claimed
+                    return sorted((self._one("get_task", (task_id,)) for task_id in ids),
+                                  key=lambda row: (-row["priority"], row["id"]))
+                if self.conn.execute(Q["answered_empty"], (worker_id, request_key)).fetchone():
+                    return []  # its retry already answered "nothing": claim nothing late
             self.conn.execute(Q["promote_due"], (now, now, PROMOTE_BATCH))
             self._expire_leases(now)
             claimed = []
@@ -270,8 +319,14 @@ class SQLiteStore(Store):
                 cursor = self.conn.execute(Q["claim_task"], (worker_id, now, now, lease_seconds,
                                                              default_lease, now, task_id))
                 if cursor.rowcount == 1:
+                    if request_key is not None:
+                        self.conn.execute(Q["mark_request_key"], (request_key, task_id))
                     self._event(task_id, "claimed", worker_id, None, now)
                     claimed.append(self._one("get_task", (task_id,)))
+            if request_key is not None and not claimed:
+                self.conn.execute(Q["remember_empty"], (worker_id, request_key, now))
+                if os.urandom(1)[0] < 4:  # about one empty claim in 64 clears old entries
+                    self.conn.execute(Q["forget_empty"], (now - 86400000,))
             return claimed
 
         return self._write(work)
@@ -324,7 +379,14 @@ class SQLiteStore(Store):
         """One item of complete_many: check the lease, write, record the event.
 
         requested: the worker's retry_after_seconds, None for the type's backoff."""
-        state = self._check_lease(task_id, worker_id, now)
+        state = self._one("lease_state", (task_id,))
+        live = state is not None and (state["lease_ms"] or 0) > now
+        if not holds_lease(state, worker_id, live):
+            earlier = repeated_outcome(task_id, state, worker_id, success, result_json, error)
+            if earlier is not None:
+                return earlier
+        check_lease(task_id, state, worker_id, live,
+                    lambda: self._claimed_before(task_id, worker_id, state["attempts"]))
         attempts = state["attempts"]
         delay = 0
         if not success and attempts < state["max_attempts"]:
@@ -499,6 +561,41 @@ def _run_at(item, now):
     if item.get("delay_seconds"):
         return now + 1000 * item["delay_seconds"]
     return None
+
+
+# /health reports the disk full when fewer pages than this are left: one
+# create or complete needs a few, and WAL frames are a page each.
+FULL_MARGIN_PAGES = 16
+
+
+def _disk_full(exc):
+    """SQLITE_FULL: the disk, or max_page_count, has no room for the write."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF == 13
+    return "database or disk is full" in str(exc)
+
+
+def _no_room(path):
+    """True when the database's folder has (almost) no free space."""
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except (OSError, AttributeError, ValueError):
+        return False
+    return stat.f_bavail * stat.f_frsize < FULL_MARGIN_PAGES * 4096
+
+
+def _rollback(conn):
+    """ROLLBACK if a transaction is open: SQLite rolls back by itself after
+    SQLITE_FULL (and some I/O errors), and a second ROLLBACK would raise
+    "no transaction is active", hiding the cause."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 def migrations():

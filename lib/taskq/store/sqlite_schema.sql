@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     completed_at     INTEGER,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
+    claim_request_key TEXT,
+    finished_by      TEXT,
+    finished_status  TEXT,
+    finished_attempt INTEGER,
     run_at           INTEGER,
     dedupe_scope     TEXT NOT NULL DEFAULT 'always'
 );
@@ -54,6 +58,8 @@ CREATE INDEX IF NOT EXISTS tasks_type_claim ON tasks (type_id, status, priority 
 CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (status, lease_expires_at);
 -- GET /tasks?status=: newest first
 CREATE INDEX IF NOT EXISTS tasks_status_id ON tasks (status, id);
+-- a claim repeated with its request_key finds the tasks it handed out
+CREATE INDEX IF NOT EXISTS tasks_claim_request ON tasks (claim_request_key);
 -- claim: 'scheduled' tasks that are due, earliest first (promoted to 'pending')
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (status, run_at);
 
@@ -68,6 +74,12 @@ CREATE TABLE IF NOT EXISTS task_history (
 
 CREATE INDEX IF NOT EXISTS task_history_task ON task_history (task_id, id);
 
+-- keyed claims that answered no task (a late first claim then claims nothing)
+CREATE TABLE IF NOT EXISTS taskq_claim_requests (
+    request    TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS taskq_claim_requests_age ON taskq_claim_requests (created_at);
 -- Recurring schedules: a claim creates each due occurrence once.
 CREATE TABLE IF NOT EXISTS task_schedules (
     id             INTEGER PRIMARY KEY,
