@@ -164,3 +164,17 @@ def test_results_carried_by_a_claim_keep_their_retry_after_seconds(later):
     assert (outcome["status"], outcome["retry_delay_seconds"]) == ("scheduled", 120)
     assert response.data["tasks"] == []  # waiting out its delay, not handed out again
     assert task(api, first["id"])["status"] == "scheduled"
+
+
+def test_a_repeated_failing_complete_that_went_to_backoff_answers_its_earlier_outcome(later):
+    api, _ = later
+    register(api, retry_delay_seconds=600)
+    created = create(api)
+    claim(api)
+    first = fail(api, created["id"])
+    assert first.status == 200 and first.data["status"] == "scheduled"
+    again = fail(api, created["id"])  # its answer was lost: the worker sends it again
+    assert again.status == 200, again
+    assert (again.data["status"], again.data["will_retry"]) == ("scheduled", True)
+    assert [e["event"] for e in api.get("/tasks/%d/history" % created["id"]).data["events"]] == [
+        "created", "claimed", "retry"]
