@@ -120,3 +120,23 @@ def test_stats_and_metrics_need_only_the_read_only_role(api_factory):
     assert api.get("/stats").status == 401
     assert api.get("/stats", headers={"Authorization": "Bearer " + key}).status == 200
     assert api.get("/metrics", headers={"Authorization": "Bearer " + key}).status == 200
+
+
+def test_steering_keeps_the_counters_equal_to_a_recount(api, backend_config):
+    register(api, "steer", max_attempts=1)
+    ids = [create(api, {"n": n}, type="steer")["id"] for n in range(6)]
+    assert api.post("/tasks/%d/cancel" % ids[0]).status == 200          # pending -> cancelled
+    held = claim(api, "w", type_pattern="steer").data
+    assert api.post("/tasks/%d/requeue" % held["id"]).status == 200     # claimed -> pending
+    done = claim(api, "w", type_pattern="steer").data
+    complete(api, done["id"], "w")
+    assert api.post("/tasks/%d/rerun" % done["id"]).status == 200       # completed -> pending
+    failed = claim(api, "w", type_pattern="steer").data
+    complete(api, failed["id"], "w", success=False)
+    assert api.post("/tasks/%d/retry" % failed["id"]).status == 200     # failed -> pending
+    assert api.post("/tasks/%d/retry" % ids[0]).status == 200           # cancelled -> pending
+    bulk = api.post("/tasks/bulk/cancel", {"filter": {"type": "steer", "status": "pending"}, "limit": 2})
+    assert bulk.status == 200 and bulk.data["changed"] == 2
+    data = api.get("/stats").data
+    assert counted(data) == recount(backend_config)
+    assert data["types"]["steer"]["counts"] == {"pending": 4, "cancelled": 2}
