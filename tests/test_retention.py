@@ -186,3 +186,12 @@ def test_purge_and_stats_statements_read_their_index(backend_config):
             assert plan[0]["key"] == "PRIMARY" and "filesort" not in (plan[0]["Extra"] or ""), plan
     finally:
         store.close()
+
+
+def test_runs_purge_bound_takes_at_most_twelve_old_periods():
+    from taskq.store.base import runs_purge_bound
+
+    assert runs_purge_bound(None, 1000) is None
+    assert runs_purge_bound(1000, 1000) is None
+    assert runs_purge_bound(900, 1000) == 912
+    assert runs_purge_bound(995, 1000) == 1000

@@ -318,6 +318,14 @@ HISTORY_BATCH_FACTOR = 4
 KEY_TOUCH_SECONDS = 60
 
 
+def runs_purge_bound(oldest, cutoff, periods=12):
+    """The period below which a retention batch deletes task_runs rows, or None:
+    rows older than `cutoff`, at most `periods` periods of them."""
+    if oldest is None or oldest >= cutoff:
+        return None
+    return min(cutoff, oldest + periods)
+
+
 def run_bucket(run_ms):
     """The histogram bucket of a run time in ms; -1 for an attempt without one (expired lease)."""
     if run_ms is None:

@@ -33,8 +33,8 @@ from ..errors import DiskFull, PayloadTooLarge, SchemaMissing, Unavailable
 from .base import (HISTORY_BATCH_FACTOR, PERIOD_SECONDS, STEER_FROM, Store, check_lease,
                    claim_caps, client_error, count_deltas, dedupe_conflict, expired_message,
                    holds_lease, like_escape_free, load_queries, order_candidates,
-                   repeated_outcome, run_deltas, spread_candidates, steer_event, steer_key,
-                   steer_refusal)
+                   repeated_outcome, run_deltas, runs_purge_bound, spread_candidates, steer_event,
+                   steer_key, steer_refusal)
 from .driver import enable_tls, pymysql  # PyMySQL without ssl and cryptography
 
 CLIENT = pymysql.constants.CLIENT
@@ -1087,7 +1087,9 @@ class MySQLStore(Store):
             if history_days:
                 done["history"] = self._purge_history(history_days, batch * HISTORY_BATCH_FACTOR)
             period = int(self._exec("current_period").fetchone()[0])
-            done["runs"] = self._exec("purge_runs", (period - 2 * 86400 // PERIOD_SECONDS,)).rowcount
+            bound = runs_purge_bound(self._exec("oldest_run_period").fetchone()[0],
+                                     period - 2 * 86400 // PERIOD_SECONDS)
+            done["runs"] = 0 if bound is None else self._exec("purge_runs", (bound,)).rowcount
             return done
 
         return self._transaction(work)

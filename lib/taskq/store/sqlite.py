@@ -16,8 +16,8 @@ from ..errors import DiskFull, Unavailable
 from .base import (HISTORY_BATCH_FACTOR, KEY_TOUCH_SECONDS, PERIOD_SECONDS, STEER_FROM, Store,
                    capped_heads, check_lease, claim_caps, client_error, count_deltas,
                    dedupe_conflict, expired_message, holds_lease, like_escape_free, load_queries,
-                   order_candidates, repeated_outcome, run_deltas, steer_event, steer_key,
-                   steer_refusal)
+                   order_candidates, repeated_outcome, run_deltas, runs_purge_bound, steer_event,
+                   steer_key, steer_refusal)
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "sqlite_schema.sql")
 # sqlite_migrations/NNNN_name.sql bring a database at version NNNN-1 to NNNN;
@@ -526,8 +526,9 @@ class SQLiteStore(Store):
             if history_days:
                 done["history"] = self._purge_history(now - history_days * DAY_MS,
                                                       batch * HISTORY_BATCH_FACTOR)
-            done["runs"] = self.conn.execute(
-                Q["purge_runs"], (now // PERIOD_MS - 2 * DAY_MS // PERIOD_MS,)).rowcount
+            bound = runs_purge_bound(self.conn.execute(Q["oldest_run_period"]).fetchone()[0],
+                                     now // PERIOD_MS - 2 * DAY_MS // PERIOD_MS)
+            done["runs"] = 0 if bound is None else self.conn.execute(Q["purge_runs"], (bound,)).rowcount
             return done
 
         return self._write(work)

@@ -430,8 +430,12 @@ ORDER BY id LIMIT %s
 -- late-committing row with a low id
 DELETE FROM task_history WHERE id <= %s AND created_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY
 
+-- name: oldest_run_period
+-- a plain read: a subquery inside the DELETE would take shared locks on the
+-- rows it reads, the current period's among them, and deadlock completers
+SELECT MIN(period) FROM task_runs
+
 -- name: purge_runs
--- periods older than two days, at most 12 periods per batch (the derived
--- table lets MySQL read task_runs in a DELETE on task_runs)
-DELETE FROM task_runs
-WHERE period < LEAST(%s, (SELECT oldest FROM (SELECT MIN(period) + 12 AS oldest FROM task_runs) AS t))
+-- periods older than two days, at most 12 periods per batch (the caller
+-- passes the bound); locks only the old rows it deletes
+DELETE FROM task_runs WHERE period < %s

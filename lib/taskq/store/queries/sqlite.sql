@@ -273,7 +273,10 @@ SELECT id, created_at < ? FROM task_history ORDER BY id LIMIT ?
 -- name: purge_history
 DELETE FROM task_history WHERE id <= ? AND created_at < ?
 
+-- name: oldest_run_period
+SELECT MIN(period) FROM task_runs
+
 -- name: purge_runs
--- periods older than two days, at most 12 periods per batch
-DELETE FROM task_runs
-WHERE period < MIN(?, (SELECT MIN(period) FROM task_runs) + 12)
+-- periods older than two days, at most 12 periods per batch (the caller
+-- passes the bound)
+DELETE FROM task_runs WHERE period < ?
