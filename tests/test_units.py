@@ -147,7 +147,7 @@ def test_every_route_has_a_handler():
     from taskq.app import _handler
 
     for _, _, name in ROUTES:
-        assert callable(_handler(name))
+        assert callable(_handler(name)), name
 
 
 def test_spread_candidates_keeps_priorities_in_order_and_mixes_within_each():

@@ -38,10 +38,64 @@ ROUTES = (
     ("DELETE", "/schedules/{id:int}", "schedules.delete"),
     ("POST", "/schedules/{id:int}/pause", "schedules.pause"),
     ("POST", "/schedules/{id:int}/resume", "schedules.resume"),
+    # handlers named module.function live in that module (stats.py, admin.py)
+    ("GET", "/stats", "stats.show"),
+    ("GET", "/metrics", "stats.metrics"),
+    ("POST", "/admin/keys", "admin.create_key"),
+    ("GET", "/admin/keys", "admin.list_keys"),
+    ("DELETE", "/admin/keys/{name}", "admin.revoke_key"),
+    ("POST", "/admin/purge", "admin.purge"),
 )
 
 # Routes that answer without an API key and without touching the database.
 PUBLIC = frozenset(("health", "openapi"))
+
+# The role each route needs (app.py checks it against the request's key); a
+# route missing here needs admin. What each role may do is ROLE_GRANTS.
+ROUTE_ROLES = {
+    "register_type": "producer",
+    "list_types": "read-only",
+    "get_type": "read-only",
+    "create_task": "producer",
+    "list_tasks": "read-only",
+    "claim": "worker",
+    "complete_batch": "worker",
+    "get_task": "read-only",
+    "task_history": "read-only",
+    "progress": "worker",
+    "complete": "worker",
+    "stats.show": "read-only",
+    "stats.metrics": "read-only",
+    "admin.create_key": "admin",
+    "admin.list_keys": "admin",
+    "admin.revoke_key": "admin",
+    "admin.purge": "admin",
+    # steering and type settings (operations.ADMIN_ROUTES): operator actions
+    "operations.type_settings": "admin",
+    "operations.pause_type": "admin",
+    "operations.resume_type": "admin",
+    "operations.cancel_task": "admin",
+    "operations.retry_task": "admin",
+    "operations.requeue_task": "admin",
+    "operations.rerun_task": "admin",
+    "operations.bulk": "admin",
+    # schedules: anyone may read them; a schedule is standing configuration that
+    # makes tasks with nobody calling, so making and changing one is admin's
+    "schedules.list_all": "read-only",
+    "schedules.get": "read-only",
+    "schedules.create": "admin",
+    "schedules.pause": "admin",
+    "schedules.resume": "admin",
+    "schedules.delete": "admin",
+}
+
+ROLE_GRANTS = {
+    "admin": frozenset(("admin", "producer", "worker", "read-only")),
+    "producer": frozenset(("producer", "read-only")),
+    "worker": frozenset(("worker", "read-only")),
+    "read-only": frozenset(("read-only",)),
+}
+ROLES = ("producer", "worker", "admin", "read-only")
 
 _DIGITS = frozenset("0123456789")
 
