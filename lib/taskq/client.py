@@ -456,6 +456,7 @@ class Client:
         body = {"filter": {key: value for key, value in filters.items() if value is not None}}
         _put(body, limit=limit)
         return self.request("POST", "/tasks/bulk/%s" % urllib.parse.quote(action, safe=""), body)
+
     # -- schedules -------------------------------------------------------
     def create_schedule(self, type, params, every_seconds=None, cron=None,  # noqa: A002
                         timezone=None, priority=None, name=None, start_at=None, catch_up=None,
@@ -485,13 +486,6 @@ class Client:
     def delete_schedule(self, schedule_id):
         return self.request("DELETE", "/schedules/%d" % schedule_id)
 
-
-def _time(value):
-    """A datetime as ISO-8601 (naive = UTC, as the API reads it); strings pass."""
-    if value is None or isinstance(value, str):
-        return value
-    return value.isoformat()
-
     # -- statistics ------------------------------------------------------
     def stats(self):
         """{counts, total, oldest_pending_age_seconds, last_hour, last_day, types, leases}."""
@@ -518,6 +512,13 @@ def _time(value):
         body = {}
         _put(body, max_rows=max_rows)
         return self.request("POST", "/admin/purge", body)
+
+
+def _time(value):
+    """A datetime as ISO-8601 (naive = UTC, as the API reads it); strings pass."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.isoformat()
 
 
 def new_request_key():

@@ -385,6 +385,8 @@ def retry_delay(policy, attempts, requested=None, rand=None):
             rand = random.random
         delay *= 1 + jitter * (2 * rand() - 1)
     return int(round(max(0.0, min(delay, cap))))
+
+
 # Upper bounds (seconds) of the run-time histogram in task_runs; the last is +Inf.
 RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, float("inf"))
 PERIOD_SECONDS = 300

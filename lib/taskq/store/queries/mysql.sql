@@ -341,6 +341,7 @@ WHERE id = %s AND status IN (%s, %s)
 
 -- name: steer_select
 SELECT id FROM tasks WHERE {where} ORDER BY id LIMIT %s
+
 -- name: db_now
 SELECT UTC_TIMESTAMP(6)
 

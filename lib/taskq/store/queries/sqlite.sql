@@ -207,6 +207,7 @@ WHERE id = ? AND status IN (?, ?)
 -- bulk steering: the first matching tasks in id order (one more than asked,
 -- to tell whether more remain)
 SELECT id FROM tasks WHERE {where} ORDER BY id LIMIT ?
+
 -- name: set_type_retry
 UPDATE task_types
 SET retry_delay_seconds = ?, retry_backoff = ?, retry_max_delay_seconds = ?, retry_jitter = ?
