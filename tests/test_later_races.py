@@ -75,6 +75,14 @@ def _race(config, tmp_path, seconds, until_empty=lambda: False):
     return claims
 
 
+def assert_counters_match_a_recount(api, config):
+    """GET /stats' counters (moved by every promotion and occurrence) equal the rows."""
+    counts = {(t, st): n for t, info in api.get("/stats").data["types"].items()
+              for st, n in info["counts"].items()}
+    rows = db_execute(config, "SELECT type, status, COUNT(*) FROM tasks GROUP BY type, status")
+    assert counts == {(t, st): int(n) for t, st, n in rows}
+
+
 def test_eight_claimers_make_each_schedule_occurrence_exactly_once(backend_config, tmp_path):
     api = ApiClient(Application(config=backend_config))
     register(api, "tick", {"type": "object"})
@@ -103,6 +111,7 @@ def test_eight_claimers_make_each_schedule_occurrence_exactly_once(backend_confi
     created = Counter(task_id for task_id, in db_execute(
         backend_config, "SELECT task_id FROM task_history WHERE event = 'created'"))
     assert set(created.values()) == {1} and len(created) == len(rows)
+    assert_counters_match_a_recount(api, backend_config)
 
 
 def test_eight_claimers_never_take_a_task_before_its_run_at(backend_config, tmp_path):
@@ -122,3 +131,4 @@ def test_eight_claimers_never_take_a_task_before_its_run_at(backend_config, tmp_
     early = db_execute(backend_config, "SELECT id FROM tasks WHERE claimed_at < run_at")
     assert list(early) == []
     assert db_execute(backend_config, "SELECT COUNT(*) FROM tasks WHERE run_at IS NOT NULL")[0][0] == 240
+    assert_counters_match_a_recount(api, backend_config)

@@ -317,6 +317,9 @@ def test_cluster_claim_promotes_due_scheduled_tasks_and_leaves_future_ones(store
     other = second if got == first else first
     assert store.get_task(other)["status"] == "pending"  # promoted by the same claim
     assert store.get_task(future)["status"] == "scheduled"
+    counts = sorted(store.stats()["counts"])  # the promotion moved the counters too
+    assert counts == [("due.alpha", "claimed", 1), ("due.alpha", "pending", 1),
+                      ("due.alpha", "scheduled", 1)]
     assert [row["id"] for row in store.claim("w", None, 5, None)] == [other]
 
 
