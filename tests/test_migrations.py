@@ -207,14 +207,18 @@ def test_upgrade_from_version_1_keeps_the_tasks_and_gives_portable_claims_their_
                     "created_at, updated_at) VALUES (LAST_INSERT_ID(), 'up.alpha', '{}', %s, 3, "
                     "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))", ("a" * 64,))
         task_id = cur.lastrowid
+    conn.commit()
     conn.close()
     store = MySQLStore(make_config("mysql", tmp_path, database, database={"skip_locked": "off"}))
     try:
         with pytest.raises(SchemaMissing):  # new code on the old schema: run the installer
             store.claim("w", None, 1, None)
+        with pytest.raises(SchemaMissing):  # a column it lacks reads the same way
+            store.get_type("up.alpha")
 
         assert run_migrate(database) == [m.number for m in migrate.available()[1:]]
         assert [row["id"] for row in store.claim("w", None, 1, None)] == [task_id]
+        assert store.get_type("up.alpha")["usage_count"] == 1  # counted from the tasks it had
     finally:
         store.close()
     assert versions(database) == [m.number for m in migrate.available()]
