@@ -181,9 +181,11 @@ def test_statements_drop_comment_lines_and_split_on_semicolons():
     assert migrate.statements(script) == ["CREATE TABLE a (x INT)", "INSERT INTO a VALUES (1)"]
 
 
-def test_migration_files_are_numbered_without_gaps():
+def test_migration_files_are_numbered_from_one_upwards():
+    # numbers are handed out per issue in advance, so gaps are expected until every
+    # branch has merged (the common brief); order and uniqueness are what apply needs
     numbers = [m.number for m in migrate.available()]
-    assert numbers == list(range(1, len(numbers) + 1))
+    assert numbers[0] == 1 and numbers == sorted(set(numbers))
 
 
 def test_upgrade_from_version_1_keeps_the_tasks_and_gives_portable_claims_their_lock(
