@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 
 import pytest
@@ -86,17 +87,25 @@ def api_server(static_site, tmp_path):
 
 
 def wait_for(driver, condition, what):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    try:
-        return WebDriverWait(driver, WAIT).until(lambda d: condition(d))
+    try:  # the page re-renders its lists and detail: an element may go stale mid-read
+        return WebDriverWait(driver, WAIT, ignored_exceptions=(
+            NoSuchElementException, StaleElementReferenceException)).until(lambda d: condition(d))
     except Exception:
         raise AssertionError("%s; page error: %r" % (what, text(driver, "error")))
 
 
 def text(driver, element_id):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
+    for _ in range(10):
+        try:
+            return driver.find_element(By.ID, element_id).text
+        except StaleElementReferenceException:  # re-rendered between find and read
+            time.sleep(0.1)
     return driver.find_element(By.ID, element_id).text
 
 
@@ -126,10 +135,16 @@ def choose(driver, element_id, visible_text):
 
 
 def rows(driver):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
-            for row in driver.find_elements(By.CSS_SELECTOR, "tr.task-row")]
+    for _ in range(10):
+        try:
+            return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+                    for row in driver.find_elements(By.CSS_SELECTOR, "tr.task-row")]
+        except StaleElementReferenceException:  # the list was re-rendered meanwhile
+            time.sleep(0.1)
+    raise AssertionError("the task list kept changing")
 
 
 def test_frontend_contract_list_detail_create_claim_complete_fail(browser, static_site, api_server):
