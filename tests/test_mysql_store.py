@@ -104,7 +104,7 @@ def _order_id(order):
 def test_claim_statement_reads_its_index_without_sort_or_scan(store_factory, name, order):
     from taskq.store.mysql import Q
 
-    if name == "expired_leases" and order != DEFAULT_ORDER:
+    if (name == "expired_leases" or name.startswith("cluster_")) and order != DEFAULT_ORDER:
         pytest.skip("one statement, whatever the claim order")
     if ("group" in CLAIM_ORDERS[order]) != name.startswith("group_"):
         pytest.skip("a statement this order does not run")
