@@ -312,19 +312,18 @@ LEAKS = ("Traceback", "SELECT", "UPDATE", "progress_message", "sqlite3", "pymysq
 
 
 def test_unexpected_database_error_is_generic_500_without_details(backend, tmp_path, request):
-    # An index the claim names dropped behind the service's back: the store
-    # meets an error it cannot translate. (A missing table or column reads as
-    # "run the installer", a 503.) On MariaDB this breaks a database of its own.
+    # A row corrupted behind the service's back (params that are not JSON):
+    # the answer meets an error nothing translates. (A missing table or column
+    # reads as "run the installer", a 503.) On MariaDB this breaks a database of its own.
     if backend == "mysql":
         config = make_config("mysql", tmp_path, request.getfixturevalue("scratch_mysql_database")())
     else:
         config = make_config("sqlite", tmp_path)
     api = ApiClient(Application(config=config))
     register(api)
-    create(api)
-    db_execute(config, "ALTER TABLE tasks DROP INDEX tasks_claim" if backend == "mysql"
-               else "DROP INDEX tasks_claim")
-    response = api.post("/tasks/claim", {"worker_id": "w"})
+    task = create(api)
+    db_execute(config, "UPDATE tasks SET params_json = ? WHERE id = ?", ("{not json", task["id"]))
+    response = api.get("/tasks/%d" % task["id"])
     assert_error(response, 500)
     assert without_timestamp(response.json) == {"success": False, "error": "Internal server error",
                                                 "message": "Internal server error"}
