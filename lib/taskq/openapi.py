@@ -66,51 +66,65 @@ DEFAULT_SERVERS = ("/api", "/cgi-bin/api.py")
 
 def _ops_paths(s):
     """Stats, metrics, API keys and retention (stats.py, admin.py)."""
-    window = {"type": "object", "properties": {
+    window = {"type": "object", "required": ["completed", "failed", "retried", "run_seconds"],
+              "properties": {
         "completed": {"type": "integer"}, "failed": {"type": "integer"}, "retried": {"type": "integer"},
-        "run_seconds": {"type": "object", "properties": {
+        "run_seconds": {"type": "object", "required": ["count", "avg", "p95"], "properties": {
             "count": {"type": "integer"}, "avg": {"type": ["number", "null"]},
             "p95": {"type": ["number", "null"]}}}}}
     by_outcome = {"type": "object", "additionalProperties": {"type": "integer"}}
-    s["Stats"] = {"type": "object", "properties": {
+    s["Stats"] = {"type": "object", "required": ["counts", "total", "oldest_pending_age_seconds",
+                                                 "last_hour", "last_day", "types", "leases"],
+                  "properties": {
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
         "total": {"type": "integer"},
         "oldest_pending_age_seconds": {"type": ["number", "null"]},
         "last_hour": window, "last_day": window,
-        "types": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+        "types": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["counts", "last_hour", "last_day"], "properties": {
             "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
             "last_hour": by_outcome, "last_day": by_outcome}}},
         "leases": {"type": "object", "additionalProperties": {"type": "integer"}}}}
-    s["ApiKey"] = {"type": "object", "properties": {
+    s["ApiKey"] = {"type": "object", "required": ["id", "name", "role", "prefix", "created_at",
+                                                  "last_used_at"], "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"},
         "role": {"enum": ["producer", "worker", "admin", "read-only"]},
         "prefix": {"type": "string"}, "created_at": _TS, "last_used_at": _TS}}
     key_name = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}
     return {
         "/stats": {"get": _op("Queue statistics: counts, oldest pending, last hour and day, leases",
-                              {**_ok("Statistics", _ref("Stats")), **_errors("401", "403")})},
+                              {**_ok("Statistics", _ref("Stats")), **_errors("401")})},
         "/metrics": {"get": _op("The statistics in the Prometheus text exposition format", {
             "200": {"description": "Prometheus text (version 0.0.4)",
                     "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}}},
-            **_errors("401", "403")})},
+            **_errors("401")})},
         "/admin/keys": {
             "post": _op("Create an API key with a role (admin); the key is in this answer only",
                         {**_ok("Created: the key view plus `key`", {"allOf": [
-                            _ref("ApiKey"), {"type": "object", "properties": {"key": {"type": "string"}}}]},
-                            status="201"), **_errors("400", "401", "403", "409")},
+                            _ref("ApiKey"), {"type": "object", "required": ["key"],
+                                             "properties": {"key": {"type": "string"}}}]},
+                            status="201"), **_errors("400", "401", "403", "409", "413")},
                         _body({"type": "object", "required": ["name", "role"], "properties": {
                             "name": key_name, "role": {"enum": ["producer", "worker", "admin", "read-only"]}}})),
             "get": _op("List API keys (admin): names and prefixes, never the keys",
-                       {**_ok("Keys", {"type": "object", "properties": {
+                       {**_ok("Keys", {"type": "object", "required": ["keys", "count"], "properties": {
                            "keys": {"type": "array", "items": _ref("ApiKey")},
                            "count": {"type": "integer"}}}), **_errors("401", "403")}),
         },
         "/admin/keys/{name}": {"delete": _op(
-            "Revoke an API key (admin)", {**_ok("Revoked"), **_errors("401", "403", "404")},
+            "Revoke an API key (admin)",
+            {**_ok("Revoked", {"type": "object", "required": ["name", "revoked"], "properties": {
+                "name": {"type": "string"}, "revoked": {"const": True}}}),
+             **_errors("401", "403", "404")},
             params=[{"name": "name", "in": "path", "required": True, "schema": key_name}])},
         "/admin/purge": {"post": _op(
             "Delete tasks and history older than the [retention] days now (admin)",
-            {**_ok("Rows deleted per kind; `more` when old rows may remain"), **_errors("400", "401", "403")},
+            {**_ok("Rows deleted per kind; `more` when old rows may remain", {
+                "type": "object", "required": ["deleted", "total", "more", "retention"], "properties": {
+                    "deleted": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                    "total": {"type": "integer", "minimum": 0}, "more": {"type": "boolean"},
+                    "retention": {"type": "object", "additionalProperties": {"type": "integer"}}}}),
+             **_errors("400", "401", "403", "413")},
             _body({"type": "object", "properties": {
                 "max_rows": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 10000}}},
                 required=False))},
@@ -221,7 +235,7 @@ def document(config=None, base_url=None):
         "/task-types/register": {"post": _op(
             "Register or update a task type",
             {**_ok("Updated", _ref("TaskType")), **_ok("Created", _ref("TaskType"), status="201"),
-             **_errors("400", "401", "413")},
+             **_errors("400", "401", "403", "413")},
             _body({"type": "object", "required": ["name", "version", "param_schema"], "properties": {
                 "name": {"type": "string", "pattern": _NAME_PATTERN},
                 "version": {"type": "string", "minLength": 1, "maxLength": 64},
@@ -243,7 +257,7 @@ def document(config=None, base_url=None):
                         {**_ok("Duplicate of an existing task (deduplicated: true), or batch results "
                                "(items may carry their own 4xx)", {"oneOf": [_ref("CreatedTask"), create_batch]}),
                          **_ok("Created", _ref("CreatedTask"), status="201"),
-                         **_errors("400", "401", "404", "413")},
+                         **_errors("400", "401", "403", "404", "413")},
                         _body({"oneOf": [_ref("NewTask"), {"type": "object", "required": ["tasks"],
                                                            "properties": {"tasks": {
                                                                "type": "array", "minItems": 1, "maxItems": 500,
@@ -260,7 +274,7 @@ def document(config=None, base_url=None):
             {**_ok("The claimed task in full, or {tasks, count} when limit is given", {"oneOf": [
                 _ref("Task"), {"type": "object", "required": ["tasks", "count"], "properties": {
                     "tasks": {"type": "array", "items": _ref("Task")}, "count": {"type": "integer"}}}]}),
-             **_errors("400", "401", "404", "413")},
+             **_errors("400", "401", "403", "404", "413")},
             _body({"type": "object", "required": ["worker_id"], "properties": {
                 "worker_id": worker, "type_pattern": {"type": "string", "minLength": 1, "maxLength": 255},
                 "task_type_id": {"type": "integer", "minimum": 1, "maximum": 2 ** 32 - 1},
@@ -286,7 +300,7 @@ def document(config=None, base_url=None):
             {**_ok("Batch results", {"type": "object", "properties": {
                 "results": {"type": "array", "items": _batch_result(outcome_item)},
                 "completed": {"type": "integer"}, "failed": {"type": "integer"},
-                "count": {"type": "integer"}}}), **_errors("400", "401", "413")},
+                "count": {"type": "integer"}}}), **_errors("400", "401", "403", "413")},
             _body({"type": "object", "required": ["worker_id", "results"], "properties": {
                 "worker_id": worker, "results": {"type": "array", "minItems": 1, "maxItems": 100, "items": {
                     "allOf": [_ref("Completion"), {"type": "object", "required": ["id"],
@@ -338,7 +352,7 @@ def _operations():
     paths = {
         "/task-types/{name}/settings": {"post": _op(
             "Admin: set max_concurrency, dedupe_scope, is_paused",
-            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "404")},
+            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "403", "404")},
             _body({"type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
                 "max_concurrency": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000000},
                 "dedupe_scope": {"enum": ["always", "active", "off"]},
@@ -346,10 +360,10 @@ def _operations():
             params=[_NAME])},
         "/task-types/{name}/pause": {"post": _op(
             "Admin: claims pass over the type; creates go on",
-            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "404")}, params=[_NAME])},
+            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "403", "404")}, params=[_NAME])},
         "/task-types/{name}/resume": {"post": _op(
             "Admin: the type is claimed again",
-            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "404")}, params=[_NAME])},
+            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "403", "404")}, params=[_NAME])},
     }
     summaries = {
         "cancel": "Admin: cancel a pending or claimed task",
@@ -358,7 +372,7 @@ def _operations():
         "rerun": "Admin: a completed task runs again although its dedupe key exists"}
     for action, summary in summaries.items():
         paths["/tasks/{id}/" + action] = {"post": _op(
-            summary, {**_ok("The task after the change", steered), **_errors("401", "404", "409")},
+            summary, {**_ok("The task after the change", steered), **_errors("401", "403", "404", "409")},
             params=[_ID])}
     paths["/tasks/bulk/{action}"] = {"post": _op(
         "Admin: apply an action to up to 1000 tasks matching a filter",
@@ -368,7 +382,7 @@ def _operations():
             "skipped": {"type": "array", "items": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "status": {"type": "integer"}, "error": {"type": "string"}}}},
             "more": {"type": "boolean"}, "limit": {"type": "integer"}}}),
-         **_errors("400", "401", "404")},
+         **_errors("400", "401", "403", "404")},
         _body({"type": "object", "required": ["filter"], "additionalProperties": False, "properties": {
             "filter": {"type": "object", "additionalProperties": False, "properties": {
                 "type": {"type": "string"},
