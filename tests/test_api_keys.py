@@ -58,7 +58,7 @@ def _path(rule):
 
 @pytest.mark.parametrize("role", ["producer", "worker", "admin", "read-only"])
 def test_each_role_reaches_exactly_the_routes_its_table_grants(admin_api, role):
-    admin, raw = admin_api
+    admin, _ = admin_api
     register(admin, "demo")
     client = keyed(admin_api[1], make_key(admin, "k-" + role, role)["key"])
     for method, rule, name in ROUTES:
@@ -101,7 +101,7 @@ def test_revoked_key_gets_401(admin_api):
 
 
 def test_keys_are_stored_and_listed_only_as_hash_and_prefix(admin_api, backend_config):
-    admin, raw = admin_api
+    admin, _ = admin_api
     created = make_key(admin, "ci", "read-only")
     key = created["key"]
     assert key.startswith("tqk_") and len(key) >= 40 and created["prefix"] == key[:12]
@@ -148,7 +148,7 @@ def test_without_any_key_the_api_is_open_until_a_key_exists(api):
 
 
 def test_bad_key_requests_get_400_naming_the_field_and_change_nothing(admin_api):
-    admin, raw = admin_api
+    admin, _ = admin_api
     for body, field in (({"role": "worker"}, "name"), ({"name": "a"}, "role"),
                         ({"name": "a b", "role": "worker"}, "name"),
                         ({"name": "a", "role": "root"}, "role"), ({"name": 5, "role": "worker"}, "name")):
