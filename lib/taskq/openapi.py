@@ -221,7 +221,9 @@ def document(config=None, base_url=None):
                                public=True)},
         "/openapi.json": {"get": _op("This document", {"200": {
             "description": "OpenAPI document (bare, not in the envelope)",
-            "content": {"application/json": {"schema": {"type": "object", "required": ["openapi"]}}}}},
+            "content": {"application/json": {"schema": {
+                "type": "object", "required": ["openapi"],
+                "properties": {"openapi": {"type": "string"}}}}}}},
             public=True)},
         "/docs": {"get": _op("Interactive API documentation (Swagger UI); no key needed to open", {
             "200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
