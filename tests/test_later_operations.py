@@ -76,8 +76,8 @@ def test_list_filters_accept_scheduled_and_cancelled(later):
     create(api, {"n": 1}, delay_seconds=3600)
     gone = create(api, {"n": 2})
     api.post("/tasks/%d/cancel" % gone["id"])
-    assert api.get("/tasks", query="status=scheduled").data["total"] == 1
-    assert api.get("/tasks", query="status=cancelled").data["total"] == 1
+    assert api.get("/tasks", query="status=scheduled").json["pagination"]["total"] == 1
+    assert api.get("/tasks", query="status=cancelled").json["pagination"]["total"] == 1
     bad = api.get("/tasks", query="status=later")
     assert bad.status == 400 and "scheduled" in bad.error and "cancelled" in bad.error
 

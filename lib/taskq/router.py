@@ -11,6 +11,8 @@ from .errors import MethodNotAllowed, NotFound
 ROUTES = (
     ("GET", "/health", "health"),
     ("GET", "/openapi.json", "openapi"),
+    ("GET", "/docs", "docs_page"),
+    ("GET", "/docs/swagger-ui/{name}", "docs_asset"),
     ("POST", "/task-types/register", "register_type"),
     ("GET", "/task-types", "list_types"),
     ("GET", "/task-types/{name}", "get_type"),
@@ -48,7 +50,9 @@ ROUTES = (
 )
 
 # Routes that answer without an API key and without touching the database.
-PUBLIC = frozenset(("health", "openapi"))
+PUBLIC = frozenset(("health", "openapi", "docs_page", "docs_asset"))
+# Routes answered by docs_ui (route name -> function): files, not JSON envelopes.
+FILES = {"docs_page": "page", "docs_asset": "asset"}
 
 # The role each route needs (app.py checks it against the request's key); a
 # route missing here needs admin. What each role may do is ROLE_GRANTS.

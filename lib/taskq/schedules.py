@@ -167,7 +167,7 @@ def create(ctx):
     body = ctx.request.json()
     name = v.type_name(body["name"], "name") if body.get("name") is not None else None
     rule, every, cron_text, tz_name = _rule(body)
-    catch_up = v.choice(body, "catch_up", ("latest", "all"), "latest")
+    catch_up = v.choice(body, "catch_up", ("latest", "all")) or "latest"
     limit = v.integer(body, "catch_up_limit", low=1, high=MAX_CATCH_UP, default=100)
     start_at = v.timestamp(body, "start_at")
     if start_at is not None:
