@@ -171,7 +171,7 @@ def _analyze(store, name, params):
         cur.execute("BEGIN")
         from taskq.store.mysql import Q
 
-        cur.execute("ANALYZE " + Q[name], params)
+        cur.execute("ANALYZE " + Q[name].format(**CLAIM_ORDERS[DEFAULT_ORDER]), params)
         columns = [c[0] for c in cur.description]
         plan = [dict(zip(columns, row)) for row in cur.fetchall()]
         cur.execute("ROLLBACK")

@@ -43,7 +43,7 @@ ON CONFLICT (dedupe_key) DO NOTHING
 -- name: task_by_dedupe_key
 SELECT id, type, type_id, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
-       completed_at, created_at, updated_at
+       completed_at, created_at, updated_at, run_at
 FROM tasks WHERE dedupe_key = ?
 
 -- name: count_type_usage
