@@ -127,6 +127,22 @@ def test_list_tasks_filters_scheduled(api):
     assert [t["id"] for t in listed] == [created["id"]]
 
 
+
+@pytest.mark.parametrize("sort_by,sort_order", [("priority", "DESC"), ("priority", "ASC"),
+                                                ("attempts", "DESC"), ("id", "ASC"),
+                                                ("created_at", "DESC")])
+def test_every_claim_order_and_the_type_filter_promote_due_tasks(later, sort_by, sort_order):
+    api, config = later
+    kind = register(api)
+    due = create(api, {"n": 1}, delay_seconds=3600)
+    waiting = create(api, {"n": 2}, delay_seconds=3600)
+    backdate(config, "tasks", "run_at", due["id"])
+    body = {"sort_by": sort_by, "sort_order": sort_order, "task_type_id": kind["id"]}
+    claimed = claim(api, **body)
+    assert claimed.status == 200 and claimed.data["id"] == due["id"], claimed
+    assert claim(api, **body).status == 404  # the other is not due yet
+    assert task(api, waiting["id"])["status"] == "scheduled"
+
 # -- retry backoff ---------------------------------------------------------------------
 def test_failed_attempt_waits_the_types_fixed_delay(later):
     api, config = later
