@@ -10,11 +10,13 @@ import json
 import sys
 
 from . import errors
-from .router import PUBLIC, Router
+from .router import PUBLIC, SELF_AUTHORIZED, Router
 
-STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request",
+STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 303: "See Other",
+               304: "Not Modified", 400: "Bad Request",
                401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
                405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+               429: "Too Many Requests",
                500: "Internal Server Error", 503: "Service Unavailable"}
 
 CORS_HEADERS = "Content-Type, Authorization, X-API-Key"
@@ -147,13 +149,16 @@ class Application:
             if request.method == "OPTIONS":
                 return self._preflight(request, headers)
             name, params = self.router.match(request.method, request.path)
-            if name not in PUBLIC:
+            if name not in PUBLIC and not name.startswith(SELF_AUTHORIZED):
                 self._authorize(request, config)
             request.check_size()
             context = Context(request, config)
-            from . import handlers
-
-            status, message, data = getattr(handlers, name)(context, **params)
+            answer = _handler(name)(context, **params)
+            if isinstance(answer, RawResponse):  # the dashboard's pages and files
+                headers[:] = [h for h in headers if h[0] not in ("Content-Type", "Cache-Control")]
+                headers.extend(answer.headers)
+                return answer.status, headers, answer.body
+            status, message, data = answer
             payload = data if message is None else {"success": True, "message": message, "data": data}
         except errors.TaskqError as exc:
             status = exc.status
@@ -214,6 +219,27 @@ class Application:
                             ("Access-Control-Allow-Headers", CORS_HEADERS),
                             ("Access-Control-Max-Age", "600")])
         return 204, headers, b""
+
+
+class RawResponse:
+    """An answer that is not the JSON envelope (HTML, CSS): status, headers, body bytes."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+
+def _handler(name):
+    """The function a route names: `claim` lives in handlers, `dashboard.tasks` in dashboard."""
+    module_name, _, function = name.rpartition(".")
+    if not module_name:
+        from . import handlers
+
+        return getattr(handlers, name)
+    import importlib
+
+    return getattr(importlib.import_module("." + module_name, __package__), function)
 
 
 def _log_error(config, environ, exc, traceback):

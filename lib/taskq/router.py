@@ -22,10 +22,22 @@ ROUTES = (
     ("GET", "/tasks/{id:int}/history", "task_history"),
     ("POST", "/tasks/{id:int}/progress", "progress"),
     ("POST", "/tasks/{id:int}/complete", "complete"),
+    # the dashboard (lib/taskq/dashboard.py): HTML pages behind a session cookie
+    ("GET", "/dashboard", "dashboard.overview"),
+    ("GET", "/dashboard/login", "dashboard.login_form"),
+    ("POST", "/dashboard/login", "dashboard.login"),
+    ("POST", "/dashboard/logout", "dashboard.logout"),
+    ("GET", "/dashboard/tasks", "dashboard.tasks"),
+    ("GET", "/dashboard/tasks/{id:int}", "dashboard.task"),
+    ("GET", "/dashboard/types", "dashboard.types"),
+    ("GET", "/dashboard/health", "dashboard.health"),
+    ("GET", "/dashboard/static/{name}", "dashboard.static"),
 )
 
 # Routes that answer without an API key and without touching the database.
 PUBLIC = frozenset(("health", "openapi"))
+# Route families that check their own credentials (the dashboard's session cookie).
+SELF_AUTHORIZED = ("dashboard.",)
 
 _DIGITS = frozenset("0123456789")
 

@@ -58,7 +58,8 @@ DUPLICATE_KEY = 1062
 PACKET_CHECK_BYTES = 1024 * 1024
 PACKET_OVERHEAD = 64 * 1024
 
-TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at")
+TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at",
+               "expires_at")
 
 
 def iso(value):
@@ -532,3 +533,41 @@ class MySQLStore(Store):
             return rows, total
 
         return self._read(work)
+
+    # -- dashboard -----------------------------------------------------
+    def queue_counts(self):
+        def work():
+            counts = self._all("queue_counts")
+            oldest = self._exec("oldest_pending").fetchone()[0]
+            return counts, iso(oldest)
+
+        return self._read(work)
+
+    def live_leases(self, limit):
+        return self._read(lambda: self._all("live_leases", (limit,)))
+
+    def create_session(self, token_hash, csrf_token, key_ref, ttl_seconds):
+        def work():
+            self._exec("delete_expired_sessions")
+            self._exec("create_session", (token_hash, csrf_token, key_ref, ttl_seconds))
+
+        self._transaction(work)
+
+    def get_session(self, token_hash):
+        return self._read(lambda: self._one("get_session", (token_hash,)))
+
+    def delete_session(self, token_hash):
+        self._transaction(lambda: self._exec("delete_session", (token_hash,)))
+
+    def login_failures(self, address, window_seconds):
+        def work():
+            row = self._exec("login_failures", (address, window_seconds)).fetchone()
+            return row[0] if row else 0
+
+        return self._read(work)
+
+    def record_login_failure(self, address, window_seconds):
+        self._transaction(lambda: self._exec("record_login_failure", (address, window_seconds)))
+
+    def clear_login_failures(self, address):
+        self._transaction(lambda: self._exec("clear_login_failures", (address,)))

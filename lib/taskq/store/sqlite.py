@@ -34,7 +34,8 @@ def iso(ms):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
 
 
-TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at")
+TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at",
+               "expires_at")
 
 
 def _row(cursor, values):
@@ -294,6 +295,44 @@ class SQLiteStore(Store):
         rows = self._all("list_tasks", params + [limit, offset], where=clause)
         total = self.conn.execute(Q["count_tasks"].format(where=clause), params).fetchone()[0]
         return rows, total
+
+    # -- dashboard -----------------------------------------------------
+    def queue_counts(self):
+        counts = [{"type": t, "status": st, "count": n}
+                  for t, st, n in self.conn.execute(Q["queue_counts"]).fetchall()]
+        return counts, iso(self.conn.execute(Q["oldest_pending"]).fetchone()[0])
+
+    def live_leases(self, limit):
+        return self._all("live_leases", (limit,))
+
+    def create_session(self, token_hash, csrf_token, key_ref, ttl_seconds):
+        def work(now):
+            self.conn.execute(Q["delete_expired_sessions"], (now,))
+            self.conn.execute(Q["create_session"], (token_hash, csrf_token, key_ref, now,
+                                                    now + 1000 * ttl_seconds))
+
+        self._write(work)
+
+    def get_session(self, token_hash):
+        return self._one("get_session", (token_hash, now_ms()))
+
+    def delete_session(self, token_hash):
+        self._write(lambda now: self.conn.execute(Q["delete_session"], (token_hash,)))
+
+    def login_failures(self, address, window_seconds):
+        row = self.conn.execute(Q["login_failures"],
+                                (address, now_ms() - 1000 * window_seconds)).fetchone()
+        return row[0] if row else 0
+
+    def record_login_failure(self, address, window_seconds):
+        def work(now):
+            cutoff = now - 1000 * window_seconds
+            self.conn.execute(Q["record_login_failure"], (address, now, cutoff, cutoff))
+
+        self._write(work)
+
+    def clear_login_failures(self, address):
+        self._write(lambda now: self.conn.execute(Q["clear_login_failures"], (address,)))
 
 
 def migrations():

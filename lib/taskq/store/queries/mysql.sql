@@ -203,3 +203,43 @@ FROM tasks WHERE {where} ORDER BY id DESC LIMIT %s OFFSET %s
 
 -- name: count_tasks
 SELECT COUNT(*) FROM tasks WHERE {where}
+
+-- name: queue_counts
+-- dashboard overview: tasks per type and status (reads tasks_type_claim, no table rows)
+SELECT type, status, COUNT(*) AS count FROM tasks GROUP BY type_id, type, status ORDER BY type, status
+
+-- name: oldest_pending
+SELECT MIN(created_at) FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'pending'
+
+-- name: create_session
+INSERT INTO dashboard_sessions (token_hash, csrf_token, key_ref, created_at, expires_at)
+VALUES (%s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL %s SECOND)
+
+-- name: get_session
+SELECT token_hash, csrf_token, key_ref, created_at, expires_at FROM dashboard_sessions
+WHERE token_hash = %s AND expires_at > UTC_TIMESTAMP(6)
+
+-- name: delete_session
+DELETE FROM dashboard_sessions WHERE token_hash = %s
+
+-- name: delete_expired_sessions
+DELETE FROM dashboard_sessions WHERE expires_at <= UTC_TIMESTAMP(6) LIMIT 100
+
+-- name: login_failures
+SELECT failures FROM login_failures
+WHERE address = %s AND window_start > UTC_TIMESTAMP(6) - INTERVAL %s SECOND
+
+-- name: record_login_failure
+-- one statement, so concurrent failures from one address all count
+INSERT INTO login_failures (address, failures, window_start) VALUES (%s, 1, UTC_TIMESTAMP(6))
+ON DUPLICATE KEY UPDATE
+    failures = IF(window_start > UTC_TIMESTAMP(6) - INTERVAL %s SECOND, failures + 1, 1),
+    window_start = IF(failures = 1, UTC_TIMESTAMP(6), window_start)
+
+-- name: clear_login_failures
+DELETE FROM login_failures WHERE address = %s
+
+-- name: live_leases
+-- dashboard: who holds what now (reads tasks_status_id's claimed range)
+SELECT id, type, claimed_by, claimed_at, lease_expires_at, progress, updated_at
+FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'claimed' ORDER BY id DESC LIMIT %s

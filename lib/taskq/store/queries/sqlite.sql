@@ -127,3 +127,41 @@ FROM tasks WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?
 
 -- name: count_tasks
 SELECT COUNT(*) FROM tasks WHERE {where}
+
+-- name: queue_counts
+-- dashboard overview: tasks per type and status (reads the type-claim index)
+SELECT type, status, COUNT(*) AS count FROM tasks GROUP BY type_id, status ORDER BY type, status
+
+-- name: oldest_pending
+SELECT MIN(created_at) FROM tasks WHERE status = 'pending'
+
+-- name: create_session
+INSERT INTO dashboard_sessions (token_hash, csrf_token, key_ref, created_at, expires_at)
+VALUES (?, ?, ?, ?, ?)
+
+-- name: get_session
+SELECT token_hash, csrf_token, key_ref, created_at, expires_at FROM dashboard_sessions
+WHERE token_hash = ? AND expires_at > ?
+
+-- name: delete_session
+DELETE FROM dashboard_sessions WHERE token_hash = ?
+
+-- name: delete_expired_sessions
+DELETE FROM dashboard_sessions WHERE expires_at <= ?
+
+-- name: login_failures
+SELECT failures FROM login_failures WHERE address = ? AND window_start > ?
+
+-- name: record_login_failure
+INSERT INTO login_failures (address, failures, window_start) VALUES (?, 1, ?)
+ON CONFLICT (address) DO UPDATE SET
+    failures = CASE WHEN window_start > ? THEN failures + 1 ELSE 1 END,
+    window_start = CASE WHEN window_start > ? THEN window_start ELSE excluded.window_start END
+
+-- name: clear_login_failures
+DELETE FROM login_failures WHERE address = ?
+
+-- name: live_leases
+-- dashboard: who holds what now (reads tasks_status_id's claimed range)
+SELECT id, type, claimed_by, claimed_at, lease_expires_at, progress, updated_at
+FROM tasks WHERE status = 'claimed' ORDER BY id DESC LIMIT ?

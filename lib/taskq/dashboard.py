@@ -1,0 +1,398 @@
+"""The dashboard: server-rendered HTML pages under /dashboard, one CGI process each.
+
+Log in with an admin API key; the browser then holds a session cookie
+(HttpOnly, SameSite=Strict, Secure over HTTPS, with an expiry) whose token
+the database knows only as a SHA-256. Every form carries the session's CSRF
+token; failed logins are counted per client address in the database and
+refused for a while past a limit. With no API key configured the dashboard
+is read-only and says how to set one. Markup lives in templates/ (escaped by
+default); every page is sent with a Content-Security-Policy that allows no
+inline script.
+"""
+
+import hashlib
+import os
+
+from . import __version__
+from .errors import BadRequest, Forbidden, NotFound, TaskqError, TooManyRequests
+
+SESSION_COOKIE = "taskq_session"
+LOGIN_COOKIE = "taskq_login"
+SESSION_SECONDS = 8 * 3600
+LOGIN_WINDOW_SECONDS = 15 * 60
+LOGIN_MAX_FAILURES = 5
+PAGE_SIZE = 50
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".svg": "image/svg+xml"}
+CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+PAGE_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
+                ("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"),
+                ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin")]
+STATUSES = ("pending", "claimed", "completed", "failed")
+NAV = (("overview", "", "Overview"), ("tasks", "/tasks", "Tasks"), ("types", "/types", "Types"),
+       ("health", "/health", "Health"))
+
+
+# -- plumbing ------------------------------------------------------------------
+def _raw(status, headers, body):
+    from .app import RawResponse
+
+    return RawResponse(status, headers, body)
+
+
+def base_url(environ):
+    """The URL prefix in front of /dashboard as the browser sees it.
+
+    Behind the shipped .htaccess the browser asked for /<folder>/dashboard/...
+    while the script is /<folder>/cgi-bin/api.py: REQUEST_URI minus PATH_INFO
+    gives the prefix the links must keep. Without REQUEST_URI (wsgiref, other
+    servers) SCRIPT_NAME is the prefix.
+    """
+    path_info = environ.get("PATH_INFO", "")
+    uri = environ.get("REQUEST_URI", "").split("?", 1)[0]
+    if uri:
+        from urllib.parse import unquote
+
+        uri = unquote(uri)
+        trimmed = uri.rstrip("/") if len(uri) > 1 else uri
+        info = path_info.rstrip("/") if len(path_info) > 1 else path_info
+        if info and trimmed.endswith(info):
+            return trimmed[:len(trimmed) - len(info)]
+    return environ.get("SCRIPT_NAME", "").rstrip("/")
+
+
+def _is_https(environ):
+    return (environ.get("HTTPS", "").lower() in ("on", "1")
+            or environ.get("wsgi.url_scheme") == "https"
+            or environ.get("HTTP_X_FORWARDED_PROTO", "").lower() == "https")
+
+
+def _cookies(environ):
+    out = {}
+    for part in environ.get("HTTP_COOKIE", "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name not in out:
+            out[name] = value
+    return out
+
+
+def _cookie(environ, name, value, max_age):
+    path = (base_url(environ) or "") + "/dashboard"
+    parts = ["%s=%s" % (name, value), "Path=%s" % path, "HttpOnly", "SameSite=Strict",
+             "Max-Age=%d" % max_age]
+    if _is_https(environ):
+        parts.append("Secure")
+    return ("Set-Cookie", "; ".join(parts))
+
+
+def _hash(token):
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def _new_token():
+    import secrets
+
+    return secrets.token_urlsafe(32)
+
+
+def _same(given, expected):
+    from .app import compare_digest
+
+    return bool(given) and bool(expected) and compare_digest(given.encode("utf-8", "replace"),
+                                                              expected.encode("utf-8", "replace"))
+
+
+def _form(request):
+    """The body of an HTML form post (urlencoded), bounded by max_body_bytes."""
+    from urllib.parse import parse_qsl
+
+    length = request.content_length()
+    raw = request.environ["wsgi.input"].read(length) if length else b""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The form is not UTF-8") from None
+    return dict(parse_qsl(text, keep_blank_values=True))
+
+
+class Session:
+    """Who is looking: logged in (with a CSRF token), or read-only without a key."""
+
+    def __init__(self, row=None, read_only=False):
+        self.row = row
+        self.read_only = read_only
+        self.csrf = row["csrf_token"] if row else ""
+
+    @property
+    def can_act(self):
+        return self.row is not None
+
+
+def _admin_keys(config):
+    """The keys that may log in. Today the config's api_key is the admin key."""
+    key = config.api["api_key"]
+    return [("config", key)] if key else []
+
+
+def _session(ctx):
+    """The caller's session, or None when they must log in first."""
+    if not _admin_keys(ctx.config):
+        return Session(read_only=True)
+    token = _cookies(ctx.request.environ).get(SESSION_COOKIE)
+    if not token or len(token) > 100:
+        return None
+    row = ctx.store.get_session(_hash(token))
+    if row is None or row["key_ref"] not in dict(_admin_keys(ctx.config)):
+        return None
+    return Session(row)
+
+
+def _redirect(ctx, where, extra_headers=()):
+    location = base_url(ctx.request.environ) + "/dashboard" + where
+    return _raw(303, [("Location", location), ("Cache-Control", "no-store"),
+                      ("Content-Type", "text/html; charset=utf-8")] + list(extra_headers),
+                b"")
+
+
+def _page(ctx, template, title, session, status=200, active="", extra_headers=(), **scope):
+    from .templates import render
+
+    base = base_url(ctx.request.environ) + "/dashboard"
+    body = render(template, base=base, session=session, **scope)
+    nav = [{"href": base + path, "label": label, "on": key == active} for key, path, label in NAV]
+    html = render("layout.html", title=title, body=body, base=base, nav=nav, session=session,
+                  version=__version__, refresh=scope.get("refresh"))
+    return _raw(status, PAGE_HEADERS + list(extra_headers), html.encode("utf-8"))
+
+
+def _guarded(page):
+    """Render `page(ctx, session, ...)` for a logged-in (or read-only) visitor;
+    others go to the login form. A TaskqError becomes an error page, not JSON."""
+    def wrapper(ctx, **params):
+        try:
+            session = _session(ctx)
+            if session is None:
+                if ctx.request.method in ("GET", "HEAD"):
+                    return _redirect(ctx, "/login")
+                raise Forbidden("Your session has ended: log in again")
+            return page(ctx, session, **params)
+        except TaskqError as exc:
+            return _error_page(ctx, exc)
+
+    wrapper.__name__ = page.__name__
+    wrapper.__doc__ = page.__doc__
+    return wrapper
+
+
+def _error_page(ctx, exc):
+    return _page(ctx, "error.html", "Error %d" % exc.status, Session(read_only=True),
+                 status=exc.status, extra_headers=exc.headers(), message=exc.message)
+
+
+# -- login and logout ----------------------------------------------------------
+def login_form(ctx, error=None, status=200):
+    """The login page; a fresh token in a cookie and in the form guards it against CSRF."""
+    if not _admin_keys(ctx.config):
+        return _redirect(ctx, "")
+    token = _new_token()
+    headers = [_cookie(ctx.request.environ, LOGIN_COOKIE, token, 3600)]
+    return _page(ctx, "login.html", "Log in", None, status=status, extra_headers=headers,
+                 csrf=token, error=error)
+
+
+def login(ctx):
+    environ = ctx.request.environ
+    address = (environ.get("REMOTE_ADDR") or "unknown")[:64]
+    try:
+        form = _form(ctx.request)
+        if not _same(form.get("csrf", ""), _cookies(environ).get(LOGIN_COOKIE, "")):
+            raise Forbidden("The login form expired: reload the page and try again")
+        keys = _admin_keys(ctx.config)
+        if not keys:
+            return _redirect(ctx, "")
+        failures = ctx.store.login_failures(address, LOGIN_WINDOW_SECONDS)
+        if failures >= LOGIN_MAX_FAILURES:
+            raise TooManyRequests("Too many failed logins from your address: wait %d minutes"
+                                  % (LOGIN_WINDOW_SECONDS // 60), retry_after=LOGIN_WINDOW_SECONDS)
+        given = form.get("key", "").strip()
+        ref = next((ref for ref, key in keys if _same(given, key)), None)
+        if ref is None:
+            ctx.store.record_login_failure(address, LOGIN_WINDOW_SECONDS)
+            import time
+
+            time.sleep(0.5)  # every wrong guess costs the guesser, too
+            return login_form(ctx, error="That key is not an admin key.", status=401)
+        ctx.store.clear_login_failures(address)
+        token = _new_token()
+        ctx.store.create_session(_hash(token), _new_token(), ref, SESSION_SECONDS)
+        return _redirect(ctx, "", [_cookie(environ, SESSION_COOKIE, token, SESSION_SECONDS),
+                                   _cookie(environ, LOGIN_COOKIE, "", 0)])
+    except TaskqError as exc:
+        return _error_page(ctx, exc)
+
+
+def logout(ctx):
+    try:
+        session = _session(ctx)
+        if session is not None and session.can_act:
+            form = _form(ctx.request)
+            if not _same(form.get("csrf", ""), session.csrf):
+                raise Forbidden("Invalid CSRF token: reload the page and try again")
+            ctx.store.delete_session(session.row["token_hash"])
+        return _redirect(ctx, "/login", [_cookie(ctx.request.environ, SESSION_COOKIE, "", 0)])
+    except TaskqError as exc:
+        return _error_page(ctx, exc)
+
+
+# -- pages ---------------------------------------------------------------------
+def _age(iso_text):
+    """'3 min' for an ISO-8601 UTC time in the past, by this host's clock."""
+    if not iso_text:
+        return None
+    import calendar
+    import time
+
+    try:
+        then = calendar.timegm(time.strptime(iso_text, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return None
+    seconds = max(0, int(time.time() - then))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return "%d %s" % (seconds // size, unit)
+    return "%d s" % seconds
+
+
+@_guarded
+def overview(ctx, session):
+    counts, oldest = ctx.store.queue_counts()
+    by_type, totals = {}, dict.fromkeys(STATUSES, 0)
+    for row in counts:
+        entry = by_type.setdefault(row["type"], dict.fromkeys(STATUSES, 0))
+        entry[row["status"]] = entry.get(row["status"], 0) + row["count"]
+        totals[row["status"]] = totals.get(row["status"], 0) + row["count"]
+    types = [{"name": name, "counts": [entry.get(s, 0) for s in STATUSES]}
+             for name, entry in sorted(by_type.items())]
+    workers = {}
+    for lease in ctx.store.live_leases(200):
+        worker = workers.setdefault(lease["claimed_by"], {"id": lease["claimed_by"], "tasks": [],
+                                                          "seen": lease["updated_at"]})
+        worker["tasks"].append(lease)
+        worker["seen"] = max(worker["seen"], lease["updated_at"])
+    for worker in workers.values():
+        worker["seen_ago"] = _age(worker["seen"])
+    return _page(ctx, "overview.html", "Overview", session, active="overview",
+                 statuses=STATUSES, totals=totals, types=types,
+                 oldest=oldest, oldest_age=_age(oldest), refresh=15,
+                 workers=sorted(workers.values(), key=lambda w: w["seen"], reverse=True))
+
+
+@_guarded
+def tasks(ctx, session):
+    from . import validation as v
+
+    query = ctx.request.query
+    status = query.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise BadRequest("Unknown status: choose one of %s" % ", ".join(STATUSES))
+    type_filter = query.get("type") or None
+    page = v.query_int(query, "page", 1, 1, 10 ** 9)
+    rows, total = ctx.store.list_tasks(status, type_filter, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    pages = max(1, -(-total // PAGE_SIZE))
+    link = _query_link(status=status, type=type_filter)
+    return _page(ctx, "tasks.html", "Tasks", session, active="tasks", tasks=rows, total=total,
+                 page=page, pages=pages, statuses=STATUSES, filter_status=status, filter_type=type_filter,
+                 prev_link=link + "&page=%d" % (page - 1) if page > 1 else None,
+                 next_link=link + "&page=%d" % (page + 1) if page < pages else None)
+
+
+def _query_link(**params):
+    from urllib.parse import urlencode
+
+    return "?" + urlencode([(k, v) for k, v in params.items() if v])
+
+
+@_guarded
+def task(ctx, session, id):
+    from .handlers import task_view
+
+    row = ctx.store.get_task(id)
+    if row is None:
+        raise NotFound("Task not found: %d" % id)
+    view = task_view(row)
+    events = ctx.store.task_history(id) or []
+    return _page(ctx, "task.html", "Task %d" % id, session, active="tasks", task=view,
+                 events=events, has_params=view.get("params") not in (None, {}),
+                 has_result=view.get("result") is not None)
+
+
+@_guarded
+def types(ctx, session):
+    from .handlers import type_view
+
+    rows = [type_view(row) for row in ctx.store.list_types(False)]
+    return _page(ctx, "types.html", "Types", session, active="types", types=rows)
+
+
+@_guarded
+def health(ctx, session):
+    import platform
+
+    checks = {"backend": ctx.config.backend}
+    try:
+        ctx.store.ping()
+        checks["database"] = ctx.store.server_info()
+        checks["reachable"] = True
+    except TaskqError as exc:
+        checks["reachable"] = False
+        checks["problem"] = exc.message
+    packages = [{"name": "taskq", "version": __version__}]
+    for module, name in (("pymysql", "PyMySQL"), ("jsonschema", "jsonschema")):
+        packages.append({"name": name, "version": _package_version(module)})
+    settings = []
+    for section in ("database", "queue", "api", "log"):
+        for key, value in sorted(getattr(ctx.config, section).items()):
+            if key in ("password", "api_key") or "secret" in key:
+                value = "(set)" if value else "(not set)"
+            elif isinstance(value, (list, tuple)):
+                value = ", ".join(value)
+            settings.append({"key": "%s.%s" % (section, key), "value": value})
+    return _page(ctx, "health.html", "Health", session, active="health", checks=checks,
+                 python=platform.python_version(), implementation=platform.python_implementation(),
+                 packages=packages, settings=settings)
+
+
+def _package_version(module):
+    try:
+        from importlib.metadata import version
+    except ImportError:  # Python 3.7
+        version = None
+    names = {"pymysql": "PyMySQL"}
+    if version is not None:
+        try:
+            return version(names.get(module, module))
+        except Exception:  # noqa: BLE001 - vendored copies carry no metadata
+            pass
+    try:
+        imported = __import__(module)
+        return getattr(imported, "__version__", None) or getattr(imported, "VERSION", None)
+    except ImportError:
+        return "not installed"
+
+
+def static(ctx, name):
+    """CSS and script shipped in lib/taskq/static/; cached by the browser for a day."""
+    extension = os.path.splitext(name)[1]
+    if name.startswith(".") or "/" in name or "\\" in name or extension not in STATIC_TYPES:
+        raise NotFound("No such file: %s" % name)
+    path = os.path.join(STATIC_DIR, name)
+    try:
+        with open(path, "rb") as handle:
+            body = handle.read()
+    except OSError:
+        raise NotFound("No such file: %s" % name) from None
+    return _raw(200, [("Content-Type", STATIC_TYPES[extension]),
+                      ("Cache-Control", "public, max-age=86400"),
+                      ("X-Content-Type-Options", "nosniff")], body)
