@@ -131,9 +131,12 @@ class Session:
 
 
 def _admin_keys(config):
-    """The keys that may log in. Today the config's api_key is the admin key."""
+    """(ref, key) for each key that may log in: today the config's api_key.
+
+    A session remembers the ref, which carries a hash of the key, so a new
+    key in config.ini ends every session made with the old one."""
     key = config.api["api_key"]
-    return [("config", key)] if key else []
+    return [("config:" + _hash(key)[:16], key)] if key else []
 
 
 def _session(ctx):

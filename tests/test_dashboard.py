@@ -1,0 +1,326 @@
+"""The dashboard's pages and login, through the WSGI app, on SQLite and MariaDB.
+
+The browser suite (test_dashboard_browser.py) clicks through the same pages
+in Chromium; this one pins the rules a browser cannot see: cookie flags,
+CSRF refusals, the login throttle, expired sessions, escaping, CSP.
+"""
+
+import io
+import re
+from urllib.parse import urlencode
+
+import pytest
+
+from conftest import db_execute
+from taskq.app import Application
+from taskq.templates import TemplateError, escape, parse, render_string
+
+KEY = "k" * 43
+XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+
+
+class Browser:
+    """A cookie-keeping client of the WSGI app that reads HTML, as a browser would."""
+
+    def __init__(self, app, address="127.0.0.1", https=False):
+        self.app = app
+        self.cookies = {}
+        self.address = address
+        self.https = https
+
+    def request(self, method, path, form=None, query=""):
+        raw = urlencode(form).encode("utf-8") if form is not None else b""
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+                   "CONTENT_LENGTH": str(len(raw)), "wsgi.input": io.BytesIO(raw),
+                   "CONTENT_TYPE": "application/x-www-form-urlencoded",
+                   "REMOTE_ADDR": self.address, "SCRIPT_NAME": "/cgi-bin/api.py",
+                   "REQUEST_URI": "/taskq" + path + ("?" + query if query else ""),
+                   "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+                   "wsgi.url_scheme": "https" if self.https else "http"}
+        if self.cookies:
+            environ["HTTP_COOKIE"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+        captured = {}
+
+        def start_response(status, headers, exc_info=None):
+            captured["status"] = int(status.split()[0])
+            captured["headers"] = headers
+
+        body = b"".join(self.app(environ, start_response)).decode("utf-8")
+        page = Page(captured["status"], captured["headers"], body)
+        for cookie in page.all("Set-Cookie"):
+            name, _, rest = cookie.partition("=")
+            value = rest.split(";", 1)[0]
+            if "Max-Age=0" in cookie:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return page
+
+    def get(self, path, query=""):
+        return self.request("GET", path, query=query)
+
+    def post(self, path, form):
+        return self.request("POST", path, form=form)
+
+    def login(self, key=KEY):
+        form = self.get("/dashboard/login")
+        return self.post("/dashboard/login", {"csrf": form.csrf(), "key": key})
+
+
+class Page:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def header(self, name):
+        values = self.all(name)
+        return values[0] if values else None
+
+    def all(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def csrf(self):
+        found = re.search(r'name="csrf" value="([^"]+)"', self.body)
+        assert found, self.body[:500]
+        return found.group(1)
+
+
+@pytest.fixture
+def app(config_factory):
+    return Application(config=config_factory(api={"api_key": KEY}))
+
+
+@pytest.fixture
+def browser(app):
+    return Browser(app)
+
+
+def api_call(app, method, path, body=None):
+    import json
+
+    raw = json.dumps(body).encode() if body is not None else b""
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "",
+               "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "application/json",
+               "wsgi.input": io.BytesIO(raw), "HTTP_X_API_KEY": KEY}
+    out = {}
+    body = b"".join(app(environ, lambda s, h, e=None: out.update(status=s)))
+    return int(out["status"].split()[0]), json.loads(body)
+
+
+def seed(app, params=None):
+    api_call(app, "POST", "/task-types/register",
+             {"name": "mail.send", "version": "1", "param_schema": {"type": "object"}})
+    status, answer = api_call(app, "POST", "/tasks", {"type": "mail.send",
+                                                       "params": params or {"to": "a@b.c"}})
+    assert status == 201, answer
+    return answer["data"]["id"]
+
+
+# -- the template renderer -----------------------------------------------------
+def test_template_escapes_every_value_by_default():
+    out = render_string("<p title=\"{{ v }}\">{{ v }}</p>", v=XSS)
+    assert "<script>" not in out and "<img" not in out
+    assert "&lt;script&gt;" in out and "&quot;&gt;&lt;img" in out
+
+
+def test_template_passes_rendered_markup_once_and_escapes_json():
+    inner = render_string("<b>{{ v }}</b>", v="<i>")
+    assert render_string("{{ x }}", x=inner) == "<b>&lt;i&gt;</b>"
+    assert "&lt;/script&gt;" in render_string("{{ d | json }}", d={"k": "</script>"})
+
+
+def test_template_blocks_nest_and_chain():
+    text = ("{% for t in ts %}{% if t == 1 %}one{% elif t == 2 %}two{% else %}many{% endif %}"
+            "{% if not loop.last %},{% endif %}{% else %}none{% endfor %}")
+    assert render_string(text, ts=[1, 2, 3]) == "one,two,many"
+    assert render_string(text, ts=[]) == "none"
+
+
+@pytest.mark.parametrize("text", ["{% if x %}", "{% endif %}", "{% for x %}{% endfor %}",
+                                  "{{ x | nosuch }}", "{% else %}", "{% frobnicate %}"])
+def test_template_refuses_malformed_markup(text):
+    with pytest.raises(TemplateError):
+        parse(text)
+
+
+def test_escape_handles_none_bools_and_quotes():
+    assert escape(None) == "" and escape(True) == "true" and escape("'") == "&#x27;"
+
+
+# -- login, sessions, CSRF -----------------------------------------------------
+def test_pages_redirect_to_login_without_a_session(browser):
+    page = browser.get("/dashboard/tasks")
+    assert page.status == 303
+    assert page.header("Location") == "/taskq/dashboard/login"
+
+
+def test_login_with_the_admin_key_sets_a_strict_session_cookie(browser):
+    page = browser.login()
+    assert page.status == 303 and page.header("Location") == "/taskq/dashboard"
+    cookie = [c for c in page.all("Set-Cookie") if c.startswith("taskq_session=")][0]
+    for flag in ("HttpOnly", "SameSite=Strict", "Path=/taskq/dashboard", "Max-Age="):
+        assert flag in cookie
+    assert "Secure" not in cookie  # plain HTTP here; see the HTTPS test
+    assert KEY not in cookie
+    overview = browser.get("/dashboard")
+    assert overview.status == 200 and "Log out" in overview.body
+
+
+def test_session_cookie_is_secure_over_https(app):
+    page = Browser(app, https=True).login()
+    cookie = [c for c in page.all("Set-Cookie") if c.startswith("taskq_session=")][0]
+    assert "Secure" in cookie
+
+
+def test_the_database_holds_only_a_hash_of_the_session_token(browser, app):
+    browser.login()
+    token = browser.cookies["taskq_session"]
+    rows = db_execute(app.config, "SELECT token_hash, csrf_token FROM dashboard_sessions")
+    assert len(rows) == 1
+    assert rows[0][0] != token and token not in rows[0][0]
+    assert KEY not in repr(rows)
+
+
+def test_wrong_key_is_refused_and_counted(browser, app):
+    page = browser.login("wrong-key")
+    assert page.status == 401 and "not an admin key" in page.body
+    assert "taskq_session" not in browser.cookies
+    assert [tuple(r) for r in db_execute(app.config, "SELECT failures FROM login_failures")] == [(1,)]
+
+
+def test_login_is_refused_for_a_while_after_repeated_failures(app):
+    guesser = Browser(app, address="203.0.113.9")
+    for _ in range(5):
+        assert guesser.login("guess").status == 401
+    blocked = guesser.login(KEY)  # even the right key waits out the window
+    assert blocked.status == 429 and blocked.header("Retry-After")
+    assert "taskq_session" not in guesser.cookies
+    other = Browser(app, address="198.51.100.7")  # counted per client address
+    assert other.login().status == 303
+
+
+def test_login_form_without_its_csrf_token_is_refused(browser):
+    browser.get("/dashboard/login")
+    page = browser.post("/dashboard/login", {"csrf": "forged", "key": KEY})
+    assert page.status == 403
+    assert "taskq_session" not in browser.cookies
+
+
+def test_logout_needs_the_csrf_token_and_ends_the_session(browser, app):
+    browser.login()
+    overview = browser.get("/dashboard")
+    assert browser.post("/dashboard/logout", {"csrf": "bad"}).status == 403
+    assert browser.get("/dashboard").status == 200  # still logged in
+    token = browser.cookies["taskq_session"]
+    page = browser.post("/dashboard/logout", {"csrf": overview.csrf()})
+    assert page.status == 303 and page.header("Location") == "/taskq/dashboard/login"
+    assert db_execute(app.config, "SELECT COUNT(*) FROM dashboard_sessions")[0][0] == 0
+    browser.cookies["taskq_session"] = token  # a copied cookie is dead, too
+    assert browser.get("/dashboard").status == 303
+
+
+def test_an_expired_session_must_log_in_again(browser, app):
+    browser.login()
+    db_execute(app.config, "UPDATE dashboard_sessions SET expires_at = created_at")
+    page = browser.get("/dashboard/tasks")
+    assert page.status == 303 and page.header("Location").endswith("/dashboard/login")
+
+
+def test_changing_the_admin_key_ends_existing_sessions(browser):
+    browser.login()
+    assert browser.get("/dashboard").status == 200
+    browser.app.config.api["api_key"] = "another-key-" + "x" * 30
+    page = browser.get("/dashboard")
+    assert page.status == 303 and page.header("Location").endswith("/dashboard/login")
+
+
+def test_without_any_key_the_dashboard_is_read_only_and_says_how_to_set_one(config_factory):
+    browser = Browser(Application(config=config_factory()))
+    page = browser.get("/dashboard")
+    assert page.status == 200
+    assert "Read-only" in page.body and "api_key" in page.body
+    assert "Log out" not in page.body
+    assert browser.get("/dashboard/login").status == 303
+
+
+# -- pages ---------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/dashboard", "/dashboard/tasks", "/dashboard/tasks/1",
+                                  "/dashboard/types", "/dashboard/health",
+                                  "/dashboard/login"])
+def test_every_page_sends_a_csp_without_inline_script(browser, app, path):
+    task_id = seed(app)
+    if path != "/dashboard/login":
+        browser.login()
+    page = browser.get(path.replace("/1", "/%d" % task_id))
+    assert page.status == 200, page.body[:300]
+    csp = page.header("Content-Security-Policy")
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert page.header("X-Frame-Options") == "DENY"
+    assert page.header("Content-Type") == "text/html; charset=utf-8"
+    assert "<script>" not in page.body  # only <script src=...>
+    assert KEY not in page.body
+
+
+def test_user_values_are_shown_as_text_everywhere(browser, app):
+    task_id = seed(app, params={"html": XSS})
+    api_call(app, "POST", "/tasks/claim", {"worker_id": XSS})
+    api_call(app, "POST", "/tasks/%d/complete" % task_id,
+             {"worker_id": XSS, "success": False, "error": XSS})
+    browser.login()
+    for path in ("/dashboard", "/dashboard/tasks", "/dashboard/tasks/%d" % task_id):
+        body = browser.get(path).body
+        assert "<script>alert" not in body and "<img src=x" not in body, path
+    detail = browser.get("/dashboard/tasks/%d" % task_id).body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail
+
+
+def test_overview_counts_tasks_per_status_and_type(browser, app):
+    seed(app)
+    api_call(app, "POST", "/tasks", {"type": "mail.send", "params": {"to": "x@y.z"}})
+    api_call(app, "POST", "/tasks/claim", {"worker_id": "worker-7"})
+    browser.login()
+    body = browser.get("/dashboard").body
+    assert re.search(r"<span>1</span>pending", body)
+    assert re.search(r"<span>1</span>claimed", body)
+    assert "worker-7" in body and "mail.send" in body
+    assert 'http-equiv="refresh"' in body
+
+
+def test_tasks_page_filters_by_status_and_pages(browser, app):
+    seed(app)
+    for n in range(60):
+        api_call(app, "POST", "/tasks", {"type": "mail.send", "params": {"n": n}})
+    browser.login()
+    first = browser.get("/dashboard/tasks", "status=pending")
+    assert "61 task(s) with status pending" in first.body
+    assert "page 1 of 2" in first.body and 'rel="next"' in first.body
+    second = browser.get("/dashboard/tasks", "status=pending&page=2")
+    assert second.body.count('class="status pending"') == 11
+    assert browser.get("/dashboard/tasks", "status=bogus").status == 400
+
+
+def test_task_page_shows_params_result_and_history(browser, app):
+    task_id = seed(app, params={"to": "someone@example.org"})
+    api_call(app, "POST", "/tasks/claim", {"worker_id": "w1"})
+    api_call(app, "POST", "/tasks/%d/complete" % task_id,
+             {"worker_id": "w1", "success": True, "result": {"sent": 3}})
+    browser.login()
+    body = browser.get("/dashboard/tasks/%d" % task_id).body
+    assert "someone@example.org" in body and "&quot;sent&quot;: 3" in body
+    assert body.index("created") < body.index("claimed") < body.rindex("completed")
+    assert browser.get("/dashboard/tasks/999999").status == 404
+
+
+def test_health_page_never_shows_secrets(browser, app):
+    browser.login()
+    body = browser.get("/dashboard/health").body
+    assert "database.password" in body and "api.api_key" in body
+    assert KEY not in body and "(set)" in body
+
+
+def test_static_files_have_their_types_and_nothing_else_is_served(browser):
+    css = browser.get("/dashboard/static/dashboard.css")
+    assert css.status == 200 and css.header("Content-Type").startswith("text/css")
+    assert browser.get("/dashboard/static/dashboard.js").header("Content-Type").startswith(
+        "text/javascript")
+    for name in ("..%2Fdashboard.py", "dashboard.py", ".htaccess", "nosuch.css"):
+        assert browser.get("/dashboard/static/" + name).status == 404
