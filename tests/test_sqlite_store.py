@@ -5,6 +5,12 @@ import subprocess
 import sys
 
 from conftest import ROOT
+from taskq import config
+from taskq.store.sqlite import SCHEMA_VERSION, SQLiteStore
+
+
+def sqlite_store(path):
+    return SQLiteStore(config.parse("[database]\nsqlite_path = " + path + "\n"))
 
 FIRST_USE = """
 import sys
@@ -26,7 +32,7 @@ def test_schema_is_created_once_when_first_requests_race(tmp_path):
     assert all(code == 0 and out.strip() == b"0" for code, out, _ in outcomes), outcomes
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"task_types", "tasks", "task_history"} <= tables
 
@@ -69,3 +75,26 @@ print(out["status"], json.loads(body)["data"]["database"]["backend"])
     done = subprocess.run([sys.executable, "-c", script, ROOT + "/passenger_wsgi.py", str(cfg)],
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "200 OK sqlite"
+
+
+def test_an_older_file_is_migrated_when_opened(tmp_path):
+    """A file at version 6 (before the dashboard tables) gains them, keeping its tasks."""
+    path = str(tmp_path / "old.sqlite3")
+    conn = sqlite3.connect(path, isolation_level=None)
+    store = sqlite_store(path)
+    store.close()
+    conn.execute("DROP TABLE dashboard_sessions")
+    conn.execute("DROP TABLE login_failures")
+    conn.execute("INSERT INTO task_types (name, version, param_schema_json, created_at, updated_at)"
+                 " VALUES ('t', '1', '{}', 0, 0)")
+    conn.execute("PRAGMA user_version = 6")
+    conn.close()
+    store = sqlite_store(path)
+    try:
+        assert store.get_type("t")["name"] == "t"
+        store.create_session("h" * 64, "c" * 43, "config:x", 60)
+        assert store.get_session("h" * 64)["key_ref"] == "config:x"
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
