@@ -20,6 +20,12 @@ CREATE TABLE task_types (
     claim_timeout     INT NULL,
     created_at        DATETIME(6) NOT NULL,
     updated_at        DATETIME(6) NOT NULL,
+    -- at most this many live leases of the type at once (NULL: no limit)
+    max_concurrency   INT NULL,
+    -- a paused type is never claimed; creates go on
+    is_paused         TINYINT(1) NOT NULL DEFAULT 0,
+    -- always | active (only while pending or claimed) | off; new tasks copy it
+    dedupe_scope      VARCHAR(8) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT 'always',
     PRIMARY KEY (id),
     UNIQUE KEY task_types_name (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
@@ -50,6 +56,9 @@ CREATE TABLE tasks (
     completed_at     DATETIME(6) NULL,
     created_at       DATETIME(6) NOT NULL,
     updated_at       DATETIME(6) NOT NULL,
+    -- the type's dedupe_scope when the task was created; 'active' releases
+    -- dedupe_key (sets it to '~<id>') when the task finishes
+    dedupe_scope     VARCHAR(8) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT 'always',
     PRIMARY KEY (id),
     -- duplicates are decided here, never by read-then-insert
     UNIQUE KEY tasks_dedupe (dedupe_key),
@@ -110,4 +119,5 @@ CREATE TABLE login_failures (
     PRIMARY KEY (address)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
-INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6)), (2, UTC_TIMESTAMP(6)), (8, UTC_TIMESTAMP(6));
+INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6)), (2, UTC_TIMESTAMP(6)),
+    (7, UTC_TIMESTAMP(6)), (8, UTC_TIMESTAMP(6));

@@ -170,3 +170,27 @@ def test_base_url_must_be_http():
     with pytest.raises(ValueError):
         Client("ftp://example.com")
     assert issubclass(Unavailable, ServerError)
+
+
+def test_client_sets_type_settings_pauses_and_steers_tasks(server, client):
+    client.register_type("ops.client", "1", SCHEMA, max_attempts=1)
+    typed = client.type_settings("ops.client", max_concurrency=2, dedupe_scope="active")
+    assert (typed["max_concurrency"], typed["dedupe_scope"]) == (2, "active")
+    assert client.type_settings("ops.client", max_concurrency=None)["max_concurrency"] is None
+    assert client.pause_type("ops.client")["is_paused"] is True
+    first = client.create_task("ops.client", {"to": "a"})
+    assert client.claim("w1") is None
+    assert client.resume_type("ops.client")["is_paused"] is False
+    assert client.cancel_task(first["id"])["previous_status"] == "pending"
+    assert client.retry_task(first["id"])["status"] == "pending"
+    claimed = client.claim("w1")
+    assert client.requeue_task(claimed["id"])["previous_status"] == "claimed"
+    claimed = client.claim("w1")
+    client.complete(claimed["id"], "w1", result={"ok": 1})
+    assert client.rerun_task(claimed["id"])["status"] == "pending"
+    with pytest.raises(Conflict):
+        client.rerun_task(claimed["id"])
+    outcome = client.bulk("cancel", type="ops.%", status="pending", limit=10)
+    assert (outcome["changed"], outcome["ids"], outcome["more"]) == (1, [first["id"]], False)
+    with pytest.raises(BadRequest):
+        client.bulk("cancel", status="completed")

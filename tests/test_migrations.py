@@ -199,17 +199,22 @@ def test_upgrade_from_version_1_keeps_the_tasks_and_gives_portable_claims_their_
     first_only.mkdir()
     shutil.copy(migrate.available()[0].path, str(first_only))
     assert run_migrate(database, directory=str(first_only)) == [1]
+    conn = mysql_connect(database)
+    with conn.cursor() as cur:  # rows as version 1 wrote them
+        cur.execute("INSERT INTO task_types (name, version, param_schema_json, created_at, updated_at) "
+                    "VALUES ('up.alpha', '1', '{}', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))")
+        cur.execute("INSERT INTO tasks (type_id, type, params_json, dedupe_key, max_attempts, "
+                    "created_at, updated_at) VALUES (LAST_INSERT_ID(), 'up.alpha', '{}', %s, 3, "
+                    "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))", ("a" * 64,))
+        task_id = cur.lastrowid
+    conn.close()
     store = MySQLStore(make_config("mysql", tmp_path, database, database={"skip_locked": "off"}))
     try:
-        type_row, _ = store.register_type("up.alpha", "1", "{}", None, None)
-        (task, _), = store.create_tasks([{
-            "type_id": type_row["id"], "type": "up.alpha", "params_json": "{}",
-            "dedupe_key": "a" * 64, "priority": 0, "max_attempts": 3, "claim_timeout": None}])
         with pytest.raises(SchemaMissing):  # new code on the old schema: run the installer
             store.claim("w", None, 1, None)
 
-        assert run_migrate(database)[0] == 2
-        assert [row["id"] for row in store.claim("w", None, 1, None)] == [task["id"]]
+        assert run_migrate(database) == [m.number for m in migrate.available()[1:]]
+        assert [row["id"] for row in store.claim("w", None, 1, None)] == [task_id]
     finally:
         store.close()
     assert versions(database) == [m.number for m in migrate.available()]

@@ -113,6 +113,21 @@ def _json_bytes(payload):
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+
+def _handler(name):
+    """The function behind a route: `name` in handlers, or `module.name` in
+    that module of taskq (route families in their own modules, imported only
+    when one of their routes is asked for)."""
+    module, _, function = name.rpartition(".")
+    if module:
+        import importlib
+
+        return getattr(importlib.import_module("." + module, __package__), function)
+    from . import handlers
+
+    return getattr(handlers, name)
+
+
 class Application:
     """A WSGI callable; config is read once per process (once per request under CGI)."""
 
@@ -228,18 +243,6 @@ class RawResponse:
 
     def __init__(self, status, headers, body):
         self.status, self.headers, self.body = status, headers, body
-
-
-def _handler(name):
-    """The function a route names: `claim` lives in handlers, `dashboard.tasks` in dashboard."""
-    module_name, _, function = name.rpartition(".")
-    if not module_name:
-        from . import handlers
-
-        return getattr(handlers, name)
-    import importlib
-
-    return getattr(importlib.import_module("." + module_name, __package__), function)
 
 
 def _log_error(config, environ, exc, traceback):

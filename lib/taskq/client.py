@@ -342,6 +342,52 @@ class Client:
         return self.request("GET", "/tasks", query={"status": status, "type": type,
                                                     "limit": limit, "offset": offset})
 
+    # -- operations (admin): type settings and steering ---------------------
+    _UNSET = object()
+
+    def type_settings(self, name, max_concurrency=_UNSET, dedupe_scope=None, is_paused=None):
+        """Change a type's settings; max_concurrency=None removes the limit.
+
+        Returns the type as get_type shows it."""
+        body = {}
+        if max_concurrency is not Client._UNSET:
+            body["max_concurrency"] = max_concurrency
+        _put(body, dedupe_scope=dedupe_scope, is_paused=is_paused)
+        return self.request("POST", "/task-types/%s/settings" % urllib.parse.quote(name, safe=""), body)
+
+    def pause_type(self, name):
+        """Claims pass over the type until resume_type; creates go on."""
+        return self.request("POST", "/task-types/%s/pause" % urllib.parse.quote(name, safe=""))
+
+    def resume_type(self, name):
+        return self.request("POST", "/task-types/%s/resume" % urllib.parse.quote(name, safe=""))
+
+    def cancel_task(self, task_id):
+        """Cancel a pending or claimed task; the task with previous_status."""
+        return self.request("POST", "/tasks/%d/cancel" % task_id)
+
+    def retry_task(self, task_id):
+        """A failed or cancelled task back to pending, attempts reset."""
+        return self.request("POST", "/tasks/%d/retry" % task_id)
+
+    def requeue_task(self, task_id):
+        """A claimed task back to pending now."""
+        return self.request("POST", "/tasks/%d/requeue" % task_id)
+
+    def rerun_task(self, task_id):
+        """A completed task back to pending although its dedupe key exists."""
+        return self.request("POST", "/tasks/%d/rerun" % task_id)
+
+    def bulk(self, action, limit=None, **filters):
+        """action (cancel, retry, requeue, rerun) on up to `limit` (1-1000) tasks
+        matching filters (type, status, error_contains, older_than_seconds).
+
+        Returns {action, changed, ids, skipped, more, limit}; call again while
+        more is true."""
+        body = {"filter": {key: value for key, value in filters.items() if value is not None}}
+        _put(body, limit=limit)
+        return self.request("POST", "/tasks/bulk/%s" % urllib.parse.quote(action, safe=""), body)
+
 
 def _put(body, **optional):
     for key, value in optional.items():

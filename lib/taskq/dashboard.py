@@ -287,7 +287,7 @@ def overview(ctx, session):
     types = [{"name": name, "counts": [entry.get(s, 0) for s in STATUSES]}
              for name, entry in sorted(by_type.items())]
     workers = {}
-    for lease in ctx.store.live_leases(200):
+    for lease in ctx.store.claimed_tasks(200):
         worker = workers.setdefault(lease["claimed_by"], {"id": lease["claimed_by"], "tasks": [],
                                                           "seen": lease["updated_at"]})
         worker["tasks"].append(lease)

@@ -44,6 +44,8 @@ def type_view(row):
     out = dict(row)
     out["param_schema"] = json.loads(out.pop("param_schema_json"))
     out["is_active"] = bool(out["is_active"])
+    if "is_paused" in out:
+        out["is_paused"] = bool(out["is_paused"])
     return out
 
 
@@ -125,15 +127,29 @@ def _prepare_task(ctx, item, types):
         v.validate_params(task_type["_schema"], params)
     from .hashing import canonical_json
 
+    scope = task_type.get("dedupe_scope") or "always"
     return {"type_id": task_type["id"], "type": name, "params_json": canonical_json(params),
-            "dedupe_key": dedupe_key(name, params), "priority": priority,
+            "dedupe_key": dedupe_key(name, params) if scope != "off" else _unshared_key(),
+            "dedupe_scope": scope, "priority": priority,
             "max_attempts": task_type["max_attempts"] or ctx.config.queue["max_attempts"],
             "claim_timeout": task_type["claim_timeout"]}
 
 
+def _unshared_key():
+    """A dedupe_key no other task can have: for types whose dedupe scope is off."""
+    import os
+
+    return "~" + os.urandom(16).hex()
+
+
+def _shown_key(key):
+    """Released keys ('~...': scope off, or scope active after the task ended) show as null."""
+    return None if key is None or key.startswith("~") else key
+
+
 def _created_view(row, deduplicated):
     return {"id": row["id"], "type": row["type"], "status": row["status"],
-            "priority": row["priority"], "dedupe_key": row["dedupe_key"],
+            "priority": row["priority"], "dedupe_key": _shown_key(row["dedupe_key"]),
             "deduplicated": deduplicated}
 
 

@@ -64,7 +64,9 @@ def document():
             "id": {"type": "integer"}, "name": {"type": "string"}, "version": {"type": "string"},
             "param_schema": {"type": "object"}, "is_active": {"type": "boolean"},
             "max_attempts": {"type": ["integer", "null"]}, "claim_timeout": {"type": ["integer", "null"]},
-            "created_at": _TS, "updated_at": _TS}},
+            "created_at": _TS, "updated_at": _TS,
+            "max_concurrency": {"type": ["integer", "null"]}, "is_paused": {"type": "boolean"},
+            "dedupe_scope": {"enum": ["always", "active", "off"]}}},
         "NewTask": {"type": "object", "required": ["type", "params"], "properties": {
             "type": {"type": "string"}, "params": {"type": "object"},
             "priority": {"type": "integer", "default": 0}}},
@@ -76,7 +78,7 @@ def document():
             "success": {"type": "boolean"}, "result": {}, "error": {"type": "string"}}},
         "Task": {"type": "object", "properties": {
             "id": {"type": "integer"}, "type": {"type": "string"},
-            "status": {"enum": ["pending", "claimed", "completed", "failed"]},
+            "status": {"enum": ["pending", "claimed", "completed", "failed", "cancelled"]},
             "params": {"type": "object"}, "result": {}, "error_message": {"type": ["string", "null"]},
             "priority": {"type": "integer"}, "progress": {"type": "integer"},
             "progress_message": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
@@ -119,7 +121,7 @@ def document():
                            "tasks": {"type": "array", "items": _ref("Task")}, "count": {"type": "integer"},
                            "total": {"type": "integer"}, "limit": {"type": "integer"},
                            "offset": {"type": "integer"}}}), **_errors("400", "401")},
-                       params=[_query("status", {"enum": ["pending", "claimed", "completed", "failed"]}, "Status"),
+                       params=[_query("status", {"enum": ["pending", "claimed", "completed", "failed", "cancelled"]}, "Status"),
                                _query("type", {"type": "string"}, "SQL LIKE pattern on the type name"),
                                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
                                _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip")]),
@@ -157,6 +159,7 @@ def document():
                                                   "properties": {"worker_id": worker}}]}),
             params=[_ID])},
     }
+    paths.update(_operations())
     return {
         "openapi": "3.1.0",
         "info": {"title": "taskq", "version": __version__,
@@ -168,3 +171,53 @@ def document():
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "bearer": {"type": "http", "scheme": "bearer"}}},
     }
+
+
+def _operations():
+    """Type settings and steering (taskq.operations); admin routes."""
+    steered = {"allOf": [_ref("Task"), {"type": "object", "properties": {
+        "previous_status": {"type": "string"}}}]}
+    paths = {
+        "/task-types/{name}/settings": {"post": _op(
+            "Admin: set max_concurrency, dedupe_scope, is_paused",
+            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "404")},
+            _body({"type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
+                "max_concurrency": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000000},
+                "dedupe_scope": {"enum": ["always", "active", "off"]},
+                "is_paused": {"type": "boolean"}}}),
+            params=[_NAME])},
+        "/task-types/{name}/pause": {"post": _op(
+            "Admin: claims pass over the type; creates go on",
+            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "404")}, params=[_NAME])},
+        "/task-types/{name}/resume": {"post": _op(
+            "Admin: the type is claimed again",
+            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "404")}, params=[_NAME])},
+    }
+    summaries = {
+        "cancel": "Admin: cancel a pending or claimed task",
+        "retry": "Admin: a failed or cancelled task runs again (attempts reset)",
+        "requeue": "Admin: a claimed task goes back to pending now",
+        "rerun": "Admin: a completed task runs again although its dedupe key exists"}
+    for action, summary in summaries.items():
+        paths["/tasks/{id}/" + action] = {"post": _op(
+            summary, {**_ok("The task after the change", steered), **_errors("401", "404", "409")},
+            params=[_ID])}
+    paths["/tasks/bulk/{action}"] = {"post": _op(
+        "Admin: apply an action to up to 1000 tasks matching a filter",
+        {**_ok("Counts", {"type": "object", "properties": {
+            "action": {"type": "string"}, "changed": {"type": "integer"},
+            "ids": {"type": "array", "items": {"type": "integer"}},
+            "skipped": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "status": {"type": "integer"}, "error": {"type": "string"}}}},
+            "more": {"type": "boolean"}, "limit": {"type": "integer"}}}),
+         **_errors("400", "401", "404")},
+        _body({"type": "object", "required": ["filter"], "additionalProperties": False, "properties": {
+            "filter": {"type": "object", "additionalProperties": False, "properties": {
+                "type": {"type": "string"},
+                "status": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "error_contains": {"type": "string", "minLength": 1, "maxLength": 1000},
+                "older_than_seconds": {"type": "integer", "minimum": 0}}},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}}}),
+        params=[{"name": "action", "in": "path", "required": True,
+                 "schema": {"enum": ["cancel", "retry", "requeue", "rerun"]}}])}
+    return paths

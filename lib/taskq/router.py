@@ -22,6 +22,15 @@ ROUTES = (
     ("GET", "/tasks/{id:int}/history", "task_history"),
     ("POST", "/tasks/{id:int}/progress", "progress"),
     ("POST", "/tasks/{id:int}/complete", "complete"),
+    # steering and type settings: taskq/operations.py (admin routes: operations.ADMIN_ROUTES)
+    ("POST", "/task-types/{name}/settings", "operations.type_settings"),
+    ("POST", "/task-types/{name}/pause", "operations.pause_type"),
+    ("POST", "/task-types/{name}/resume", "operations.resume_type"),
+    ("POST", "/tasks/{id:int}/cancel", "operations.cancel_task"),
+    ("POST", "/tasks/{id:int}/retry", "operations.retry_task"),
+    ("POST", "/tasks/{id:int}/requeue", "operations.requeue_task"),
+    ("POST", "/tasks/{id:int}/rerun", "operations.rerun_task"),
+    ("POST", "/tasks/bulk/{action}", "operations.bulk"),
     # the dashboard (lib/taskq/dashboard.py): HTML pages behind a session cookie
     ("GET", "/dashboard", "dashboard.overview"),
     ("GET", "/dashboard/login", "dashboard.login_form"),

@@ -11,7 +11,7 @@ from .errors import BadRequest, ValidationFailed
 
 TYPE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
 INT32_MAX = 2147483647
-TASK_STATUSES = ("pending", "claimed", "completed", "failed")
+TASK_STATUSES = ("pending", "claimed", "completed", "failed", "cancelled")
 
 _JSON_TYPE = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
               int: "an integer", float: "a number", type(None): "null"}

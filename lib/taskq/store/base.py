@@ -20,7 +20,15 @@ Rules every backend keeps (tests/contract.py pins them on each):
 
 import os
 
-HISTORY_EVENTS = ("created", "claimed", "progress", "completed", "failed", "retry", "lease_expired")
+HISTORY_EVENTS = ("created", "claimed", "progress", "completed", "failed", "retry", "lease_expired",
+                  "cancelled", "retried", "requeued", "rerun")
+
+# Steering actions and the statuses each acts on (taskq.operations).
+STEER_FROM = {"cancel": ("pending", "claimed"), "retry": ("failed", "cancelled"),
+              "requeue": ("claimed",), "rerun": ("completed",)}
+# A released dedupe key ('~<id>', or '~<random>' for scope off) starts with this;
+# hashes are hex, so a released key never deduplicates anything.
+RELEASED_KEY = "~"
 
 # Columns of a task as GET /tasks/{id} returns them, in order.
 TASK_FIELDS = ("id", "type", "status", "params", "result", "error_message", "priority",
@@ -40,6 +48,8 @@ def load_queries(backend):
                 if name:
                     queries[name] = "".join(lines).strip().rstrip(";")
                 name = line[len("-- name:"):].strip()
+                if name in queries:  # a second block would silently replace the first
+                    raise ValueError("%s: two queries are named %s" % (path, name))
                 lines = []
             elif name and not line.lstrip().startswith("--"):
                 lines.append(line)
@@ -156,13 +166,36 @@ class Store:
         """(tasks newest first, total matching)."""
         raise NotImplementedError
 
+    # -- type settings and steering (taskq.operations) -------------------
+    def update_type_settings(self, name, changes):
+        """Apply {max_concurrency, is_paused, dedupe_scope} (any of them) to a type;
+        the updated type row, or None when there is no such type."""
+        raise NotImplementedError
+
+    def steer(self, action, task_ids):
+        """Apply a STEER_FROM action to tasks in one transaction; one outcome per id.
+
+        An outcome is {id, previous_status, status} or the 4xx TaskqError that
+        task got (NotFound, Conflict): such a task is left as it was. Every
+        write is conditional on the status it read, and each change writes its
+        history event in the same transaction.
+        """
+        raise NotImplementedError
+
+    def steer_matching(self, action, filters, limit):
+        """steer() on the first `limit` tasks (id order) that match `filters`
+        ({type, statuses, error_contains, older_than_seconds}) and the action's
+        statuses; returns (outcomes, more) where more says whether further
+        tasks matched."""
+        raise NotImplementedError
+
     # -- dashboard -----------------------------------------------------
     def queue_counts(self):
         """[{type, status, count}] over all tasks, and the oldest pending task's
         created_at (or None): the dashboard's overview."""
         raise NotImplementedError
 
-    def live_leases(self, limit):
+    def claimed_tasks(self, limit):
         """Claimed tasks, newest first: {id, type, claimed_by, claimed_at, lease_expires_at,
         progress, updated_at}; the dashboard's "workers seen" list."""
         raise NotImplementedError
@@ -204,6 +237,8 @@ def check_lease(task_id, state, worker_id, lease_live, claimed_before):
 
     if state is None:
         raise NotFound("Task not found: %d" % task_id)
+    if state["status"] == "cancelled":
+        raise Conflict("Task was cancelled")
     if state["status"] != "claimed":
         raise Conflict("Task is not claimed (status: %s)" % state["status"])
     if state["claimed_by"] != worker_id:
@@ -228,3 +263,76 @@ def expired_message(attempts):
 def order_candidates(rows, limit):
     """Merge per-type heads (id, priority) into claim order: priority desc, id asc."""
     return sorted(rows, key=lambda row: (-row[1], row[0]))[:limit]
+
+
+# -- concurrency limits, pause, dedupe scope, steering -----------------------
+def claim_caps(type_ids, restricted, live):
+    """{type_id: how many more it may be claimed (None = no limit)} for a claim.
+
+    type_ids: the types the claim may take (all, or those its pattern names);
+    restricted: {type_id: (is_paused, max_concurrency)}; live: {type_id: live
+    leases}. Paused types and types at their limit are left out: the claim
+    passes over them.
+    """
+    caps = {}
+    for type_id in type_ids:
+        paused, limit = restricted.get(type_id, (0, None))
+        if paused:
+            continue
+        if limit is None:
+            caps[type_id] = None
+        elif limit - live.get(type_id, 0) > 0:
+            caps[type_id] = limit - live.get(type_id, 0)
+    return caps
+
+
+def capped_heads(caps, limit):
+    """(type_id, how many heads to read) per type: at most `limit`, at most its cap."""
+    return [(type_id, limit if cap is None else min(cap, limit)) for type_id, cap in caps.items()]
+
+
+def steer_key(state):
+    """The dedupe_key a task should hold again after retry or rerun.
+
+    Scope 'active' released the key when the task finished; it is computed
+    again from the type and params (the same hash create used)."""
+    key = state["dedupe_key"]
+    if state["dedupe_scope"] == "active" and key.startswith(RELEASED_KEY):
+        import json
+
+        from ..hashing import dedupe_key
+
+        return dedupe_key(state["type"], json.loads(state["params_json"]))
+    return key
+
+
+def steer_event(action, state):
+    """(event, message) for the history of a steered task."""
+    if action == "cancel":
+        if state["status"] == "claimed":
+            return "cancelled", "cancelled while claimed by %s" % state["claimed_by"]
+        return "cancelled", "cancelled while pending"
+    if action == "requeue":
+        return "requeued", "taken back from %s" % state["claimed_by"]
+    if action == "retry":
+        return "retried", "retry of a %s task; attempts reset" % state["status"]
+    return "rerun", "re-run of a completed task, asked for explicitly; attempts reset"
+
+
+def steer_refusal(action, task_id, state):
+    """The error for a task `action` cannot act on, or None when it can."""
+    from ..errors import Conflict, NotFound
+
+    if state is None:
+        return NotFound("Task not found: %d" % task_id)
+    if state["status"] not in STEER_FROM[action]:
+        return Conflict("Cannot %s a %s task (%s acts on %s tasks)" % (
+            action, state["status"], action, " or ".join(STEER_FROM[action])))
+    return None
+
+
+def dedupe_conflict(holder):
+    from ..errors import Conflict
+
+    return Conflict("Another pending or claimed task holds this dedupe key: %s" %
+                    ("id %d" % holder["id"] if holder else "unknown"))

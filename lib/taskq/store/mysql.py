@@ -26,8 +26,9 @@ import pymysql
 from pymysql.constants import CLIENT
 
 from ..errors import PayloadTooLarge, SchemaMissing, Unavailable
-from .base import (Store, check_lease, client_error, expired_message, like_escape_free,
-                   load_queries, order_candidates)
+from .base import (STEER_FROM, Store, check_lease, claim_caps, client_error, dedupe_conflict,
+                   expired_message, like_escape_free, load_queries, order_candidates,
+                   steer_event, steer_key, steer_refusal)
 
 Q = load_queries("mysql")
 EXPIRE_BATCH = 50
@@ -287,7 +288,7 @@ class MySQLStore(Store):
                     cursor = self._exec("insert_task", (
                         item["type_id"], item["type"], item["params_json"], item["dedupe_key"],
                         item["priority"], -item["priority"], item["max_attempts"],
-                        item["claim_timeout"]))
+                        item["claim_timeout"], item.get("dedupe_scope", "always")))
                 except pymysql.err.IntegrityError as exc:
                     if _errno(exc) != DUPLICATE_KEY:
                         raise
@@ -367,7 +368,7 @@ class MySQLStore(Store):
             self._exec("claim_locked", (worker_id,) + lease + tuple(ids), ids=_placeholders(ids))
         return ids
 
-    def _pick_among_types(self, worker_id, type_ids, limit, lease):
+    def _pick_among_types(self, worker_id, type_ids, limit, lease, caps=None):
         """Several types match: read each type's head(s) without locking, merge
         them into claim order, then take from each type as many as it earned.
 
@@ -376,10 +377,15 @@ class MySQLStore(Store):
         next task instead of leaving this claim empty-handed.
         """
         ids = []
+        caps = dict(caps or {})  # type_id -> how many more it may give (None: no limit)
         for _ in range(PATTERN_ROUNDS):
             need = limit - len(ids)
+            type_ids = [t for t in type_ids if caps.get(t) is None or caps[t] > 0]
+            if not type_ids:
+                break
             union = " UNION ALL ".join([Q["head_of_type"]] * len(type_ids))
-            params = [value for type_id in type_ids for value in (type_id, need)]
+            params = [value for type_id in type_ids
+                      for value in (type_id, need if caps.get(type_id) is None else min(need, caps[type_id]))]
             cursor = self.conn.cursor()
             cursor.execute(union, params)
             heads = order_candidates([(row[0], row[1], row[2]) for row in cursor.fetchall()], need)
@@ -392,15 +398,22 @@ class MySQLStore(Store):
                 for _, _, type_id in heads:
                     count = wanted.pop(type_id, 0)
                     if count:
-                        ids.extend(self._claim_locked(worker_id, self._lock_heads(type_id, count), lease))
+                        got = self._claim_locked(worker_id, self._lock_heads(type_id, count), lease)
+                        ids.extend(got)
+                        if caps.get(type_id) is not None:
+                            caps[type_id] -= len(got)
             else:
                 emptied = set()
                 for _, _, type_id in heads:
                     if type_id in emptied:
                         continue
+                    if caps.get(type_id) is not None and caps[type_id] <= 0:
+                        continue
                     cursor = self._claim_head(worker_id, type_id, lease)
                     if cursor.rowcount == 1:
                         ids.append(cursor.lastrowid)
+                        if caps.get(type_id) is not None:
+                            caps[type_id] -= 1
                     else:
                         emptied.add(type_id)
             if len(ids) >= limit or len(heads) < need:
@@ -414,8 +427,16 @@ class MySQLStore(Store):
         def work():
             if not self.skip_locked:
                 self._exec("claim_turn", ())
+            restricted = self._restricted_types()
+            if restricted:
+                type_ids, limited = self._take_type_turns(type_pattern, restricted)
             events = self._expire_leases()
-            ids = self._pick(worker_id, type_pattern, limit, lease_seconds)
+            if restricted:
+                ids = self._pick_capped(worker_id, claim_caps(type_ids, restricted,
+                                                              self._live_leases(limited)),
+                                        limit, lease_seconds)
+            else:
+                ids = self._pick(worker_id, type_pattern, limit, lease_seconds)
             rows = []
             if ids:
                 rows = sorted(self._all("get_tasks", ids, ids=_placeholders(ids)),
@@ -425,6 +446,54 @@ class MySQLStore(Store):
             return rows
 
         return self._transaction(work)
+
+    # -- concurrency limits and pause (a claim's restricted path) ----------
+    def _restricted_types(self):
+        """{type_id: (is_paused, max_concurrency)} of paused or limited types; a plain read."""
+        return {row[0]: (row[1], row[2]) for row in self._exec("restricted_types").fetchall()}
+
+    def _take_type_turns(self, type_pattern, restricted):
+        """(the claim's type ids, its limited ones), after locking the limited
+        types' turn rows so claims of a type count its leases one at a time.
+
+        The portable path already takes turns on the 'claim' row; it locks
+        these too so web servers configured differently (skip_locked on one,
+        off on another) still keep the limit. Always 'claim' first, then the
+        type rows in name order, then tasks: no two claims wait on each other
+        in opposite orders."""
+        if type_pattern is None:
+            type_ids = [row[0] for row in self._exec("all_type_ids").fetchall()]
+        else:
+            type_ids = self._type_ids(type_pattern)
+        limited = [t for t in type_ids
+                   if t in restricted and not restricted[t][0] and restricted[t][1] is not None]
+        if limited:
+            names = ["type:%d" % t for t in sorted(limited)]
+            locked = self._exec("type_turns", names, names=_placeholders(names)).fetchall()
+            if len(locked) < len(names):  # a turn row went missing: make it, then lock it
+                for name in names:
+                    self._exec("add_type_turn", (name,))
+                self._exec("type_turns", names, names=_placeholders(names))
+        return type_ids, limited
+
+    def _live_leases(self, type_ids):
+        if not type_ids:
+            return {}
+        return dict(self._exec("live_leases", type_ids, ids=_placeholders(type_ids)).fetchall())
+
+    def _pick_capped(self, worker_id, caps, limit, lease_seconds):
+        """_pick over the types a claim may take, each at most its cap."""
+        lease = (lease_seconds, self.queue["claim_timeout"])
+        if len(caps) > 1:
+            return self._pick_among_types(worker_id, list(caps), limit, lease, caps=caps)
+        if not caps:
+            return []
+        (type_id, cap), = caps.items()
+        count = limit if cap is None else min(cap, limit)
+        if count == 1 and not self.skip_locked:
+            cursor = self._claim_head(worker_id, type_id, lease)
+            return [cursor.lastrowid] if cursor.rowcount == 1 else []
+        return self._claim_locked(worker_id, self._lock_heads(type_id, count), lease)
 
     def _check_lease(self, task_id, worker_id):
         state = self._one("lease_state", (task_id,))
@@ -534,6 +603,89 @@ class MySQLStore(Store):
 
         return self._read(work)
 
+    # -- type settings and steering ------------------------------------
+    def update_type_settings(self, name, changes):
+        def work():
+            row = self._one("get_type", (name,))
+            if row is None:
+                return None
+            row.update(changes)
+            self._exec("update_type_settings", (row["max_concurrency"], int(row["is_paused"]),
+                                                row["dedupe_scope"], row["id"]))
+            if row["max_concurrency"] is not None:
+                self._exec("add_type_turn", ("type:%d" % row["id"],))
+            return self._one("get_type", (name,))
+
+        return self._transaction(work)
+
+    def steer(self, action, task_ids):
+        return self._transaction(lambda: self._steer_ids(action, task_ids))
+
+    def steer_matching(self, action, filters, limit):
+        pattern = filters.get("type")
+        if pattern and not pattern.isascii():
+            return [], False
+        where, params = self._steer_where(action, filters)
+
+        def work():
+            ids = [row[0] for row in self._exec("steer_select", params + [limit + 1], where=where)]
+            ids, more = ids[:limit], len(ids) > limit
+            return list(zip(ids, self._steer_ids(action, ids))), more
+
+        return self._transaction(work)
+
+    @staticmethod
+    def _steer_where(action, filters):
+        statuses = filters.get("statuses") or STEER_FROM[action]
+        where, params = ["status IN (%s)" % _placeholders(statuses)], list(statuses)
+        pattern = filters.get("type")
+        if pattern:
+            where.append("type = %s" if like_escape_free(pattern) else "type LIKE %s")
+            params.append(pattern)
+        if filters.get("error_contains"):
+            where.append("LOCATE(%s, error_message) > 0")
+            params.append(filters["error_contains"])
+        if filters.get("older_than_seconds") is not None:
+            where.append("created_at <= UTC_TIMESTAMP(6) - INTERVAL %s SECOND")
+            params.append(filters["older_than_seconds"])
+        return " AND ".join(where), params
+
+    def _steer_ids(self, action, task_ids):
+        """Lock the tasks in id order, then act on each as its status allows."""
+        states = {}
+        ids = sorted(set(task_ids))
+        if ids:
+            states = {row["id"]: row for row in self._all("steer_states", ids, ids=_placeholders(ids))}
+        events, outcomes = [], []
+        for task_id in task_ids:
+            state = states.get(task_id)
+            refusal = steer_refusal(action, task_id, state)
+            if refusal is not None:
+                outcomes.append(refusal)
+                continue
+            if action == "cancel":
+                self._exec("cancel_task", (task_id,))
+                status = "cancelled"
+            elif action == "requeue":
+                self._exec("requeue_task", (task_id,))
+                status = "pending"
+            else:
+                key, statuses = steer_key(state), STEER_FROM[action]
+                try:
+                    self._exec("reset_task", (key, task_id, statuses[0], statuses[-1]))
+                except pymysql.err.IntegrityError as exc:
+                    if _errno(exc) != DUPLICATE_KEY:
+                        raise
+                    outcomes.append(dedupe_conflict(self._one("task_by_dedupe_key", (key,))))
+                    continue
+                status = "pending"
+            event, message = steer_event(action, state)
+            events.append((task_id, event, None, message))
+            outcomes.append({"id": task_id, "previous_status": state["status"], "status": status})
+            state["status"] = status
+        self._events(events)
+        return outcomes
+
     # -- dashboard -----------------------------------------------------
     def queue_counts(self):
         def work():
@@ -543,8 +695,8 @@ class MySQLStore(Store):
 
         return self._read(work)
 
-    def live_leases(self, limit):
-        return self._read(lambda: self._all("live_leases", (limit,)))
+    def claimed_tasks(self, limit):
+        return self._read(lambda: self._all("claimed_tasks", (limit,)))
 
     def create_session(self, token_hash, csrf_token, key_ref, ttl_seconds):
         def work():

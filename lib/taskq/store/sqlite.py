@@ -13,8 +13,9 @@ import sqlite3
 import time
 
 from ..errors import Unavailable
-from .base import (Store, check_lease, client_error, expired_message, like_escape_free,
-                   load_queries, order_candidates)
+from .base import (STEER_FROM, Store, capped_heads, check_lease, claim_caps, client_error,
+                   dedupe_conflict, expired_message, like_escape_free, load_queries,
+                   order_candidates, steer_event, steer_key, steer_refusal)
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "sqlite_schema.sql")
 # sqlite_migrations/NNNN_name.sql bring a database at version NNNN-1 to NNNN;
@@ -163,7 +164,8 @@ class SQLiteStore(Store):
             for item in items:
                 cursor = self.conn.execute(Q["insert_task"], (
                     item["type_id"], item["type"], item["params_json"], item["dedupe_key"],
-                    item["priority"], item["max_attempts"], item["claim_timeout"], now, now))
+                    item["priority"], item["max_attempts"], item["claim_timeout"], now, now,
+                    item.get("dedupe_scope", "always")))
                 if cursor.rowcount == 1:
                     task_id = cursor.lastrowid
                     self._event(task_id, "created", None, None, now)
@@ -189,7 +191,10 @@ class SQLiteStore(Store):
                 self._event(task_id, "lease_expired", None, message, now)
                 self._event(task_id, "failed", None, message, now)
 
-    def _candidates(self, type_pattern, limit):
+    def _candidates(self, type_pattern, limit, now):
+        restricted = {row[0]: (row[1], row[2]) for row in self.conn.execute(Q["restricted_types"])}
+        if restricted:
+            return self._capped_candidates(type_pattern, limit, restricted, now)
         if type_pattern is None:
             return self.conn.execute(Q["next_pending"], (limit,)).fetchall()
         type_ids = [row[0] for row in self.conn.execute(Q["types_like"], (type_pattern,))]
@@ -198,13 +203,28 @@ class SQLiteStore(Store):
             heads.extend(self.conn.execute(Q["next_pending_of_type"], (type_id, limit)).fetchall())
         return order_candidates(heads, limit)
 
+    def _capped_candidates(self, type_pattern, limit, restricted, now):
+        """Candidates when some type is paused or limited: per type, each at
+        most its remaining capacity (the write lock makes the count exact)."""
+        query, params = ("all_type_ids", ()) if type_pattern is None else ("types_like", (type_pattern,))
+        type_ids = [row[0] for row in self.conn.execute(Q[query], params)]
+        limited = [t for t in type_ids if restricted.get(t, (0, None))[1] is not None]
+        live = {}
+        if limited:
+            live = dict(self.conn.execute(Q["live_leases"].format(ids=", ".join("?" * len(limited))),
+                                          limited + [now]).fetchall())
+        heads = []
+        for type_id, count in capped_heads(claim_caps(type_ids, restricted, live), limit):
+            heads.extend(self.conn.execute(Q["next_pending_of_type"], (type_id, count)).fetchall())
+        return order_candidates(heads, limit)
+
     def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
         default_lease = self.queue["claim_timeout"]
 
         def work(now):
             self._expire_leases(now)
             claimed = []
-            for task_id, _ in self._candidates(type_pattern, limit):
+            for task_id, _ in self._candidates(type_pattern, limit, now):
                 cursor = self.conn.execute(Q["claim_task"], (worker_id, now, now, lease_seconds,
                                                              default_lease, now, task_id))
                 if cursor.rowcount == 1:
@@ -296,14 +316,79 @@ class SQLiteStore(Store):
         total = self.conn.execute(Q["count_tasks"].format(where=clause), params).fetchone()[0]
         return rows, total
 
+    # -- type settings and steering ------------------------------------
+    def update_type_settings(self, name, changes):
+        def work(now):
+            row = self._one("get_type", (name,))
+            if row is None:
+                return None
+            row.update(changes)
+            self.conn.execute(Q["update_type_settings"], (
+                row["max_concurrency"], int(row["is_paused"]), row["dedupe_scope"], now, row["id"]))
+            return self._one("get_type", (name,))
+
+        return self._write(work)
+
+    def steer(self, action, task_ids):
+        return self._write(lambda now: [self._steer_one(action, task_id, now) for task_id in task_ids])
+
+    def steer_matching(self, action, filters, limit):
+        where, params = self._steer_where(action, filters)
+
+        def work(now):
+            ids = [row[0] for row in self.conn.execute(Q["steer_select"].format(where=where),
+                                                       params + [limit + 1])]
+            ids, more = ids[:limit], len(ids) > limit
+            return list(zip(ids, [self._steer_one(action, task_id, now) for task_id in ids])), more
+
+        return self._write(work)
+
+    def _steer_where(self, action, filters):
+        statuses = filters.get("statuses") or STEER_FROM[action]
+        where = ["status IN (%s)" % ", ".join("?" * len(statuses))]
+        params = list(statuses)
+        pattern = filters.get("type")
+        if pattern:
+            where.append("type = ?" if like_escape_free(pattern) else "type LIKE ? ESCAPE '\\'")
+            params.append(pattern)
+        if filters.get("error_contains"):
+            where.append("instr(lower(error_message), lower(?)) > 0")
+            params.append(filters["error_contains"])
+        if filters.get("older_than_seconds") is not None:
+            where.append("created_at <= ?")
+            params.append(now_ms() - 1000 * filters["older_than_seconds"])
+        return " AND ".join(where), params
+
+    def _steer_one(self, action, task_id, now):
+        state = self._one("steer_state", (task_id,))
+        refusal = steer_refusal(action, task_id, state)
+        if refusal is not None:
+            return refusal
+        if action == "cancel":
+            self.conn.execute(Q["cancel_task"], (now, now, task_id))
+            status = "cancelled"
+        elif action == "requeue":
+            self.conn.execute(Q["requeue_task"], (now, task_id))
+            status = "pending"
+        else:
+            key, statuses = steer_key(state), STEER_FROM[action]
+            try:
+                self.conn.execute(Q["reset_task"], (key, now, task_id, statuses[0], statuses[-1]))
+            except sqlite3.IntegrityError:
+                return dedupe_conflict(self._one("task_by_dedupe_key", (key,)))
+            status = "pending"
+        event, message = steer_event(action, state)
+        self._event(task_id, event, None, message, now)
+        return {"id": task_id, "previous_status": state["status"], "status": status}
+
     # -- dashboard -----------------------------------------------------
     def queue_counts(self):
         counts = [{"type": t, "status": st, "count": n}
                   for t, st, n in self.conn.execute(Q["queue_counts"]).fetchall()]
         return counts, iso(self.conn.execute(Q["oldest_pending"]).fetchone()[0])
 
-    def live_leases(self, limit):
-        return self._all("live_leases", (limit,))
+    def claimed_tasks(self, limit):
+        return self._all("claimed_tasks", (limit,))
 
     def create_session(self, token_hash, csrf_token, key_ref, ttl_seconds):
         def work(now):

@@ -11,7 +11,10 @@ CREATE TABLE IF NOT EXISTS task_types (
     max_attempts      INTEGER,
     claim_timeout     INTEGER,
     created_at        INTEGER NOT NULL,
-    updated_at        INTEGER NOT NULL
+    updated_at        INTEGER NOT NULL,
+    max_concurrency   INTEGER,
+    is_paused         INTEGER NOT NULL DEFAULT 0,
+    dedupe_scope      TEXT NOT NULL DEFAULT 'always'
 );
 
 CREATE TABLE IF NOT EXISTS tasks (
@@ -34,7 +37,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_expires_at INTEGER,
     completed_at     INTEGER,
     created_at       INTEGER NOT NULL,
-    updated_at       INTEGER NOT NULL
+    updated_at       INTEGER NOT NULL,
+    dedupe_scope     TEXT NOT NULL DEFAULT 'always'
 );
 
 -- claim: the next pending task, highest priority then oldest, without a sort

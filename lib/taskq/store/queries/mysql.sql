@@ -11,17 +11,17 @@ SELECT 1 FROM tasks LIMIT 1
 
 -- name: get_type
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types WHERE name = %s
 
 -- name: list_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types ORDER BY name
 
 -- name: list_active_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types WHERE is_active = 1 ORDER BY name
 
 -- name: upsert_type
@@ -38,8 +38,8 @@ ON DUPLICATE KEY UPDATE
 
 -- name: insert_task
 INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, neg_priority,
-                   max_attempts, claim_timeout, created_at, updated_at)
-VALUES (%s, %s, 'pending', %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))
+                   max_attempts, claim_timeout, created_at, updated_at, dedupe_scope)
+VALUES (%s, %s, 'pending', %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), %s)
 
 -- name: task_by_dedupe_key
 SELECT id, type, status, priority, dedupe_key FROM tasks WHERE dedupe_key = %s
@@ -61,7 +61,8 @@ WHERE id = %s AND status = 'claimed' AND lease_expires_at <= UTC_TIMESTAMP(6)
 
 -- name: fail_expired
 UPDATE tasks
-SET status = 'failed', error_message = %s, lease_expires_at = NULL,
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
+    status = 'failed', error_message = %s, lease_expires_at = NULL,
     completed_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
 WHERE id = %s AND status = 'claimed' AND lease_expires_at <= UTC_TIMESTAMP(6)
 
@@ -161,7 +162,8 @@ WHERE id = %s
 
 -- name: complete_success
 UPDATE tasks
-SET status = 'completed', result_json = %s, error_message = NULL, progress = 100,
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
+    status = 'completed', result_json = %s, error_message = NULL, progress = 100,
     lease_expires_at = NULL, completed_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
 WHERE id = %s
 
@@ -173,7 +175,8 @@ WHERE id = %s
 
 -- name: complete_failure
 UPDATE tasks
-SET status = 'failed', error_message = %s, lease_expires_at = NULL,
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
+    status = 'failed', error_message = %s, lease_expires_at = NULL,
     completed_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
 WHERE id = %s
 
@@ -203,6 +206,67 @@ FROM tasks WHERE {where} ORDER BY id DESC LIMIT %s OFFSET %s
 
 -- name: count_tasks
 SELECT COUNT(*) FROM tasks WHERE {where}
+
+-- Concurrency limits, pause, dedupe scope and steering (issue 9 items 3-4;
+-- the decisions are in taskq.operations and Store.steer).
+
+-- name: restricted_types
+-- types a claim must treat specially: paused, or with a concurrency limit
+-- (a plain read of a small table; no type restricted = the claim is unchanged)
+SELECT id, is_paused, max_concurrency FROM task_types
+WHERE is_paused = 1 OR max_concurrency IS NOT NULL
+
+-- name: all_type_ids
+SELECT id FROM task_types
+
+-- name: type_turns
+-- a claim that may take tasks of limited types locks their rows in
+-- taskq_locks first, in name order and before any task row, so claims of a
+-- limited type take turns while counting its leases (never deadlocking each
+-- other) and claims that touch no limited type take no such lock
+SELECT name FROM taskq_locks WHERE name IN ({names}) ORDER BY name FOR UPDATE
+
+-- name: add_type_turn
+INSERT IGNORE INTO taskq_locks (name) VALUES (%s)
+
+-- name: live_leases
+SELECT type_id, COUNT(*) FROM tasks FORCE INDEX (tasks_type_claim)
+WHERE type_id IN ({ids}) AND status = 'claimed' AND lease_expires_at > UTC_TIMESTAMP(6)
+GROUP BY type_id
+
+-- name: update_type_settings
+UPDATE task_types SET max_concurrency = %s, is_paused = %s, dedupe_scope = %s,
+    updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s
+
+-- name: steer_states
+-- the tasks a steering call acts on, locked in id order in one statement
+SELECT id, type, status, params_json, dedupe_key, dedupe_scope, claimed_by
+FROM tasks WHERE id IN ({ids}) ORDER BY id FOR UPDATE
+
+-- name: cancel_task
+UPDATE tasks
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
+    status = 'cancelled', lease_expires_at = NULL, completed_at = UTC_TIMESTAMP(6),
+    updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s AND status IN ('pending', 'claimed')
+
+-- name: requeue_task
+UPDATE tasks
+SET status = 'pending', claimed_by = NULL, lease_expires_at = NULL, updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s AND status = 'claimed'
+
+-- name: reset_task
+-- retry (failed, cancelled) and rerun (completed): a fresh start, history kept;
+-- dedupe_key is given back for scope 'active'
+UPDATE tasks
+SET status = 'pending', dedupe_key = %s, attempts = 0, result_json = NULL, progress = 0,
+    progress_message = NULL, claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL,
+    completed_at = NULL, updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s AND status IN (%s, %s)
+
+-- name: steer_select
+SELECT id FROM tasks WHERE {where} ORDER BY id LIMIT %s
 
 -- name: queue_counts
 -- dashboard overview: tasks per type and status (reads tasks_type_claim, no table rows)
@@ -239,7 +303,7 @@ ON DUPLICATE KEY UPDATE
 -- name: clear_login_failures
 DELETE FROM login_failures WHERE address = %s
 
--- name: live_leases
+-- name: claimed_tasks
 -- dashboard: who holds what now (reads tasks_status_id's claimed range)
 SELECT id, type, claimed_by, claimed_at, lease_expires_at, progress, updated_at
 FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'claimed' ORDER BY id DESC LIMIT %s

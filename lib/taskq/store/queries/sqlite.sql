@@ -6,17 +6,17 @@ SELECT 1
 
 -- name: get_type
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types WHERE name = ?
 
 -- name: list_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types ORDER BY name
 
 -- name: list_active_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at
+       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types WHERE is_active = 1 ORDER BY name
 
 -- name: insert_type
@@ -32,8 +32,8 @@ WHERE id = ?
 
 -- name: insert_task
 INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, max_attempts,
-                   claim_timeout, created_at, updated_at)
-VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)
+                   claim_timeout, created_at, updated_at, dedupe_scope)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dedupe_key) DO NOTHING
 
 -- name: task_by_dedupe_key
@@ -54,7 +54,8 @@ WHERE id = ?
 
 -- name: fail_expired
 UPDATE tasks
-SET status = 'failed', error_message = ?, lease_expires_at = NULL, completed_at = ?,
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
+    status = 'failed', error_message = ?, lease_expires_at = NULL, completed_at = ?,
     updated_at = ?
 WHERE id = ?
 
@@ -91,7 +92,8 @@ WHERE id = ?
 
 -- name: complete_success
 UPDATE tasks
-SET status = 'completed', result_json = ?, error_message = NULL, progress = 100,
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
+    status = 'completed', result_json = ?, error_message = NULL, progress = 100,
     lease_expires_at = NULL, completed_at = ?, updated_at = ?
 WHERE id = ?
 
@@ -103,7 +105,8 @@ WHERE id = ?
 
 -- name: complete_failure
 UPDATE tasks
-SET status = 'failed', error_message = ?, lease_expires_at = NULL, completed_at = ?,
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
+    status = 'failed', error_message = ?, lease_expires_at = NULL, completed_at = ?,
     updated_at = ?
 WHERE id = ?
 
@@ -127,6 +130,56 @@ FROM tasks WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?
 
 -- name: count_tasks
 SELECT COUNT(*) FROM tasks WHERE {where}
+
+-- Concurrency limits, pause, dedupe scope and steering (issue 9 items 3-4;
+-- the decisions are in taskq.operations and Store.steer).
+
+-- name: restricted_types
+-- types a claim must treat specially: paused, or with a concurrency limit
+SELECT id, is_paused, max_concurrency FROM task_types
+WHERE is_paused = 1 OR max_concurrency IS NOT NULL
+
+-- name: all_type_ids
+SELECT id FROM task_types
+
+-- name: live_leases
+-- live leases per limited type, read through tasks_type_claim (left to itself
+-- the planner picks tasks_lease: every live lease of every type, then a sort)
+SELECT type_id, COUNT(*) FROM tasks INDEXED BY tasks_type_claim
+WHERE type_id IN ({ids}) AND status = 'claimed' AND lease_expires_at > ?
+GROUP BY type_id
+
+-- name: update_type_settings
+UPDATE task_types SET max_concurrency = ?, is_paused = ?, dedupe_scope = ?, updated_at = ?
+WHERE id = ?
+
+-- name: steer_state
+SELECT id, type, status, params_json, dedupe_key, dedupe_scope, claimed_by FROM tasks WHERE id = ?
+
+-- name: cancel_task
+UPDATE tasks
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
+    status = 'cancelled', lease_expires_at = NULL, completed_at = ?, updated_at = ?
+WHERE id = ? AND status IN ('pending', 'claimed')
+
+-- name: requeue_task
+UPDATE tasks
+SET status = 'pending', claimed_by = NULL, lease_expires_at = NULL, updated_at = ?
+WHERE id = ? AND status = 'claimed'
+
+-- name: reset_task
+-- retry (failed, cancelled) and rerun (completed): a fresh start, history kept;
+-- dedupe_key is given back for scope 'active'
+UPDATE tasks
+SET status = 'pending', dedupe_key = ?, attempts = 0, result_json = NULL, progress = 0,
+    progress_message = NULL, claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL,
+    completed_at = NULL, updated_at = ?
+WHERE id = ? AND status IN (?, ?)
+
+-- name: steer_select
+-- bulk steering: the first matching tasks in id order (one more than asked,
+-- to tell whether more remain)
+SELECT id FROM tasks WHERE {where} ORDER BY id LIMIT ?
 
 -- name: queue_counts
 -- dashboard overview: tasks per type and status (reads the type-claim index)
@@ -161,7 +214,7 @@ ON CONFLICT (address) DO UPDATE SET
 -- name: clear_login_failures
 DELETE FROM login_failures WHERE address = ?
 
--- name: live_leases
+-- name: claimed_tasks
 -- dashboard: who holds what now (reads tasks_status_id's claimed range)
 SELECT id, type, claimed_by, claimed_at, lease_expires_at, progress, updated_at
 FROM tasks WHERE status = 'claimed' ORDER BY id DESC LIMIT ?
