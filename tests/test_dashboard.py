@@ -244,7 +244,7 @@ def test_without_any_key_the_dashboard_is_read_only_and_says_how_to_set_one(conf
 
 # -- pages ---------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/dashboard", "/dashboard/tasks", "/dashboard/tasks/1",
-                                  "/dashboard/types", "/dashboard/health",
+                                  "/dashboard/failed", "/dashboard/types", "/dashboard/health",
                                   "/dashboard/login"])
 def test_every_page_sends_a_csp_without_inline_script(browser, app, path):
     task_id = seed(app)
@@ -324,3 +324,148 @@ def test_static_files_have_their_types_and_nothing_else_is_served(browser):
         "text/javascript")
     for name in ("..%2Fdashboard.py", "dashboard.py", ".htaccess", "nosuch.css"):
         assert browser.get("/dashboard/static/" + name).status == 404
+
+
+# -- actions: the API's own handlers behind forms ------------------------------------
+def task_status(app, task_id):
+    return api_call(app, "GET", "/tasks/%d" % task_id)[1]["data"]["status"]
+
+
+def test_task_page_cancels_and_retries_with_the_csrf_token(browser, app):
+    task_id = seed(app)
+    browser.login()
+    page = browser.get("/dashboard/tasks/%d" % task_id)
+    assert 'action="/taskq/dashboard/tasks/%d/cancel"' % task_id in page.body
+    assert "/retry" not in page.body  # a pending task offers only what applies to it
+    done = browser.post("/dashboard/tasks/%d/cancel" % task_id, {"csrf": page.csrf()})
+    assert done.status == 303 and done.header("Location").endswith("?done=cancel")
+    assert task_status(app, task_id) == "cancelled"
+    page = browser.get("/dashboard/tasks/%d" % task_id, "done=cancel")
+    assert "Task cancelled." in page.body
+    browser.post("/dashboard/tasks/%d/retry" % task_id, {"csrf": page.csrf()})
+    assert task_status(app, task_id) == "pending"
+    events = [e["event"] for e in api_call(app, "GET", "/tasks/%d/history" % task_id)[1]["data"]["events"]]
+    assert events[-2:] == ["cancelled", "retried"]
+
+
+def test_requeue_and_rerun_from_the_task_page(browser, app):
+    task_id = seed(app)
+    api_call(app, "POST", "/tasks/claim", {"worker_id": "w1"})
+    browser.login()
+    csrf = browser.get("/dashboard/tasks/%d" % task_id).csrf()
+    browser.post("/dashboard/tasks/%d/requeue" % task_id, {"csrf": csrf})
+    assert task_status(app, task_id) == "pending"
+    api_call(app, "POST", "/tasks/claim", {"worker_id": "w1"})
+    api_call(app, "POST", "/tasks/%d/complete" % task_id, {"worker_id": "w1", "success": True})
+    browser.post("/dashboard/tasks/%d/rerun" % task_id, {"csrf": csrf})
+    assert task_status(app, task_id) == "pending"
+
+
+def test_an_action_in_the_wrong_status_is_a_409_page_and_changes_nothing(browser, app):
+    task_id = seed(app)
+    browser.login()
+    csrf = browser.get("/dashboard").csrf()
+    page = browser.post("/dashboard/tasks/%d/rerun" % task_id, {"csrf": csrf})
+    assert page.status == 409 and 'class="error"' in page.body
+    assert task_status(app, task_id) == "pending"
+
+
+@pytest.mark.parametrize("path", ["/dashboard/tasks/{id}/cancel", "/dashboard/tasks/bulk",
+                                  "/dashboard/failed/retry", "/dashboard/types/mail.send/pause"])
+def test_actions_refuse_a_bad_csrf_token_and_change_nothing(browser, app, path):
+    task_id = seed(app)
+    browser.login()
+    page = browser.post(path.replace("{id}", str(task_id)),
+                        {"csrf": "forged", "ids": str(task_id), "action": "cancel", "error": "x"})
+    assert page.status == 403 and "CSRF" in page.body
+    assert task_status(app, task_id) == "pending"
+    assert api_call(app, "GET", "/task-types/mail.send")[1]["data"]["is_paused"] is False
+
+
+def test_actions_need_a_login(app):
+    task_id = seed(app)
+    page = Browser(app).post("/dashboard/tasks/%d/cancel" % task_id, {"csrf": ""})
+    assert page.status == 403
+    assert task_status(app, task_id) == "pending"
+
+
+def test_read_only_dashboard_cannot_act(config_factory):
+    app = Application(config=config_factory())
+    task_id = seed(app)
+    browser = Browser(app)
+    assert "/cancel" not in browser.get("/dashboard/tasks/%d" % task_id).body
+    assert browser.post("/dashboard/tasks/%d/cancel" % task_id, {"csrf": ""}).status == 403
+    assert task_status(app, task_id) == "pending"
+
+
+def test_bulk_cancel_of_the_selected_tasks(browser, app):
+    first = seed(app)
+    others = [api_call(app, "POST", "/tasks", {"type": "mail.send", "params": {"n": n}})[1]["data"]["id"]
+              for n in range(3)]
+    api_call(app, "POST", "/tasks/claim", {"worker_id": "w1"})  # first is claimed now
+    browser.login()
+    page = browser.get("/dashboard/tasks", "status=pending")
+    result = browser.request("POST", "/dashboard/tasks/bulk", form=[
+        ("csrf", page.csrf()), ("action", "cancel"), ("back", "?status=pending"),
+        ("ids", str(others[0])), ("ids", str(others[1]))])
+    assert result.status == 303
+    assert result.header("Location").endswith("?status=pending&done=bulk&changed=2&skipped=0")
+    assert [task_status(app, i) for i in others] == ["cancelled", "cancelled", "pending"]
+    assert task_status(app, first) == "claimed"
+    assert "2 task(s) changed, 0 skipped" in browser.get(
+        "/dashboard/tasks", "status=pending&done=bulk&changed=2&skipped=0").body
+
+
+def test_failed_page_groups_errors_and_retries_a_group(browser, app):
+    api_call(app, "POST", "/task-types/register", {"name": "api.call", "version": "1",
+                                                   "param_schema": {}, "max_attempts": 1})
+    ids = [api_call(app, "POST", "/tasks", {"type": "api.call", "params": {"n": n}})[1]["data"]["id"]
+           for n in range(5)]
+    for n, task_id in enumerate(ids):
+        claimed = api_call(app, "POST", "/tasks/claim", {"worker_id": "w"})[1]["data"]
+        api_call(app, "POST", "/tasks/%d/complete" % claimed["id"], {
+            "worker_id": "w", "success": False,
+            "error": "API rate limit exceeded" if n < 3 else "Timeout <b>"})
+    browser.login()
+    page = browser.get("/dashboard/failed")
+    assert page.body.index("API rate limit exceeded") < page.body.index("Timeout &lt;b&gt;")
+    assert re.search(r'class="num">3</td>', page.body) and re.search(r'class="num">2</td>', page.body)
+    done = browser.post("/dashboard/failed/retry", {"csrf": page.csrf(),
+                                                    "error": "API rate limit exceeded"})
+    assert done.header("Location").endswith("/failed?done=bulk&changed=3&skipped=0")
+    statuses = sorted(task_status(app, i) for i in ids)
+    assert statuses == ["failed", "failed", "pending", "pending", "pending"]
+
+
+def test_types_page_pauses_resumes_and_edits_settings(browser, app):
+    seed(app)
+    browser.login()
+    page = browser.get("/dashboard/types")
+    csrf = page.csrf()
+    assert browser.post("/dashboard/types/mail.send/pause", {"csrf": csrf}).status == 303
+    assert api_call(app, "GET", "/task-types/mail.send")[1]["data"]["is_paused"] is True
+    assert api_call(app, "POST", "/tasks/claim", {"worker_id": "w"})[0] == 404
+    assert "paused" in browser.get("/dashboard/types", "done=paused").body
+    browser.post("/dashboard/types/mail.send/resume", {"csrf": csrf})
+    browser.post("/dashboard/types/mail.send/settings", {
+        "csrf": csrf, "max_attempts": "7", "claim_timeout": "120", "max_concurrency": "2",
+        "dedupe_scope": "active"})
+    data = api_call(app, "GET", "/task-types/mail.send")[1]["data"]
+    assert (data["is_paused"], data["max_attempts"], data["claim_timeout"], data["max_concurrency"],
+            data["dedupe_scope"]) == (False, 7, 120, 2, "active")
+    assert data["param_schema"] == {"type": "object"} and data["version"] == "1"
+    browser.post("/dashboard/types/mail.send/deactivate", {"csrf": csrf})
+    assert api_call(app, "POST", "/tasks", {"type": "mail.send", "params": {"x": 1}})[0] == 400
+    browser.post("/dashboard/types/mail.send/activate", {"csrf": csrf})
+    assert api_call(app, "POST", "/tasks", {"type": "mail.send", "params": {"x": 1}})[0] == 201
+
+
+def test_a_bad_setting_is_a_400_page_naming_the_field(browser, app):
+    seed(app)
+    browser.login()
+    csrf = browser.get("/dashboard/types").csrf()
+    page = browser.post("/dashboard/types/mail.send/settings", {"csrf": csrf, "max_attempts": "0"})
+    assert page.status == 400 and "max_attempts" in page.body
+    page = browser.post("/dashboard/types/mail.send/settings", {"csrf": csrf, "max_attempts": "x"})
+    assert page.status == 400 and "max_attempts" in page.body
+    assert api_call(app, "GET", "/task-types/mail.send")[1]["data"]["max_attempts"] is None

@@ -29,9 +29,10 @@ CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' 
 PAGE_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
                 ("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"),
                 ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin")]
-STATUSES = ("pending", "claimed", "completed", "failed")
-NAV = (("overview", "", "Overview"), ("tasks", "/tasks", "Tasks"), ("types", "/types", "Types"),
-       ("health", "/health", "Health"))
+from .validation import TASK_STATUSES as STATUSES  # noqa: E402
+
+NAV = (("overview", "", "Overview"), ("tasks", "/tasks", "Tasks"), ("failed", "/failed", "Failed"),
+       ("types", "/types", "Types"), ("health", "/health", "Health"))
 
 
 # -- plumbing ------------------------------------------------------------------
@@ -112,17 +113,28 @@ def _same(given, expected):
                                                               expected.encode("utf-8", "replace"))
 
 
-def _form(request):
-    """The body of an HTML form post (urlencoded), bounded by max_body_bytes."""
-    from urllib.parse import parse_qsl
+def _form_pairs(request):
+    """The (name, value) pairs of an HTML form post (urlencoded), read once per request."""
+    pairs = getattr(request, "_form_pairs", None)
+    if pairs is None:
+        from urllib.parse import parse_qsl
 
-    length = request.content_length()
-    raw = request.environ["wsgi.input"].read(length) if length else b""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("The form is not UTF-8") from None
-    return dict(parse_qsl(text, keep_blank_values=True))
+        length = request.content_length()
+        raw = request.environ["wsgi.input"].read(length) if length else b""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("The form is not UTF-8") from None
+        pairs = request._form_pairs = parse_qsl(text, keep_blank_values=True)
+    return pairs
+
+
+def _form(request):
+    """The form as a dict (the first value of each name)."""
+    out = {}
+    for name, value in _form_pairs(request):
+        out.setdefault(name, value)
+    return out
 
 
 class Session:
@@ -174,7 +186,7 @@ def _page(ctx, template, title, session, status=200, active="", extra_headers=()
     body = render(template, base=base, session=session, **scope)
     nav = [{"href": base + path, "label": label, "on": key == active} for key, path, label in NAV]
     html = render("layout.html", title=title, body=body, base=base, nav=nav, session=session,
-                  version=__version__, refresh=scope.get("refresh"))
+                  version=__version__, refresh=scope.get("refresh"), notice=scope.get("notice"))
     return _raw(status, PAGE_HEADERS + list(extra_headers), html.encode("utf-8"))
 
 
@@ -295,7 +307,8 @@ def overview(ctx, session):
     for worker in workers.values():
         worker["seen_ago"] = _age(worker["seen"])
     return _page(ctx, "overview.html", "Overview", session, active="overview",
-                 statuses=STATUSES, totals=totals, types=types,
+                 statuses=STATUSES, types=types,
+                 tiles=[{"name": name, "count": totals.get(name, 0)} for name in STATUSES],
                  oldest=oldest, oldest_age=_age(oldest), refresh=15,
                  workers=sorted(workers.values(), key=lambda w: w["seen"], reverse=True))
 
@@ -314,6 +327,7 @@ def tasks(ctx, session):
     pages = max(1, -(-total // PAGE_SIZE))
     link = _query_link(status=status, type=type_filter)
     return _page(ctx, "tasks.html", "Tasks", session, active="tasks", tasks=rows, total=total,
+                 notice=_notice(query), back=link, actions=TASK_ACTIONS,
                  page=page, pages=pages, statuses=STATUSES, filter_status=status, filter_type=type_filter,
                  prev_link=link + "&page=%d" % (page - 1) if page > 1 else None,
                  next_link=link + "&page=%d" % (page + 1) if page < pages else None)
@@ -334,7 +348,11 @@ def task(ctx, session, id):
         raise NotFound("Task not found: %d" % id)
     view = task_view(row)
     events = ctx.store.task_history(id) or []
+    from .store.base import STEER_FROM
+
+    actions = [a for a in TASK_ACTIONS if view["status"] in STEER_FROM[a]]
     return _page(ctx, "task.html", "Task %d" % id, session, active="tasks", task=view,
+                 actions=actions, notice=_notice(ctx.request.query),
                  events=events, has_params=view.get("params") not in (None, {}),
                  has_result=view.get("result") is not None)
 
@@ -344,7 +362,9 @@ def types(ctx, session):
     from .handlers import type_view
 
     rows = [type_view(row) for row in ctx.store.list_types(False)]
-    return _page(ctx, "types.html", "Types", session, active="types", types=rows)
+    return _page(ctx, "types.html", "Types", session, active="types", types=rows,
+                 notice=_notice(ctx.request.query), scopes=("always", "active", "off"),
+                 backoffs=("fixed", "exponential"))
 
 
 @_guarded
@@ -391,6 +411,202 @@ def _package_version(module):
         return getattr(imported, "__version__", None) or getattr(imported, "VERSION", None)
     except ImportError:
         return "not installed"
+
+
+# -- actions: the API's own handlers, called with the form's values ------------
+NOTICES = {"cancel": "Task cancelled.", "retry": "Task queued for retry.",
+           "requeue": "Task returned to the queue.", "rerun": "Task queued to run again.",
+           "paused": "Type paused: claims pass over it.", "resumed": "Type resumed.",
+           "activated": "Type active: it takes new tasks.",
+           "deactivated": "Type inactive: new tasks are refused; queued ones still run.",
+           "saved": "Settings saved.", "bulk": "Done."}
+TASK_ACTIONS = ("cancel", "retry", "requeue", "rerun")
+TYPE_ACTIONS = ("pause", "resume", "activate", "deactivate", "settings")
+MAX_SELECTED = 1000
+
+
+class _FormBody:
+    """The request as an API handler sees it, with the form's values as its JSON body,
+    so a dashboard action runs the route's own validation and logic."""
+
+    def __init__(self, request, body):
+        self._request = request
+        self._body = body
+
+    def json(self):
+        return dict(self._body)
+
+    def __getattr__(self, name):
+        return getattr(self._request, name)
+
+
+def _run(ctx, handler, body=None, **params):
+    """Call an API handler with `body`; its (status, message, data)."""
+    request = ctx.request
+    ctx.request = _FormBody(request, body or {})
+    try:
+        return handler(ctx, **params)
+    finally:
+        ctx.request = request
+
+
+def _acting(action):
+    """A POST that changes something: a session that may act and its CSRF token, or 403."""
+    def wrapper(ctx, **params):
+        try:
+            session = _session(ctx)
+            if session is None or not session.can_act:
+                raise Forbidden("Log in with an admin key to change anything")
+            form = _form(ctx.request)
+            if not _same(form.get("csrf", ""), session.csrf):
+                raise Forbidden("Invalid CSRF token: reload the page and try again")
+            return action(ctx, session, form, **params)
+        except TaskqError as exc:
+            return _error_page(ctx, exc)
+
+    wrapper.__name__ = action.__name__
+    wrapper.__doc__ = action.__doc__
+    return wrapper
+
+
+def _notice(query):
+    code = query.get("done", "")
+    text = NOTICES.get(code)
+    if text and code == "bulk":
+        from . import validation as v
+
+        changed = v.query_int(query, "changed", 0, 0, 10 ** 9)
+        skipped = v.query_int(query, "skipped", 0, 0, 10 ** 9)
+        text = "%d task(s) changed, %d skipped (not in a status the action acts on)." % (
+            changed, skipped)
+    return text
+
+
+@_acting
+def task_action(ctx, session, form, id, action):
+    """Cancel, retry, requeue or re-run one task: operations' own handlers."""
+    from . import operations
+
+    if action not in TASK_ACTIONS:
+        raise NotFound("Unknown action: %s" % action)
+    _run(ctx, getattr(operations, action + "_task"), id=id)
+    return _redirect(ctx, "/tasks/%d?done=%s" % (id, action))
+
+
+@_acting
+def tasks_bulk(ctx, session, form):
+    """The selected tasks of the tasks page, steered in one store call."""
+    action = form.get("action", "")
+    if action not in TASK_ACTIONS:
+        raise BadRequest("Choose an action: %s" % ", ".join(TASK_ACTIONS))
+    ids = []
+    for key, value in _form_pairs(ctx.request):
+        if key == "ids":
+            if not value.isdigit() or len(value) > 18:
+                raise BadRequest("Field 'ids' must hold task ids")
+            ids.append(int(value))
+    if not ids:
+        raise BadRequest("Select at least one task")
+    if len(ids) > MAX_SELECTED:
+        raise BadRequest("Select at most %d tasks at once" % MAX_SELECTED)
+    outcomes = ctx.store.steer(action, sorted(set(ids)))
+    changed = sum(1 for outcome in outcomes if not isinstance(outcome, TaskqError))
+    back = form.get("back", "")
+    if not back.startswith("?") or len(back) > 500:
+        back = "?"
+    return _redirect(ctx, "/tasks%s%sdone=bulk&changed=%d&skipped=%d" % (
+        back, "&" if len(back) > 1 else "", changed, len(outcomes) - changed))
+
+
+@_acting
+def failed_retry(ctx, session, form):
+    """Retry every failed task whose error holds the group's text (bounded per request)."""
+    from . import operations
+
+    text = form.get("error", "")
+    if not text:
+        raise BadRequest("Missing the error text of the group")
+    status, message, data = _run(ctx, operations.bulk, {
+        "filter": {"status": "failed", "error_contains": text}}, action="retry")
+    return _redirect(ctx, "/failed?done=bulk&changed=%d&skipped=%d" % (
+        data["changed"], len(data["skipped"])))
+
+
+@_acting
+def type_action(ctx, session, form, name, action):
+    """Pause, resume, (de)activate or edit a type through the API's handlers."""
+    from . import handlers, operations
+
+    if action not in TYPE_ACTIONS:
+        raise NotFound("Unknown action: %s" % action)
+    if action in ("pause", "resume"):
+        _run(ctx, getattr(operations, action + "_type"), name=name)
+        return _redirect(ctx, "/types?done=%s" % ("paused" if action == "pause" else "resumed"))
+    row = ctx.store.get_type(name)
+    if row is None:
+        raise NotFound("Task type not found: %s" % name)
+    current = handlers.type_view(row)
+    body = {"name": name, "version": current["version"], "param_schema": current["param_schema"],
+            "max_attempts": current.get("max_attempts"), "claim_timeout": current.get("claim_timeout"),
+            "is_active": current["is_active"]}
+    for key in ("retry_delay_seconds", "retry_backoff", "retry_max_delay_seconds", "retry_jitter"):
+        if key in current:
+            body[key] = current[key]
+    if action in ("activate", "deactivate"):
+        body["is_active"] = action == "activate"
+        _run(ctx, handlers.register_type, body)
+        return _redirect(ctx, "/types?done=%s" % (action + "d"))
+    # settings: the register fields and operations' settings, each checked by its route
+    register_changed = False
+    for key in ("max_attempts", "claim_timeout", "retry_delay_seconds", "retry_max_delay_seconds"):
+        if key in form and (key in body or key in ("max_attempts", "claim_timeout")):
+            body[key] = _form_int(form, key)
+            register_changed = True
+    if "retry_backoff" in form and "retry_backoff" in body:
+        body["retry_backoff"] = form["retry_backoff"]
+        register_changed = True
+    if "retry_jitter" in form and "retry_jitter" in body:
+        body["retry_jitter"] = _form_number(form, "retry_jitter")
+        register_changed = True
+    settings = {}
+    if "max_concurrency" in form:
+        settings["max_concurrency"] = _form_int(form, "max_concurrency")
+    if form.get("dedupe_scope"):
+        settings["dedupe_scope"] = form["dedupe_scope"]
+    if register_changed:
+        handlers_body = {k: v for k, v in body.items() if v is not None}
+        _run(ctx, handlers.register_type, handlers_body)
+    if settings:
+        _run(ctx, operations.type_settings, settings, name=name)
+    return _redirect(ctx, "/types?done=saved")
+
+
+def _form_int(form, key):
+    """A whole number from a form field; empty means none (null)."""
+    raw = form.get(key, "").strip()
+    if raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest("Field '%s' must be a whole number" % key) from None
+
+
+def _form_number(form, key):
+    raw = form.get(key, "").strip()
+    if raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise BadRequest("Field '%s' must be a number" % key) from None
+
+
+@_guarded
+def failed(ctx, session):
+    groups = ctx.store.failed_groups(50)
+    return _page(ctx, "failed.html", "Failed", session, active="failed", groups=groups,
+                 notice=_notice(ctx.request.query))
 
 
 def static(ctx, name):

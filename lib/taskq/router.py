@@ -38,7 +38,12 @@ ROUTES = (
     ("POST", "/dashboard/logout", "dashboard.logout"),
     ("GET", "/dashboard/tasks", "dashboard.tasks"),
     ("GET", "/dashboard/tasks/{id:int}", "dashboard.task"),
+    ("POST", "/dashboard/tasks/{id:int}/{action}", "dashboard.task_action"),
+    ("POST", "/dashboard/tasks/bulk", "dashboard.tasks_bulk"),
+    ("GET", "/dashboard/failed", "dashboard.failed"),
+    ("POST", "/dashboard/failed/retry", "dashboard.failed_retry"),
     ("GET", "/dashboard/types", "dashboard.types"),
+    ("POST", "/dashboard/types/{name}/{action}", "dashboard.type_action"),
     ("GET", "/dashboard/health", "dashboard.health"),
     ("GET", "/dashboard/static/{name}", "dashboard.static"),
 )

@@ -200,6 +200,11 @@ class Store:
         progress, updated_at}; the dashboard's "workers seen" list."""
         raise NotImplementedError
 
+    def failed_groups(self, limit):
+        """Failed tasks grouped by the first 200 characters of their error, biggest
+        group first: [{error, count, last_at, last_id}]."""
+        raise NotImplementedError
+
     def create_session(self, token_hash, csrf_token, key_ref, ttl_seconds):
         """Store a dashboard session that lives ttl_seconds by the database clock."""
         raise NotImplementedError

@@ -698,6 +698,13 @@ class MySQLStore(Store):
     def claimed_tasks(self, limit):
         return self._read(lambda: self._all("claimed_tasks", (limit,)))
 
+    def failed_groups(self, limit):
+        def work():
+            return [{"error": e, "count": n, "last_at": iso(at), "last_id": i}
+                    for e, n, at, i in self._exec("failed_groups", (limit,)).fetchall()]
+
+        return self._read(work)
+
     def create_session(self, token_hash, csrf_token, key_ref, ttl_seconds):
         def work():
             self._exec("delete_expired_sessions")

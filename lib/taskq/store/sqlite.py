@@ -390,6 +390,10 @@ class SQLiteStore(Store):
     def claimed_tasks(self, limit):
         return self._all("claimed_tasks", (limit,))
 
+    def failed_groups(self, limit):
+        return [{"error": e, "count": n, "last_at": iso(at), "last_id": i}
+                for e, n, at, i in self.conn.execute(Q["failed_groups"], (limit,)).fetchall()]
+
     def create_session(self, token_hash, csrf_token, key_ref, ttl_seconds):
         def work(now):
             self.conn.execute(Q["delete_expired_sessions"], (now,))

@@ -307,3 +307,10 @@ DELETE FROM login_failures WHERE address = %s
 -- dashboard: who holds what now (reads tasks_status_id's claimed range)
 SELECT id, type, claimed_by, claimed_at, lease_expires_at, progress, updated_at
 FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'claimed' ORDER BY id DESC LIMIT %s
+
+-- name: failed_groups
+-- dashboard: failed tasks grouped by the start of their error (tasks_status_id's failed range)
+SELECT LEFT(COALESCE(error_message, ''), 200) AS error, COUNT(*) AS count,
+       MAX(completed_at) AS last_at, MAX(id) AS last_id
+FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'failed'
+GROUP BY LEFT(COALESCE(error_message, ''), 200) ORDER BY count DESC, last_at DESC LIMIT %s
