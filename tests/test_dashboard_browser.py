@@ -98,6 +98,22 @@ def log_in(driver, url, key=KEY):
     click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "button[type=submit]"))
 
 
+def confirm_and_wait(driver, button):
+    """Click a button whose form asks "are you sure?", say yes, wait for the next page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(driver, 10).until(expected_conditions.alert_is_present())
+    driver.switch_to.alert.accept()
+    from support.browser import _gone
+
+    WebDriverWait(driver, 60).until(lambda d: _gone(old_page))
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def no_alert(driver):
     from selenium.common.exceptions import NoAlertPresentException
 
@@ -119,7 +135,9 @@ def test_every_page_in_the_browser(driver, site, backend):
     assert driver.current_url.endswith("/dashboard")
     tiles = {t.text.split("\n")[-1]: t.text.split("\n")[0]
              for t in driver.find_elements(By.CSS_SELECTOR, ".tile")}
-    assert tiles == {"pending": "54", "claimed": "1", "completed": "0", "failed": "1"}, tiles
+    assert {k: tiles[k] for k in ("pending", "claimed", "completed", "failed")} == {
+        "pending": "54", "claimed": "1", "completed": "0", "failed": "1"}, tiles
+    assert set(tiles.values()) <= {"54", "1", "0"}  # every other status is empty
     assert "laptop-7" in driver.page_source
     shot(driver, backend, "dashboard-overview")
 
@@ -143,12 +161,35 @@ def test_every_page_in_the_browser(driver, site, backend):
     assert [e.split()[1] for e in events] == ["created", "claimed", "failed"], events
     shot(driver, backend, "dashboard-task")
 
+    # the failed page groups it; then the task is retried from its own page
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Failed"))
+    assert "API rate limit exceeded" in driver.find_element(By.CSS_SELECTOR, "td.wrap").text
+    shot(driver, backend, "dashboard-failed")
+    open_page(driver, url + "/dashboard/tasks/%d" % hostile_id)
+    confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "button.retry"))
+    assert "Task queued for retry." in driver.find_element(By.CSS_SELECTOR, ".notice").text
+    assert driver.find_element(By.CSS_SELECTOR, "span.status").text == "pending"
+
+    # bulk: select two pending tasks with the keyboard-reachable checkboxes, cancel them
+    open_page(driver, url + "/dashboard/tasks?status=pending")
+    boxes = driver.find_elements(By.CSS_SELECTOR, "input[name=ids]")
+    boxes[0].click()
+    boxes[1].send_keys(" ")  # the space bar ticks a focused checkbox
+    Select(driver.find_element(By.NAME, "action")).select_by_value("cancel")
+    confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "p.bulk button"))
+    assert "2 task(s) changed, 0 skipped" in driver.find_element(By.CSS_SELECTOR, ".notice").text
+    assert "status pending" in driver.page_source  # the filter is kept
+
     click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Types"))
     assert "mail.send" in driver.page_source and "report.build" in driver.page_source
     summary = driver.find_element(By.CSS_SELECTOR, "tr.schema summary")
     summary.click()  # the schema viewer opens
     assert '"to"' in driver.find_element(By.CSS_SELECTOR, "tr.schema pre").text
     shot(driver, backend, "dashboard-types")
+    pause = driver.find_element(By.CSS_SELECTOR, "form[action$='/types/mail.send/pause'] button")
+    click_and_wait(driver, pause)
+    assert "Type paused" in driver.find_element(By.CSS_SELECTOR, ".notice").text
+    assert "paused" in driver.find_element(By.CSS_SELECTOR, "tbody tr td:nth-child(3)").text
 
     click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Health"))
     assert "reachable" in driver.page_source and KEY not in driver.page_source
