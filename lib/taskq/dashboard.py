@@ -362,6 +362,10 @@ def types(ctx, session):
     from .handlers import type_view
 
     rows = [type_view(row) for row in ctx.store.list_types(False)]
+    counts, _ = ctx.store.queue_counts()
+    for row in rows:
+        row["counts"] = ", ".join("%d %s" % (c["count"], c["status"]) for c in counts
+                                  if c["type"] == row["name"]) or "no tasks"
     return _page(ctx, "types.html", "Types", session, active="types", types=rows,
                  notice=_notice(ctx.request.query), scopes=("always", "active", "off"),
                  backoffs=("fixed", "exponential"))
