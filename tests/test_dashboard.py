@@ -315,6 +315,7 @@ def test_health_page_never_shows_secrets(browser, app):
     body = browser.get("/dashboard/health").body
     assert "database.password" in body and "api.api_key" in body
     assert KEY not in body and "(set)" in body
+    assert "Schema version" in body
 
 
 def test_static_files_have_their_types_and_nothing_else_is_served(browser):

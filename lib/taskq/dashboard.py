@@ -380,6 +380,7 @@ def health(ctx, session):
         ctx.store.ping()
         checks["database"] = ctx.store.server_info()
         checks["reachable"] = True
+        checks["schema"] = ctx.store.schema_version()
     except TaskqError as exc:
         checks["reachable"] = False
         checks["problem"] = exc.message

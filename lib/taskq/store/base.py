@@ -200,6 +200,10 @@ class Store:
         progress, updated_at}; the dashboard's "workers seen" list."""
         raise NotImplementedError
 
+    def schema_version(self):
+        """The schema version the database is at (the dashboard's health page)."""
+        raise NotImplementedError
+
     def failed_groups(self, limit):
         """Failed tasks grouped by the first 200 characters of their error, biggest
         group first: [{error, count, last_at, last_id}]."""

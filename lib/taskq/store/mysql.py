@@ -698,6 +698,11 @@ class MySQLStore(Store):
     def claimed_tasks(self, limit):
         return self._read(lambda: self._all("claimed_tasks", (limit,)))
 
+    def schema_version(self):
+        from ..migrate import current_version
+
+        return self._read(lambda: current_version(self.conn))
+
     def failed_groups(self, limit):
         def work():
             return [{"error": e, "count": n, "last_at": iso(at), "last_id": i}

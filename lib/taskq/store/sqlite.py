@@ -390,6 +390,9 @@ class SQLiteStore(Store):
     def claimed_tasks(self, limit):
         return self._all("claimed_tasks", (limit,))
 
+    def schema_version(self):
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
     def failed_groups(self, limit):
         return [{"error": e, "count": n, "last_at": iso(at), "last_id": i}
                 for e, n, at, i in self.conn.execute(Q["failed_groups"], (limit,)).fetchall()]
