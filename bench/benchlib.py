@@ -3,6 +3,7 @@
 import os
 import platform
 import re
+import sys
 import shutil
 import statistics
 import time
@@ -169,3 +170,47 @@ def replace_doc_region(path, region, text):
         updated = current.rstrip("\n") + "\n\n" + block + "\n"
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(updated)
+
+
+# -- the host's interpreter (issue 11) ------------------------------------------
+def base_ref(root):
+    """The commit this branch started from on main: the 'before' of a before/after run."""
+    import subprocess
+
+    return subprocess.check_output(["git", "-C", root, "merge-base", "HEAD", "main"],
+                                   universal_newlines=True).strip()
+
+
+def before_site(root, ref, after_site, dest):
+    """The site as it was at git `ref` (lib/taskq, cgi-bin) with after_site's vendored
+    packages as sources only (no __pycache__): what an upload before issue 11 held."""
+    import shutil
+    import subprocess
+
+    shutil.copytree(after_site, dest, ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
+    for part in ("lib/taskq", "cgi-bin"):
+        shutil.rmtree(os.path.join(dest, part))
+    archive = subprocess.run(["git", "-C", root, "archive", ref, "lib/taskq", "cgi-bin"],
+                             stdout=subprocess.PIPE, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest
+
+
+def host_sites(root, python, workdir, before_ref=None, log=print):
+    """(before, after) site folders for `python`: the bundle built now (with bytecode,
+    compiled by `python`) and the same at before_ref without bytecode."""
+    import subprocess
+
+    sys.path.insert(0, os.path.join(root, "tools"))
+    import bundle
+
+    version = subprocess.check_output([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                      universal_newlines=True).strip()
+    zip_path = bundle.build(python_version=version, output_dir=os.path.join(workdir, "dist"),
+                            compile_with=python, log=log)
+    after = os.path.join(workdir, "after")
+    os.makedirs(after)
+    after = os.path.join(after, os.path.basename(bundle.extract(zip_path, after)))
+    ref = before_ref or base_ref(root)
+    before = before_site(root, ref, after, os.path.join(workdir, "before"))
+    return before, after, ref, os.path.basename(zip_path)

@@ -99,19 +99,22 @@ def spawn(python, script, env, body=b"", args=()):
 class Backend:
     """One backend's config file and the state a round's chained requests share."""
 
-    def __init__(self, name, python, config_path, mysql_env=None):
+    def __init__(self, name, python, config_path, mysql_env=None, api=API, env=None):
         self.name = name
         self.python = python
         self.config_path = config_path
         self.mysql_env = mysql_env
+        self.api = api
+        self.env = env or {}
         self.claimed_id = None
         self.claimed_batch = []
         self.counter = 0
 
     def request(self, method, path, body=None, args=(), extra_env=None):
         raw = b"" if body is None else json.dumps(body).encode("utf-8")
-        env = cgi_env(method, path, raw, dict(extra_env or {}, TASKQ_CONFIG=self.config_path))
-        return spawn(self.python, API, env, raw, args)
+        env = cgi_env(method, path, raw, dict(self.env, SCRIPT_FILENAME=self.api,
+                                              TASKQ_CONFIG=self.config_path, **(extra_env or {})))
+        return spawn(self.python, self.api, env, raw, args)
 
     def case(self, name):
         """(method, path, body, accepted statuses) for the next run of `name`."""
@@ -132,6 +135,10 @@ class Backend:
         if name == "complete":
             return ("POST", "/tasks/%d/complete" % self.claimed_id,
                     {"worker_id": WORKER, "success": True, "result": {"ok": True}}, (200,))
+        if name == "claim_carry":  # complete the claimed task and claim the next: one request
+            return ("POST", "/tasks/claim",
+                    {"worker_id": WORKER, "results": [{"id": self.claimed_id, "success": True,
+                                                       "result": {"ok": True}}]}, (200,))
         if name == "claim_batch":
             return "POST", "/tasks/claim", {"worker_id": WORKER, "limit": BATCH}, (200,)
         if name == "complete_batch":
@@ -148,6 +155,11 @@ class Backend:
                 method, path, self.name, status, payload, err.decode("utf-8", "replace")[-2000:]))
         if name == "claim":
             self.claimed_id = payload["data"]["id"]
+        elif name == "claim_carry":
+            data = payload["data"]
+            if not data["results"][0]["ok"] or len(data["tasks"]) != 1:
+                raise RuntimeError("a claim carrying a result on %s answered %r" % (self.name, data))
+            self.claimed_id = data["tasks"][0]["id"]
         elif name == "claim_batch":
             self.claimed_batch = [task["id"] for task in payload["data"]["tasks"]]
             if len(self.claimed_batch) != BATCH:
@@ -184,11 +196,28 @@ def schedule(cases):
     order = list(cases)
     random.shuffle(order)
     for backend in {runner for runner, name in cases if isinstance(runner, Backend)}:
-        for chain in CHAINS:
+        for chain in getattr(backend, "chains", CHAINS):
             slots = [i for i, (runner, name) in enumerate(order) if runner is backend and name in chain]
             for slot, name in zip(slots, chain):
                 order[slot] = (backend, name)
     return order
+
+
+def sample(cases, warmup, rounds):
+    """({key: wall times}, {key: CPU times}) of every case, round-robin in a random order."""
+    samples, cpu_samples = {}, {}
+    total = warmup + rounds
+    started = time.time()
+    for round_no in range(total):
+        for runner, name in schedule(cases):
+            wall, cpu = runner.run(name)
+            if round_no >= warmup:
+                key = name if isinstance(runner, Floor) else "%s:%s" % (runner.name, name)
+                samples.setdefault(key, []).append(wall)
+                cpu_samples.setdefault(key, []).append(cpu)
+        if round_no % 10 == 9:
+            print("round %d/%d (%.0fs)" % (round_no + 1, total, time.time() - started), file=sys.stderr)
+    return samples, cpu_samples
 
 
 # -- what a claim imports ---------------------------------------------------------------
@@ -247,7 +276,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--update-docs", action="store_true",
                         help="rewrite the cgi_cost part of docs/performance.md")
+    parser.add_argument("--host-python", metavar="PYTHON",
+                        help="instead: MariaDB requests on this interpreter (e.g. /usr/bin/python3) "
+                             "with no bytecode cache, the site before issue 11 against the bundle now")
+    parser.add_argument("--before-ref", help="git commit of the 'before' site (default: merge-base "
+                                             "with main)")
     args = parser.parse_args(argv)
+    if args.host_python:
+        return host_main(args)
     backends = args.backend or ["sqlite", "mysql"]
     python = os.path.abspath(args.python or default_python())
     random.seed(args.seed)
@@ -289,18 +325,7 @@ def main(argv=None):
         for runner in runners.values():
             cases += [(runner, name) for name in API_CASES]
 
-        samples, cpu_samples = {}, {}
-        total = args.warmup + args.rounds
-        started = time.time()
-        for round_no in range(total):
-            for runner, name in schedule(cases):
-                wall, cpu = runner.run(name)
-                if round_no >= args.warmup:
-                    key = name if isinstance(runner, Floor) else "%s:%s" % (runner.name, name)
-                    samples.setdefault(key, []).append(wall)
-                    cpu_samples.setdefault(key, []).append(cpu)
-            if round_no % 10 == 9:
-                print("round %d/%d (%.0fs)" % (round_no + 1, total, time.time() - started), file=sys.stderr)
+        samples, cpu_samples = sample(cases, args.warmup, args.rounds)
 
         profiles = {name: import_profile(runner) for name, runner in runners.items()}
         floor_sets = {"floor_a": floor_modules(python, os.path.join(FLOORS, "bare.py"), {})}
@@ -338,6 +363,108 @@ def main(argv=None):
             print("FAIL: a claim on %s imported jsonschema" % name, file=sys.stderr)
             return 1
     return 0
+
+
+# -- the host's interpreter: before/after in one run (issue 11) --------------------------
+HOST_CASES = ("health", "claim", "progress", "complete", "claim_batch", "complete_batch")
+CARRY_CHAIN = ("claim", "progress", "claim_carry", "complete")
+
+
+def host_main(args):
+    """MariaDB requests on `--host-python` with the bytecode cache not writable: the site as
+    it was before issue 11 (no bytecode, PyMySQL importing cryptography and ssl) against
+    the bundle built now, beside floors (a) and (b) on the same interpreter, in one loop."""
+    python = args.host_python
+    facts = benchlib.machine_facts()
+    facts.update(interpreter_facts(python))
+    facts["interpreter"] = python
+    tmp = tempfile.mkdtemp(prefix="taskq-bench-host-")
+    mysql = benchlib.mysql_params(args.mysql)
+    mysql_db = None
+    no_cache = {"PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        before, after, ref, zip_name = benchlib.host_sites(
+            ROOT, python, tmp, args.before_ref, log=lambda msg: print(msg, file=sys.stderr))
+        facts.update(before_ref=ref[:12], bundle=zip_name)
+        code = ("import sys; sys.path.insert(0, %r); import pymysql; "
+                "print(getattr(pymysql, 'VERSION_STRING', pymysql.__version__))")
+        facts["pymysql"] = subprocess.check_output(
+            [python, "-c", code % os.path.join(after, "lib")], universal_newlines=True).strip()
+        crypto = subprocess.run([python, "-c", "import cryptography; print(cryptography.__version__)"],
+                                stdout=subprocess.PIPE, universal_newlines=True)
+        facts["cryptography"] = crypto.stdout.strip() if crypto.returncode == 0 else "not installed"
+        mysql_db, facts["mariadb"] = benchlib.create_mysql_database(mysql)
+        config = benchlib.write_config(tmp, "mysql", **dict(mysql, name=mysql_db))
+        sites = {}
+        for name, site in (("before", before), ("after", after)):
+            env = dict(no_cache)
+            sites[name] = Backend(name, python, config, api=os.path.join(site, "cgi-bin", "api.py"),
+                                  env=env)
+        sites["after"].chains = (CARRY_CHAIN, ("claim_batch", "complete_batch"))
+        sites["after"].prepare(2 * (args.warmup + args.rounds + 5))
+        mysql_env = dict(no_cache, TASKQ_BENCH_MYSQL=benchlib.mysql_spec(dict(mysql, database=mysql_db)),
+                         PYTHONPATH=os.path.join(after, "lib"))
+        floor_b = os.path.join(FLOORS, "pymysql_select1.py")
+        cases = [(Floor("a", python, os.path.join(FLOORS, "bare.py"), no_cache), "floor_a"),
+                 (Floor("b", python, floor_b, dict(mysql_env, TASKQ_BENCH_NO_CRYPTO="1")), "floor_b"),
+                 (Floor("b_crypto", python, floor_b, mysql_env), "floor_b_crypto")]
+        cases += [(sites["before"], name) for name in HOST_CASES]
+        cases += [(sites["after"], name) for name in HOST_CASES + ("claim_carry",)]
+        samples, cpu_samples = sample(cases, args.warmup, args.rounds)
+    finally:
+        if mysql_db:
+            benchlib.drop_mysql_database(mysql, mysql_db)
+        benchlib.remove_tree(tmp)
+    facts["load_after"] = benchlib.loadavg()
+    report = {"facts": facts, "rounds": args.rounds, "warmup": args.warmup,
+              "stats": {k: benchlib.summarize(v) for k, v in samples.items()},
+              "cpu_stats": {k: benchlib.summarize(v) for k, v in cpu_samples.items()},
+              "samples_ms": {k: [round(v * 1000, 3) for v in vs] for k, vs in samples.items()}}
+    markdown = render_host(report)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "cgi_cost_host-%s.json" % stamp), "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1, sort_keys=True)
+    print(markdown)
+    if args.update_docs:
+        benchlib.replace_doc_region(DOC, "cgi_cost_host", markdown)
+        print("updated %s" % DOC, file=sys.stderr)
+    return 0
+
+
+def render_host(report):
+    f, stats, cpu = report["facts"], report["stats"], report["cpu_stats"]
+    out = ["Measured %s by `bench/cgi_cost.py --host-python %s` (%d rounds after %d warm-up, all "
+           "cases interleaved in a random order each round; every sample a new process, all with "
+           "PYTHONDONTWRITEBYTECODE=1). Python %s, PyMySQL %s, cryptography %s, MariaDB %s on "
+           "127.0.0.1. *before*: the site at commit %s (no bytecode shipped); *after*: the bundle "
+           "`%s` built now (bytecode, PyMySQL without ssl and cryptography). 1-minute load average "
+           "%s before, %s after (2 cores)." % (
+               f["date"], f["interpreter"], report["rounds"], report["warmup"], f["python"],
+               f["pymysql"], f["cryptography"], f.get("mariadb"), f["before_ref"], f["bundle"],
+               f.get("load_before"), f.get("load_after")),
+           "",
+           "| process | wall median ms | wall p90 ms | CPU median ms | wall / (b) | CPU / (b) | target |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    rows = [("floor_a", "(a) bare Python CGI"),
+            ("floor_b", "(b) + `import pymysql` (cryptography kept out), connect, `SELECT 1`"),
+            ("floor_b_crypto", "(b) as PyMySQL imports on this host (with cryptography)")]
+    for site in ("before", "after"):
+        for case in HOST_CASES + ("claim_carry",):
+            label = "claim carrying the last result" if case == "claim_carry" else case_label(case)
+            rows.append(("%s:%s" % (site, case), "%s `%s`" % (site, label)))
+    base, base_cpu = stats["floor_b"]["median"], cpu["floor_b"]["median"]
+    for key, label in rows:
+        if key not in stats:
+            continue
+        target = ""
+        if key.split(":")[-1] in ("claim", "progress", "complete", "health"):
+            ok = stats[key]["median"] / base <= 1.15
+            target = "<= 1.15x: %s" % ("meets" if ok else "**misses**")
+        out.append("| %s | %.1f | %.1f | %.1f | %.2fx | %.2fx | %s |" % (
+            label, stats[key]["median"] * 1e3, stats[key]["p90"] * 1e3, cpu[key]["median"] * 1e3,
+            stats[key]["median"] / base, cpu[key]["median"] / base_cpu, target))
+    return "\n".join(out) + "\n"
 
 
 # -- the report ------------------------------------------------------------------------

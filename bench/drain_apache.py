@@ -84,7 +84,31 @@ class Api:
 
 
 # -- workers ----------------------------------------------------------------------
-def worker_loop(base_url, worker_id, batch, start_at, out_queue, deadline):
+def carry_loop(api, worker_id, batch, counts, note, deadline):
+    """The protocol of issue 11: each claim carries the results of the tasks claimed before
+    (one request per task, or per batch); the last claim, answering no task, carries the last."""
+    results = []
+    while time.time() < deadline:
+        body = {"worker_id": worker_id, "limit": batch or 1}
+        if results:
+            body["results"] = results
+        status, payload = api.call("POST", "/tasks/claim", body)
+        note(status)
+        if status != 200:
+            continue  # counted; a retry carries the same results (their tasks are still leased)
+        for item in payload["data"].get("results", []):
+            if item["ok"] and item["status"] == "completed":
+                counts["completed"] += 1
+            else:
+                key = item.get("error") or str(item.get("status"))
+                counts["item_errors"][key] = counts["item_errors"].get(key, 0) + 1
+        tasks = payload["data"]["tasks"]
+        if not tasks:
+            break
+        results = [{"id": t["id"], "success": True, "result": {"n": t["params"]["n"]}} for t in tasks]
+
+
+def worker_loop(base_url, worker_id, batch, start_at, out_queue, deadline, carry=False):
     """Claim and complete until the queue is empty; report counts on out_queue."""
     api = Api(base_url)
     counts = {"requests": 0, "completed": 0, "statuses": {}, "item_errors": {}, "errors": []}
@@ -97,7 +121,9 @@ def worker_loop(base_url, worker_id, batch, start_at, out_queue, deadline):
     while time.time() < start_at:
         time.sleep(0.001)
     try:
-        while time.time() < deadline:
+        if carry:
+            carry_loop(api, worker_id, batch, counts, note, deadline)
+        while not carry and time.time() < deadline:
             if batch:
                 status, payload = api.call("POST", "/tasks/claim", {"worker_id": worker_id, "limit": batch})
                 note(status)
@@ -137,13 +163,14 @@ def worker_loop(base_url, worker_id, batch, start_at, out_queue, deadline):
     out_queue.put(counts)
 
 
-def drain(base_url, workers, batch, timeout):
+def drain(base_url, workers, batch, timeout, carry=False):
     """Run the workers; returns (elapsed seconds, merged counts)."""
     ctx = multiprocessing.get_context("fork")
     out_queue = ctx.Queue()
     start_at = time.time() + 0.5
     procs = [ctx.Process(target=worker_loop,
-                         args=(base_url, "drain-%d" % i, batch, start_at, out_queue, start_at + timeout))
+                         args=(base_url, "drain-%d" % i, batch, start_at, out_queue, start_at + timeout,
+                               carry))
              for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -183,7 +210,7 @@ def count_status(api, status):
     return payload["data"]["total"]
 
 
-def run_backend(base_url, args, name):
+def run_backend(base_url, args, name, carry=False):
     api = Api(base_url)
     status, payload = api.call("GET", "/health")
     if status != 200:
@@ -200,12 +227,12 @@ def run_backend(base_url, args, name):
             continue
         done_before = count_status(api, "completed")
         fill(api, count, uuid.uuid4().hex[:8])
-        elapsed, counts = drain(base_url, args.workers, batch, args.timeout)
+        elapsed, counts = drain(base_url, args.workers, batch, args.timeout, carry)
         pending = count_status(api, "pending")
         claimed = count_status(api, "claimed")
         completed = count_status(api, "completed") - done_before
         fivexx = sum(v for k, v in counts["statuses"].items() if k.startswith("5"))
-        out[mode] = {"tasks": count, "batch": batch, "workers": args.workers,
+        out[mode] = {"tasks": count, "batch": batch, "workers": args.workers, "carry": carry,
                      "seconds": elapsed, "tasks_per_s": completed / elapsed,
                      "requests": counts["requests"], "requests_per_s": counts["requests"] / elapsed,
                      "completed_reported": counts["completed"], "completed_in_db": completed,
@@ -252,7 +279,14 @@ def main(argv=None):
     parser.add_argument("--db-option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [database] key for the MariaDB run, e.g. skip_locked=on (repeatable)")
     parser.add_argument("--update-docs", action="store_true", help="rewrite the drain part of docs/performance.md")
+    parser.add_argument("--host-python", metavar="PYTHON",
+                        help="instead: MariaDB drains with CGI run by this interpreter (e.g. "
+                             "/usr/bin/python3), the site before issue 11 against the bundle now")
+    parser.add_argument("--before-ref", help="git commit of the 'before' site (default: merge-base "
+                                             "with main)")
     args = parser.parse_args(argv)
+    if args.host_python:
+        return host_main(args)
     backends = args.backend or ["sqlite", "mysql"]
 
     facts = benchlib.machine_facts()
@@ -308,13 +342,105 @@ def main(argv=None):
     if args.update_docs:
         benchlib.replace_doc_region(DOC, "drain", markdown)
         print("updated %s" % DOC, file=sys.stderr)
+    return 1 if _failed(results) else 0
+
+
+# -- the host's interpreter: before/after in one run (issue 11) --------------------------
+def host_main(args):
+    """MariaDB drains through Apache CGI run by `--host-python` (e.g. Debian's, with its
+    cryptography), PYTHONDONTWRITEBYTECODE=1: the site before issue 11 with the old
+    protocol (claim, then complete) as the baseline, and the bundle now with both protocols."""
+    python = args.host_python
+    facts = benchlib.machine_facts()
+    facts["python"] = "%s (%s)" % (interpreter_version(python), python)
+    docroot = make_docroot()
+    server = None
+    mysql = benchlib.mysql_params(args.mysql)
+    mysql_db = None
+    results = {}
+    try:
+        before, after, ref, zip_name = benchlib.host_sites(
+            ROOT, python, docroot, args.before_ref, log=lambda msg: print(msg, file=sys.stderr))
+        shutil.rmtree(os.path.join(docroot, "dist"))
+        facts.update(before_ref=ref[:12], bundle=zip_name)
+        mysql_db, facts["mariadb"] = benchlib.create_mysql_database(mysql, prefix="taskq_drain")
+        for folder in (before, after):
+            write_config(folder, "mysql", **dict(mysql, name=mysql_db))
+        prepare_docroot(docroot)
+        bindir = os.path.join(docroot, "..", os.path.basename(docroot) + "-bin")
+        os.makedirs(bindir, exist_ok=True)
+        link = os.path.join(bindir, "python3")
+        if not os.path.exists(link):
+            os.symlink(python, link)
+        server = start_apache(docroot, env={"PATH": bindir + ":/usr/bin:/bin",
+                                            "PYTHONDONTWRITEBYTECODE": "1"})
+        for name, folder, carry in (("before, claim then complete", before, False),
+                                    ("after, claim then complete", after, False),
+                                    ("after, claim carries the results", after, True)):
+            url = server.base_url + "/" + os.path.relpath(folder, docroot) + "/api"
+            results[name] = run_backend(url, args, name, carry)
+        facts["load_after"] = benchlib.loadavg()
+        facts["apache_error_log_tracebacks"] = server.error_log().count("Traceback")
+    finally:
+        if server is not None:
+            server.stop()
+        if mysql_db:
+            benchlib.drop_mysql_database(mysql, mysql_db)
+        shutil.rmtree(docroot, ignore_errors=True)
+        shutil.rmtree(docroot + "-bin", ignore_errors=True)
+    report = {"facts": facts, "results": results,
+              "settings": {"workers": args.workers, "batch": args.batch, "tasks": args.tasks,
+                           "single_tasks": args.single_tasks}}
+    markdown = render_host(report)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "drain_apache_host-%s.json" % stamp), "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1, sort_keys=True)
+    print(markdown)
+    if args.update_docs:
+        benchlib.replace_doc_region(DOC, "drain_host", markdown)
+        print("updated %s" % DOC, file=sys.stderr)
+    return 1 if _failed(results) else 0
+
+
+def _failed(results):
     failed = [(name, mode) for name, modes in results.items() for mode, r in modes.items()
               if r["five_xx"] or r["errors"] or r["item_errors"] or r["left_pending"] or r["left_claimed"]
               or r["completed_in_db"] != r["tasks"] or r["completed_reported"] != r["tasks"]]
     if failed:
         print("FAIL: %s" % failed, file=sys.stderr)
-        return 1
-    return 0
+    return failed
+
+
+def render_host(report):
+    f, s = report["facts"], report["settings"]
+    out = ["Measured %s by `bench/drain_apache.py --host-python`: %d worker processes against a real "
+           "Apache 2.4 (mod_cgid, the shipped .htaccess, `/api/` URLs), CGI scripts run by Python %s "
+           "with PYTHONDONTWRITEBYTECODE=1, MariaDB %s. *before*: the site at commit %s (sources only); "
+           "*after*: the bundle `%s` built now. 1-minute load average %s before the run and %s after "
+           "(2 cores; the drain's own workers raise it)." % (
+               f["date"], s["workers"], f["python"], f.get("mariadb"), f["before_ref"], f["bundle"],
+               f.get("load_before"), f.get("load_after")),
+           "",
+           "| site and protocol | mode | tasks | seconds | tasks/s | vs before | requests/s | 5xx |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    baseline = report["results"].get("before, claim then complete", {})
+    order = ("before, claim then complete", "after, claim then complete",
+             "after, claim carries the results")
+    names = [n for n in order if n in report["results"]]
+    names += [n for n in report["results"] if n not in names]
+    for name in names:
+        for mode, r in sorted(report["results"][name].items()):
+            label = "batches of %d" % r["batch"] if r["batch"] else "one task at a time"
+            base = baseline.get(mode)
+            ratio = "%.2fx" % (r["tasks_per_s"] / base["tasks_per_s"]) if base else ""
+            rate = ("%.0f" if r["tasks_per_s"] >= 10 else "%.1f") % r["tasks_per_s"]
+            out.append("| %s | %s | %d | %.1f | **%s** | %s | %.1f | %d |" % (
+                name, label, r["completed_in_db"], r["seconds"], rate, ratio,
+                r["requests_per_s"], r["five_xx"]))
+    out += ["", "Targets (issue 11): one task at a time at least 2x the baseline's tasks/s, batches "
+                "at least 1.5x."]
+    return "\n".join(out) + "\n"
 
 
 def render(report):

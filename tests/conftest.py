@@ -105,6 +105,13 @@ def make_config(backend, tmp_path, mysql_db=None, **sections):
     return config_module.load(str(path))
 
 
+def pytest_collection_modifyitems(config, items):
+    if any(getattr(getattr(item, "module", None), "__name__", "") == "test_wsgi_servers" for item in items):
+        from test_wsgi_servers import deselect_beyond_suite
+
+        deselect_beyond_suite(config, items)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def backend(request):
     return request.param

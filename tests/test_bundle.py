@@ -5,6 +5,7 @@ No web server here; tests/test_apache.py serves the same bundle through Apache.
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,7 +83,9 @@ def test_bundle_leaves_out_tests_bench_tools_venvs_caches_and_local_state(entrie
         parts = name.split("/")
         assert parts[0] not in ("tests", "bench", "tools", "docs", "dist", "scripts", ".venv",
                                 ".git", ".ci", ".pytest_cache"), name
-        assert "__pycache__" not in parts and not name.endswith((".pyc", ".pyo")), name
+        if "__pycache__" in parts or name.endswith((".pyc", ".pyo")):  # only the bundle's own
+            assert parts[0] == "lib" and parts[-2] == "__pycache__", name
+            assert name.endswith(".%s.pyc" % sys.implementation.cache_tag), name
         assert not any(part.startswith(".") and part != ".htaccess" for part in parts), name
         assert name != "config.ini" and ".sqlite" not in name, name
 
@@ -206,3 +209,85 @@ def test_bundle_command_is_documented_in_the_deploy_guide():
         guide = handle.read()
     assert "python3 tools/bundle.py" in guide
     assert "--python-version" in guide
+
+
+# -- bytecode (issue 11) --------------------------------------------------------
+def test_every_module_under_lib_ships_unchecked_hash_bytecode_for_the_target(bundle, entries):
+    import importlib.util
+
+    files = set(names(entries))
+    sources = [name for name in files if name.startswith("lib/") and name.endswith(".py")]
+    assert "lib/taskq/app.py" in sources and "lib/pymysql/connections.py" in sources
+    tag = sys.implementation.cache_tag
+    for source in sources:
+        folder, _, module = source.rpartition("/")
+        pyc = "%s/__pycache__/%s.%s.pyc" % (folder, module[:-3], tag)
+        assert pyc in files, source
+        head = read(bundle, pyc)[:16]
+        assert head[:4] == importlib.util.MAGIC_NUMBER, pyc
+        # PEP 552 flags: bit 0 = hash-based, bit 1 = check source: 0b01 is "unchecked hash"
+        assert int.from_bytes(head[4:8], "little") == 1, pyc
+        assert head[8:16] == importlib.util.source_hash(read(bundle, source)), pyc
+
+
+def test_cgi_request_loads_the_shipped_bytecode_from_a_read_only_tree(unpacked, tmp_path):
+    """As on a host: files re-timestamped by the upload, lib/ not writable, and
+    PYTHONDONTWRITEBYTECODE set; the request still runs from the bundle's .pyc files."""
+    site = str(tmp_path / "site")
+    shutil.copytree(unpacked, site)
+    for dirpath, _, filenames in os.walk(site):
+        for name in filenames:
+            if name.endswith(".py"):
+                os.utime(os.path.join(dirpath, name), (2000000000, 2000000000))
+    (tmp_path / "config.ini").write_text(
+        "[database]\nbackend = sqlite\nsqlite_path = %s\n" % (tmp_path / "t.sqlite3"))
+    lib = os.path.join(site, "lib")
+    for dirpath, dirnames, filenames in os.walk(lib):
+        os.chmod(dirpath, 0o555)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "REQUEST_METHOD": "GET",
+           "PATH_INFO": "/health", "QUERY_STRING": "", "SERVER_NAME": "localhost",
+           "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "GATEWAY_INTERFACE": "CGI/1.1",
+           "TASKQ_CONFIG": str(tmp_path / "config.ini"), "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        result = subprocess.run([sys.executable, "-S", "-v", os.path.join(site, "cgi-bin", "api.py")],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finally:
+        for dirpath, dirnames, filenames in os.walk(lib):
+            os.chmod(dirpath, 0o755)
+    assert b"Status: 200" in result.stdout.partition(b"\r\n\r\n")[0], result.stdout
+    log = result.stderr.decode("utf-8", "replace")
+    tag = sys.implementation.cache_tag
+    for module in ("taskq/__pycache__/app.%s.pyc" % tag, "taskq/store/__pycache__/sqlite.%s.pyc" % tag):
+        assert "code object from '%s'" % os.path.join(lib, module) in log, module
+    # no module under lib/ was compiled from its source
+    compiled = [line for line in log.splitlines()
+                if line.startswith("# code object from") and lib in line and line.endswith(".py'")]
+    assert compiled == []
+
+
+def test_build_refuses_a_target_python_it_cannot_compile_for(tmp_path):
+    tool = bundle_tool()
+    with pytest.raises(tool.BundleError, match=r"compiled by Python 3\.99.*--compile-with"):
+        tool.build(python_version="3.99", output_dir=str(tmp_path), log=lambda *a: None)
+    with pytest.raises(tool.BundleError, match=r"--compile-with .* is Python %s, not the target 3\.99"
+                       % re.escape(VERSION)):
+        tool.build(python_version="3.99", output_dir=str(tmp_path), log=lambda *a: None,
+                   compile_with=sys.executable)
+
+
+def test_wizard_check_says_whether_the_bytecode_fits_this_python(unpacked, tmp_path):
+    from taskq import install as setup
+
+    ok = setup.bytecode_check(unpacked)
+    assert ok.ok and sys.implementation.cache_tag in ok.detail
+    site = tmp_path / "site"
+    cache = site / "lib" / "taskq" / "__pycache__"
+    cache.mkdir(parents=True)
+    foreign = b"\x00\x00\r\n" + (1).to_bytes(4, "little") + b"\x00" * 8
+    (cache / "app.cpython-399.pyc").write_bytes(foreign)
+    bad = setup.bytecode_check(str(site))
+    assert not bad.ok and "cpython-399" in bad.detail
+    assert "tools/bundle.py --python-version %s" % VERSION in bad.fix
+    # a source checkout: only what the interpreter wrote itself (timestamp-based)
+    (cache / "app.cpython-399.pyc").write_bytes(b"\x00\x00\r\n" + b"\x00" * 12)
+    assert setup.bytecode_check(str(site)).ok

@@ -35,14 +35,13 @@ def jsonschema_modules(modules):
     return sorted(m for m in modules if m == "jsonschema" or m.startswith("jsonschema."))
 
 
-def test_health_claim_progress_complete_do_not_import_jsonschema(backend_config):
-    api = ApiClient(Application(config=backend_config))
+def worker_requests(api):
+    """A worker's requests on two new tasks: (method, path, body, status), in order."""
     register(api)
     first = create(api, {"n": 1})["id"]
     second = create(api, {"n": 2})["id"]
     worker = {"worker_id": "w1"}
-
-    requests = [
+    return [
         ("GET", "/health", None, 200),
         ("POST", "/tasks/claim", worker, 200),
         ("POST", "/tasks/%d/progress" % first, dict(worker, progress=40), 200),
@@ -51,10 +50,16 @@ def test_health_claim_progress_complete_do_not_import_jsonschema(backend_config)
         ("POST", "/tasks/complete", dict(worker, results=[{"id": second, "success": True}]), 200),
         ("POST", "/tasks/claim", worker, 404),
     ]
+
+
+def test_health_claim_progress_complete_do_not_import_jsonschema(backend_config):
+    api = ApiClient(Application(config=backend_config))
+    requests = worker_requests(api)
     for method, path, body, status in requests:
         response, modules = cgi(backend_config, method, path, body)
         assert response.status == status, (path, response)
         assert jsonschema_modules(modules) == [], "%s %s imported jsonschema" % (method, path)
+    second = requests[5][2]["results"][0]["id"]
     assert api.get("/tasks/%d" % second).data["status"] == "completed"
 
 
@@ -65,3 +70,133 @@ def test_create_imports_jsonschema_to_validate_params(backend_config):
     response, modules = cgi(backend_config, "POST", "/tasks", {"type": "demo", "params": {"n": 3}})
     assert response.status == 201, response
     assert "jsonschema" in modules
+
+
+# -- ssl and cryptography (issue 11) ------------------------------------------
+# PyMySQL imports ssl (pymysql.connections) and cryptography (pymysql._auth) at
+# module level; taskq.store.driver defers both until a connection needs them.
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+DEFERRED = ("ssl", "_ssl", "cryptography")
+LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib")
+
+
+def deferred_modules(modules):
+    return sorted(m for m in modules if m in DEFERRED or m.startswith("cryptography."))
+
+
+def have_cryptography():
+    return subprocess.run([sys.executable, "-c", "import cryptography"]).returncode == 0
+
+
+def loaded_at_exit(config, method, path, body, tmp_path):
+    """sys.modules of a CGI process as it exits (-X importtime also lists failed imports)."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import atexit, sys\n"
+        "atexit.register(lambda: sys.stderr.write('loaded: %s\\n' % ' '.join(sorted(sys.modules))))\n")
+    pythonpath = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    response = run_cgi(method, path, body, config_path=config.path, env={"PYTHONPATH": pythonpath})
+    lines = [line for line in response.stderr.decode("utf-8", "replace").splitlines()
+             if line.startswith("loaded: ")]
+    assert lines, response.stderr
+    return response, set(lines[-1].split()[1:])
+
+
+@pytest.mark.mysql
+def test_mysql_worker_requests_import_neither_ssl_nor_cryptography(config_factory, backend,
+                                                                   tmp_path):
+    if backend != "mysql":
+        pytest.skip("PyMySQL is the MySQL backend's driver")
+    # the venv has cryptography (requirements-dev.txt), so PyMySQL would load it
+    assert have_cryptography(), "install cryptography in the test venv: the test would prove nothing"
+    config = config_factory()
+    requests = worker_requests(ApiClient(Application(config=config)))[:-1]
+    for method, path, body, status in requests:
+        response, modules = loaded_at_exit(config, method, path, body, tmp_path)
+        assert response.status == status, (path, response)
+        assert "pymysql.connections" in modules
+        assert deferred_modules(modules) == [], "%s %s imported them" % (method, path)
+
+
+def run_python(code, **env):
+    result = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True,
+                            env=dict(os.environ, PYTHONPATH=LIB, **env))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout  # stderr may carry warnings (cryptography's, on Python 3.8)
+
+
+def test_rsa_authentication_loads_cryptography_then_and_encrypts_as_pymysql_does():
+    """sha256_password over a plain link and caching_sha2_password's full authentication
+    send the password RSA-encrypted with the server's key: pymysql._auth.sha2_rsa_encrypt,
+    which both of them call. Driven here with a real key; the parent decrypts."""
+    if not have_cryptography():
+        pytest.skip("cryptography is not installed for this interpreter")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    salt = b"0123456789abcdefghij"
+    code = """if 1:
+        import sys
+        from taskq.store import mysql
+        from pymysql import _auth
+        before = sorted(m for m in ("ssl", "cryptography") if m in sys.modules)
+        # what PyMySQL's auth switch calls for sha256_password without TLS and for
+        # caching_sha2_password full authentication
+        assert _auth.sha256_password_auth.__globals__ is _auth.__dict__
+        sealed = _auth.sha2_rsa_encrypt(b"s3cret", %r, %r)
+        print(before, "cryptography" in sys.modules, sealed.hex())
+    """ % (salt, public)
+    out = run_python(code).split()
+    assert out[0] == "[]", out
+    assert out[1] == "True", "cryptography was not loaded when it was needed"
+    plain = key.decrypt(bytes.fromhex(out[2]),
+                        padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()),
+                                     algorithm=hashes.SHA1(), label=None))
+    expected = bytes(c ^ salt[i % len(salt)] for i, c in enumerate(b"s3cret\0"))
+    assert plain == expected
+
+
+def test_rsa_authentication_without_cryptography_fails_as_pymysql_says():
+    """With cryptography absent the same call raises PyMySQL's own error, as it always did."""
+    code = """if 1:
+        import sys
+        sys.modules["cryptography"] = None  # as on a host without it
+        from taskq.store import mysql
+        from pymysql import _auth
+        try:
+            _auth.sha2_rsa_encrypt(b"pw", b"x" * 20, b"key")
+        except RuntimeError as exc:
+            print("RuntimeError", "cryptography" in str(exc))
+    """
+    assert run_python(code).split() == ["RuntimeError", "True"]
+
+
+@pytest.mark.mysql
+def test_tls_config_loads_ssl_before_connecting(config_factory, backend):
+    if backend != "mysql":
+        pytest.skip("TLS is a MySQL setting")
+    config = config_factory(database={"ssl": "on"})
+    code = """if 1:
+        import sys
+        from taskq import config
+        from taskq.errors import Unavailable
+        from taskq.store import mysql
+        assert "ssl" not in sys.modules
+        try:
+            mysql.MySQLStore(config.load(%r)).close()
+            outcome = "connected"
+        except Unavailable:
+            outcome = "unavailable"  # the test server offers no TLS
+        print(outcome, mysql.pymysql.connections.ssl is sys.modules["ssl"])
+    """ % config.path
+    outcome, has_ssl = run_python(code).split()
+    assert has_ssl == "True"
+    assert outcome in ("connected", "unavailable")

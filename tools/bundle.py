@@ -18,6 +18,15 @@ rest. The build refuses to run when a script lacks the `#!/usr/bin/env
 python3` shebang or any shipped text file has CRLF line endings (a CRLF
 shebang is the classic CGI "500 Internal Server Error").
 
+Every .py file under lib/ (taskq and the vendored packages) also ships as
+unchecked-hash bytecode (PEP 552) in its __pycache__ folder, compiled by an
+interpreter of the target version (the running one, or --compile-with, or
+pythonX.Y found on PATH or under pyenv): a host whose lib/ the web server
+cannot write (or that sets PYTHONDONTWRITEBYTECODE) would otherwise compile
+PyMySQL and taskq from source on every request. Unchecked hashes ignore file
+timestamps, which unzip and FTP do not keep; an edited .py under lib/ needs
+its __pycache__ file deleted (or a rebuilt bundle).
+
 Needs pip for the running interpreter (`python3 -m pip --version`); pip's
 cache is used, so a rebuild downloads nothing new.
 """
@@ -253,6 +262,86 @@ def wheel_files(path):
             yield name, archive.read(info)
 
 
+# -- bytecode ----------------------------------------------------------------
+# Run by the target interpreter: compile each listed file (relative to the
+# folder given) to __pycache__/<name>.<cache tag>.pyc, unchecked hash.
+COMPILE_SCRIPT = r"""
+import os, py_compile, sys
+root = sys.argv[1]
+print("TAG " + sys.implementation.cache_tag)
+for rel in sys.stdin.read().split("\n"):
+    if not rel:
+        continue
+    try:
+        out = py_compile.compile(os.path.join(root, rel), dfile=rel, doraise=True,
+                                 invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    except py_compile.PyCompileError as exc:
+        print("SKIP %s %s" % (rel, str(exc).splitlines()[-1:]))
+    else:
+        print("PYC " + os.path.relpath(out, root))
+"""
+
+
+def interpreter_version(python):
+    try:
+        result = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                universal_newlines=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def find_interpreter(python_version, compile_with=None):
+    """A Python of the target version to compile the bytecode with, or BundleError."""
+    if compile_with:
+        found = interpreter_version(compile_with)
+        if found != python_version:
+            raise BundleError("--compile-with %s is Python %s, not the target %s"
+                              % (compile_with, found or "(does not run)", python_version))
+        return compile_with
+    if "%d.%d" % sys.version_info[:2] == python_version:
+        return sys.executable
+    candidates = [shutil.which("python" + python_version), "/usr/bin/python" + python_version]
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    versions = os.path.join(pyenv, "versions")
+    if os.path.isdir(versions):
+        for name in sorted(os.listdir(versions), reverse=True):
+            if name == python_version or name.startswith(python_version + "."):
+                candidates.append(os.path.join(versions, name, "bin", "python" + python_version))
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and interpreter_version(candidate) == python_version:
+            return candidate
+    raise BundleError("the bytecode must be compiled by Python %s, and none was found (this is "
+                      "Python %d.%d): run tools/bundle.py with python%s, pass --compile-with "
+                      "/path/to/python%s, or --no-bytecode"
+                      % ((python_version,) + sys.version_info[:2] + (python_version, python_version)))
+
+
+def compile_bytecode(entries, python, work):
+    """Add __pycache__/*.pyc entries for every lib/**/*.py; returns the cache tag."""
+    sources = sorted(arc for arc in entries if arc.startswith("lib/") and arc.endswith(".py"))
+    tree = os.path.join(work, "compile")
+    for arc in sources:
+        path = os.path.join(tree, arc)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(entries[arc][0])
+    result = subprocess.run([python, "-I", "-c", COMPILE_SCRIPT, tree], input="\n".join(sources),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if result.returncode != 0:
+        raise BundleError("compiling the bytecode with %s failed:\n%s" % (python, result.stdout[-3000:]))
+    tag = None
+    for line in result.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "TAG":
+            tag = rest
+        elif kind == "PYC":
+            with open(os.path.join(tree, rest), "rb") as handle:
+                entries[rest.replace(os.sep, "/")] = (handle.read(), 0o644)
+    return tag
+
+
 # -- the zip -----------------------------------------------------------------
 def _add(archive, arcname, data, mode):
     info = zipfile.ZipInfo(arcname, date_time=ZIP_DATE)
@@ -270,7 +359,7 @@ def _add_dir(archive, arcname):
 
 
 def build(root=ROOT, python_version=None, platforms=DEFAULT_PLATFORMS, output_dir=None,
-          pip_args=(), log=print):
+          pip_args=(), log=print, bytecode=True, compile_with=None):
     """Build the bundle and return its path."""
     python_version = python_version or "%d.%d" % sys.version_info[:2]
     if not re.match(r"^3\.\d+$", python_version):
@@ -282,6 +371,7 @@ def build(root=ROOT, python_version=None, platforms=DEFAULT_PLATFORMS, output_di
     output_dir = output_dir or os.path.join(root, "dist")
     os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, "taskq-%s-py%s.zip" % (version, python_version))
+    compiler = find_interpreter(python_version, compile_with) if bytecode else None
 
     entries = {}  # arcname -> (bytes, mode)
     for rel in paths:
@@ -309,6 +399,9 @@ def build(root=ROOT, python_version=None, platforms=DEFAULT_PLATFORMS, output_di
                     raise BundleError("%s would overwrite %s" % (name, arcname))
                 if arcname != "lib/.htaccess":
                     entries[arcname] = (data, 0o644)
+        if compiler:
+            tag = compile_bytecode(entries, compiler, work)
+            log("bytecode: %s (unchecked hash), compiled by %s" % (tag, compiler))
         partial = target + ".part"
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             dirs = set()
@@ -351,10 +444,16 @@ def main(argv=None):
                         help="wheel platform tag, repeatable (default: %s)"
                              % " ".join(DEFAULT_PLATFORMS))
     parser.add_argument("--output-dir", metavar="DIR", help="where the zip goes (default: dist/)")
+    parser.add_argument("--compile-with", metavar="PYTHON",
+                        help="the interpreter (of the target version) that compiles the bytecode")
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="ship sources only (every request then compiles them where lib/ is "
+                             "not writable)")
     args = parser.parse_args(argv)
     try:
         build(python_version=args.python_version, platforms=args.platform or DEFAULT_PLATFORMS,
-              output_dir=args.output_dir)
+              output_dir=args.output_dir, bytecode=not args.no_bytecode,
+              compile_with=args.compile_with)
     except BundleError as exc:
         print("bundle: %s" % exc, file=sys.stderr)
         return 1

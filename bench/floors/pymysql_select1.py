@@ -10,12 +10,17 @@ TASKQ_BENCH_TLS_CTX=1     connect with PyMySQL's defaults instead of
                     ("preferred" mode, loading the system CA store) even when
                     the server offers no TLS: the cost a store avoids by
                     disabling TLS for localhost.
+TASKQ_BENCH_NO_CRYPTO=1   keep cryptography out of the import (on a Python
+                    that has it, e.g. Debian's with python3-cryptography).
 """
 import os
 import sys
 
 if os.environ.get("TASKQ_BENCH_JSONSCHEMA") == "1":
     import jsonschema  # noqa: F401
+
+if os.environ.get("TASKQ_BENCH_NO_CRYPTO") == "1":
+    sys.modules["cryptography"] = None  # kept out, as floor (b) is defined (a host may ship it)
 
 import pymysql
 

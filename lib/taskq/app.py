@@ -88,24 +88,84 @@ def _reject_constant(name):
 
 
 class Context:
-    """What a handler gets: the request, the config, and a lazily opened store."""
+    """What a handler gets: the request, the config, and a lazily opened store.
 
-    def __init__(self, request, config):
+    With a pool (a persistent server) the store is a reused one, handed back
+    after the request unless the request failed with a 5xx or a bug.
+    """
+
+    def __init__(self, request, config, pool=None):
         self.request = request
         self.config = config
+        self.pool = pool
         self._store = None
 
     @property
     def store(self):
         if self._store is None:
-            from .store import open_store
+            if self.pool is not None:
+                self._store = self.pool.take(self.config)
+            else:
+                from .store import open_store
 
-            self._store = open_store(self.config)
+                self._store = open_store(self.config)
         return self._store
 
-    def close(self):
+    def close(self, failed=False):
         if self._store is not None:
             store, self._store = self._store, None
+            if self.pool is not None and not failed:
+                self.pool.give(store)
+            else:
+                store.close()
+
+
+class StorePool:
+    """Open stores of a persistent server (mod_wsgi, gunicorn, Passenger), reused across
+    requests: one per request running at once, so one per thread in practice.
+
+    A store idle for more than PING_AFTER seconds is pinged before reuse, and
+    replaced when its connection is gone (server restart, wait_timeout). A
+    request that fails with a 5xx closes its store instead of handing it back.
+    """
+
+    PING_AFTER = 1.0
+    MAX_IDLE = 16
+
+    def __init__(self):
+        import threading
+
+        self._idle = []  # (store, monotonic time it was handed back)
+        self._lock = threading.Lock()
+
+    def take(self, config):
+        import time
+
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                store, since = self._idle.pop()
+            if time.monotonic() - since < self.PING_AFTER or store.alive():
+                return store
+            store.close()
+        from .store import open_store
+
+        return open_store(config)
+
+    def give(self, store):
+        import time
+
+        with self._lock:
+            if len(self._idle) < self.MAX_IDLE:
+                self._idle.append((store, time.monotonic()))
+                return
+        store.close()
+
+    def close(self):
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for store, _ in idle:
             store.close()
 
 
@@ -129,12 +189,20 @@ def _handler(name):
 
 
 class Application:
-    """A WSGI callable; config is read once per process (once per request under CGI)."""
+    """A WSGI callable; config is read once per process (once per request under CGI).
 
-    def __init__(self, config=None, config_path=None):
+    persistent: reuse database connections across requests (StorePool). "auto"
+    (the module's `application`) means: unless the server says every process
+    serves one request (`wsgi.run_once`, as CGI does). Nothing request-scoped
+    lives on this object: it is shared by every thread of the process.
+    """
+
+    def __init__(self, config=None, config_path=None, persistent=False):
         self._config = config
         self._config_path = config_path
         self.router = Router()
+        self.persistent = persistent
+        self._pool = None
 
     @property
     def config(self):
@@ -157,6 +225,7 @@ class Application:
         headers = [("Content-Type", "application/json; charset=utf-8"),
                    ("Cache-Control", "no-store")]
         context = None
+        failed = True
         try:
             config = self.config
             request = Request(environ, config.api["max_body_bytes"])
@@ -167,16 +236,19 @@ class Application:
             if name not in PUBLIC and not name.startswith(SELF_AUTHORIZED):
                 self._authorize(request, config)
             request.check_size()
-            context = Context(request, config)
+            context = Context(request, config, self._pool_for(environ))
             answer = _handler(name)(context, **params)
             if isinstance(answer, RawResponse):  # the dashboard's pages and files
+                failed = answer.status >= 500
                 headers[:] = [h for h in headers if h[0] not in ("Content-Type", "Cache-Control")]
                 headers.extend(answer.headers)
                 return answer.status, headers, answer.body
             status, message, data = answer
             payload = data if message is None else {"success": True, "message": message, "data": data}
+            failed = False
         except errors.TaskqError as exc:
             status = exc.status
+            failed = status >= 500
             headers.extend(exc.headers())
             payload = {"success": False, "error": exc.message}
             if exc.details is not None:
@@ -195,10 +267,24 @@ class Application:
         finally:
             if context is not None:
                 try:
-                    context.close()
+                    context.close(failed)
                 except Exception as exc:  # noqa: BLE001
                     _log_error(self._config, environ, exc, traceback=True)
         return status, headers, _json_bytes(payload)
+
+    def _pool_for(self, environ):
+        if not self.persistent or (self.persistent == "auto" and environ.get("wsgi.run_once")):
+            return None
+        if self._pool is None:
+            # two threads racing here may both make one: the loser's stores are
+            # closed when it is collected, so nothing leaks but a connection
+            self._pool = StorePool()
+        return self._pool
+
+    def close(self):
+        """Close the pooled connections (a server shutting the app down)."""
+        if self._pool is not None:
+            self._pool.close()
 
     def _authorize(self, request, config):
         expected = config.api["api_key"]
@@ -254,4 +340,4 @@ def _log_error(config, environ, exc, traceback):
         print("taskq: %r" % (exc,), file=sys.stderr)
 
 
-application = Application()
+application = Application(persistent="auto")

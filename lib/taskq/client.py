@@ -172,6 +172,8 @@ class Client:
         self.on_retry = on_retry
         self.user_agent = user_agent or "taskq-client/%s" % __version__
         self.last_date = None  # the Date header of the last answer, as a POSIX timestamp
+        # Does the server complete the `results` a claim carries? None: not known yet.
+        self.claim_results = None
 
     # -- transport -----------------------------------------------------
     def request(self, method, path, body=None, query=None):
@@ -300,6 +302,42 @@ class Client:
         body = {"worker_id": worker_id, "limit": limit}
         _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds)
         return self.request("POST", "/tasks/claim", body)["tasks"]
+
+    def claim_after(self, worker_id, results, limit, type_pattern=None, lease_seconds=None):
+        """Report finished tasks and claim up to `limit` more, in one request where the
+        server can (a claim carrying `results`); otherwise POST /tasks/complete, then claim.
+
+        results: as for complete_batch (may be empty). Returns {tasks, results,
+        completed, failed, count}: the claimed tasks (a list, empty when none
+        is available; count is their number) and one outcome per result, as
+        complete_batch answers them. Which way the server took is remembered
+        in `claim_results`.
+        """
+        results = list(results)
+        if not results:
+            tasks = self.claim_batch(worker_id, limit, type_pattern, lease_seconds)
+            return {"tasks": tasks, "count": len(tasks), "results": [], "completed": 0, "failed": 0}
+        if self.claim_results is not False:
+            body = {"worker_id": worker_id, "limit": limit, "results": results}
+            _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds)
+            try:
+                answer = self.request("POST", "/tasks/claim", body)
+            except BadRequest as exc:
+                if "'results'" not in exc.message or self.claim_results:
+                    raise
+                answer = None  # a server that refuses the field: the separate routes
+            if answer is not None and "results" in answer:
+                self.claim_results = True
+                return answer
+            self.claim_results = False
+            if answer is not None:  # an older server claimed and ignored the results
+                done = self.complete_batch(worker_id, results)
+                done.update(tasks=answer["tasks"], count=len(answer["tasks"]))
+                return done
+        done = self.complete_batch(worker_id, results)
+        tasks = self.claim_batch(worker_id, limit, type_pattern, lease_seconds)
+        done.update(tasks=tasks, count=len(tasks))
+        return done
 
     def progress(self, task_id, worker_id, progress, message=None, lease_seconds=None):
         """Record progress and extend the lease (a heartbeat)."""

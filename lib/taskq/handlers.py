@@ -15,6 +15,8 @@ MAX_BATCH_CREATE = 500
 MAX_BATCH_COMPLETE = 100
 MAX_CLAIM_LIMIT = 100
 MAX_LIST_LIMIT = 1000
+# What /health announces to clients that want to know before they rely on it.
+FEATURES = ("claim_results",)  # POST /tasks/claim completes the `results` it carries
 
 
 def _loads(text):
@@ -59,7 +61,7 @@ def health(ctx):
                                                                  "backend": ctx.config.backend},
                            "version": __version__}
         raise
-    return 200, "OK", {"status": "ok", "version": __version__,
+    return 200, "OK", {"status": "ok", "version": __version__, "features": list(FEATURES),
                        "database": {"reachable": True, "backend": ctx.config.backend,
                                     "server": ctx.store.server_info()}}
 
@@ -204,7 +206,15 @@ def claim(ctx):
     pattern = v.string(body, "type_pattern", required=False)
     limit = v.integer(body, "limit", low=1, high=MAX_CLAIM_LIMIT)
     lease = _lease_seconds(ctx, body)
+    finished = None
+    if "results" in body:  # the worker's last tasks ride along: one request per batch
+        finished = _checked_results(body)
+        done = _complete_results(ctx, worker_id, finished)
     rows = ctx.store.claim(worker_id, pattern, limit or 1, lease)
+    if finished is not None:  # always the list form: the outcomes must reach the worker
+        tasks = [claim_view(row) for row in rows]
+        done.update(tasks=tasks, count=len(tasks))
+        return 200, "Completed %d, claimed %d task(s)" % (done["completed"], len(tasks)), done
     if limit is not None:
         tasks = [claim_view(row) for row in rows]
         return 200, "Claimed %d task(s)" % len(tasks), {"tasks": tasks, "count": len(tasks)}
@@ -258,12 +268,16 @@ def _item_error(index, task_id, exc):
     return {"index": index, "id": task_id, "ok": False, "status": exc.status, "error": exc.message}
 
 
-def complete_batch(ctx):
-    body = ctx.request.json()
-    worker_id = v.string(body, "worker_id")
+def _checked_results(body):
+    """The `results` array of a batch complete (or of a claim): 400 unless 1-100 items."""
     items = body.get("results")
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_COMPLETE:
         raise BadRequest("Field 'results' must be an array of 1 to %d items" % MAX_BATCH_COMPLETE)
+    return items
+
+
+def _complete_results(ctx, worker_id, items):
+    """Complete each item; {results, completed, failed, count}, one outcome per item."""
     results = [None] * len(items)
     valid, positions = [], []
     for index, item in enumerate(items):
@@ -284,8 +298,14 @@ def complete_batch(ctx):
             outcome.update(index=index, ok=True)
             results[index] = outcome
     ok = sum(1 for r in results if r["ok"])
-    return 200, "Batch processed", {"results": results, "completed": ok,
-                                    "failed": len(results) - ok, "count": len(results)}
+    return {"results": results, "completed": ok, "failed": len(results) - ok, "count": len(results)}
+
+
+def complete_batch(ctx):
+    body = ctx.request.json()
+    worker_id = v.string(body, "worker_id")
+    items = _checked_results(body)
+    return 200, "Batch processed", _complete_results(ctx, worker_id, items)
 
 
 def get_task(ctx, id):

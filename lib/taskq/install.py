@@ -72,6 +72,53 @@ def _module_check(module, package, root):
     return Check("%s importable" % package, True, "%s %s" % (version or "", origin), "")
 
 
+def shipped_bytecode(root):
+    """{cache tag: magic number} of the unchecked-hash .pyc files shipped in lib/taskq/__pycache__.
+
+    A bundle ships those (tools/bundle.py); the interpreter writes
+    timestamp-based ones, which are not counted.
+    """
+    found = {}
+    cache = os.path.join(root, "lib", "taskq", "__pycache__")
+    try:
+        names = sorted(os.listdir(cache))
+    except OSError:
+        return found
+    for name in names:
+        parts = name.split(".")
+        if len(parts) != 3 or parts[2] != "pyc":
+            continue
+        try:
+            with open(os.path.join(cache, name), "rb") as handle:
+                head = handle.read(8)
+        except OSError:
+            continue
+        # PEP 552: magic (4 bytes), flags (4 bytes little endian; 0b01 = hash, unchecked)
+        if len(head) == 8 and int.from_bytes(head[4:8], "little") == 1:
+            found.setdefault(parts[1], head[:4])
+    return found
+
+
+def bytecode_check(root):
+    """Does the bundle's bytecode fit the Python running here (its magic number)?"""
+    import importlib.util
+
+    name = "Bytecode matches this Python"
+    tag = sys.implementation.cache_tag
+    shipped = shipped_bytecode(root)
+    if not shipped:
+        return Check(name, True, "no bytecode shipped (a source copy): Python compiles lib/ "
+                     "itself, on every request where it cannot write lib/__pycache__", "")
+    if shipped.get(tag) == importlib.util.MAGIC_NUMBER:
+        return Check(name, True, "%s bytecode shipped, used as it is" % tag, "")
+    built_for = ", ".join(sorted(shipped))
+    return Check(name, False, "the bundle's bytecode is for %s, this is %s (Python %d.%d)"
+                 % ((built_for, tag) + sys.version_info[:2]),
+                 "Build the bundle for this Python (python%d.%d tools/bundle.py --python-version "
+                 "%d.%d) and upload its lib/ folder again; with the wrong bytecode every request "
+                 "compiles PyMySQL and taskq from source." % (sys.version_info[:2] * 2))
+
+
 def environment_checks(root=PROJECT_ROOT, path=None):
     """What the host must offer before installing; each failing Check says how to fix it."""
     path = path or config_path()
@@ -85,6 +132,7 @@ def environment_checks(root=PROJECT_ROOT, path=None):
                             "install.py and cgi-bin/api.py to point at it."))
     checks.append(_module_check("pymysql", "PyMySQL", root))
     checks.append(_module_check("jsonschema", "jsonschema", root))
+    checks.append(bytecode_check(root))
 
     api = os.path.join(root, "cgi-bin", "api.py")
     if not os.path.isfile(api):

@@ -133,7 +133,13 @@ def document():
             _body({"type": "object", "required": ["worker_id"], "properties": {
                 "worker_id": worker, "type_pattern": {"type": "string"},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-                "lease_seconds": {"type": "integer", "minimum": 1}}}))},
+                "lease_seconds": {"type": "integer", "minimum": 1},
+                "results": {"type": "array", "minItems": 1, "maxItems": 100,
+                            "description": "Finished tasks to complete first, as for POST "
+                                           "/tasks/complete; the answer is then {tasks, count, "
+                                           "results, completed, failed}", "items": {
+                    "allOf": [_ref("Completion"), {"type": "object", "required": ["id"],
+                                                   "properties": {"id": {"type": "integer"}}}]}}}}))},
         "/tasks/complete": {"post": _op(
             "Complete many claimed tasks; answers per item",
             {**_ok("Batch results"), **_errors("400", "401")},

@@ -237,7 +237,7 @@ class Runner:
     def __init__(self, client, worker_id=None, handlers=None, command=None, patterns=(),
                  batch=1, budget=None, once=False, poll_min=0.5, poll_max=10.0,
                  task_timeout=None, lease_seconds=None, default_lease=300.0, log=None,
-                 heartbeat_client=None):
+                 heartbeat_client=None, combine=True):
         if not handlers and not command:
             raise ValueError("a worker needs --exec COMMAND or registered handlers")
         self.client = client
@@ -265,6 +265,10 @@ class Runner:
         self.force = False
         self.parent = None
         self._next_pattern = 0
+        # combine: finished tasks ride on the next claim (one request per batch);
+        # unreported: those finished and not yet reported, as (task, outcome, took)
+        self.combine = combine
+        self.unreported = []
 
     # -- signals ---------------------------------------------------------
     def install_signals(self, sigint=True):
@@ -317,6 +321,8 @@ class Runner:
                 delay = self.poll_min
                 self._process(tasks)
         finally:
+            finished, self.unreported = self.unreported, []
+            self._report(finished)
             self.heartbeat.stop()
         if self.force:
             self.log("stopped at once; unfinished tasks will be retried after their lease")
@@ -334,7 +340,7 @@ class Runner:
         count = len(self.patterns)
         for step in range(count):
             pattern = self.patterns[(self._next_pattern + step) % count]
-            rows = self.client.claim_batch(self.worker_id, want, pattern, self.lease_seconds)
+            rows = self._claim_rows(want, pattern)
             if rows:
                 self._next_pattern = (self._next_pattern + step + 1) % count
                 server_now = self.client.last_date
@@ -343,6 +349,23 @@ class Runner:
             if self.stopping:
                 break
         return []
+
+    def _claim_rows(self, want, pattern):
+        """Claim, carrying the results of the tasks finished since the last claim."""
+        finished, self.unreported = self.unreported, []
+        if not finished:
+            return self.client.claim_batch(self.worker_id, want, pattern, self.lease_seconds)
+        try:
+            answer = self.client.claim_after(self.worker_id, _result_items(finished), want,
+                                             pattern, self.lease_seconds)
+        except PayloadTooLarge:  # a result too large: report them the slow way first
+            self._complete_many(finished)
+            return self.client.claim_batch(self.worker_id, want, pattern, self.lease_seconds)
+        except ApiError:
+            self.unreported = finished  # carried by the next claim (or reported on exit)
+            raise
+        self._log_outcomes(finished, answer["results"])
+        return answer["tasks"]
 
     def _process(self, tasks):
         for task in tasks:
@@ -359,14 +382,21 @@ class Runner:
                 self._log_task(task, "lost" if not self.force else "interrupted", took,
                                task.lost_reason)
                 continue
-            if len(tasks) == 1:
-                self._complete_one(task, outcome, took)
-            else:
-                finished.append((task, outcome, took))
-        if finished:  # finished work is reported even when stopping at once
-            self._complete_many(finished)
+            finished.append((task, outcome, took))
+        if self.combine and not self.stopping:
+            self.unreported.extend(finished)  # the next claim reports them (still heartbeating)
+            return
+        self._report(finished)
         for task in tasks:
             self.heartbeat.remove(task)
+
+    def _report(self, finished):
+        """Complete finished tasks with their own request (finished work is reported even
+        when stopping at once)."""
+        if len(finished) == 1:
+            self._complete_one(*finished[0])
+        elif finished:
+            self._complete_many(finished)
 
     # -- running one task --------------------------------------------------
     def _run_one(self, task):
@@ -464,25 +494,22 @@ class Runner:
         self._log_task(task, _outcome(answer), took, outcome.get("error"))
 
     def _complete_many(self, finished):
-        items = []
-        for task, outcome, _ in finished:
-            item = {"id": task.id, "success": outcome["success"]}
-            if outcome["success"]:
-                item["result"] = outcome["result"]
-            else:
-                item["error"] = outcome["error"]
-            items.append(item)
         try:
-            answer = self.client.complete_batch(self.worker_id, items)
+            answer = self.client.complete_batch(self.worker_id, _result_items(finished))
         except PayloadTooLarge:
             for task, outcome, took in finished:  # one by one: only the oversized ones fail
                 self._complete_one(task, outcome, took)
             return
         except ApiError as exc:
             for task, _, took in finished:
+                self.heartbeat.remove(task)
                 self._log_task(task, "not-completed", took, str(exc))
             return
-        for (task, outcome, took), item in zip(finished, answer["results"]):
+        self._log_outcomes(finished, answer["results"])
+
+    def _log_outcomes(self, finished, results):
+        for (task, outcome, took), item in zip(finished, results):
+            self.heartbeat.remove(task)
             if item.get("ok"):
                 self._log_task(task, _outcome(item), took, outcome.get("error"))
             else:
@@ -495,6 +522,18 @@ class Runner:
         if error:
             line += " error=%s" % json.dumps(error.splitlines()[-1][:200] if error.strip() else error)
         self.log(line)
+
+
+def _result_items(finished):
+    items = []
+    for task, outcome, _ in finished:
+        item = {"id": task.id, "success": outcome["success"]}
+        if outcome["success"]:
+            item["result"] = outcome["result"]
+        else:
+            item["error"] = outcome["error"]
+        items.append(item)
+    return items
 
 
 def _outcome(answer):

@@ -259,10 +259,11 @@ def _config(server_root, docroot, port, env, user, without=()):
     return "\n".join(lines) + "\n"
 
 
-def start_apache(docroot, port=None, env=None, timeout=20, without=()):
+def start_apache(docroot, port=None, env=None, timeout=20, without=(), extra_conf=None):
     """Start Apache serving `docroot` on 127.0.0.1; returns an ApacheServer once it answers.
 
     `env` goes to every CGI script (SetEnv), e.g. cgi_python_env(...).
+    `extra_conf(server_root)` returns lines appended to the config (mod_wsgi).
     `without` names modules to leave out, e.g. ("rewrite_module",) for a
     host without mod_rewrite."""
     reason = available()
@@ -277,6 +278,8 @@ def start_apache(docroot, port=None, env=None, timeout=20, without=()):
         conf = os.path.join(server_root, "httpd.conf")
         with open(conf, "w", encoding="utf-8") as handle:
             handle.write(_config(server_root, docroot, chosen, env, user, without))
+            if extra_conf is not None:
+                handle.write(extra_conf(server_root))
         error_log = os.path.join(server_root, "error.log")
         with open(os.path.join(server_root, "stderr.log"), "wb") as stderr:
             process = subprocess.Popen([APACHE_BIN, "-f", conf, "-DFOREGROUND"],

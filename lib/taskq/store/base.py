@@ -81,6 +81,10 @@ class Store:
         """Round trip to the database; raises Unavailable or SchemaMissing."""
         raise NotImplementedError
 
+    def alive(self):
+        """Is the connection still usable (a pooled store, before its next request)?"""
+        return True
+
     def server_info(self):
         """A short description of the database server, for /health."""
         raise NotImplementedError

@@ -22,13 +22,13 @@ for each other anyway.
 
 import time
 
-import pymysql
-from pymysql.constants import CLIENT
-
 from ..errors import PayloadTooLarge, SchemaMissing, Unavailable
 from .base import (STEER_FROM, Store, check_lease, claim_caps, client_error, dedupe_conflict,
                    expired_message, like_escape_free, load_queries, order_candidates,
                    steer_event, steer_key, steer_refusal)
+from .driver import enable_tls, pymysql  # PyMySQL without ssl and cryptography
+
+CLIENT = pymysql.constants.CLIENT
 
 Q = load_queries("mysql")
 EXPIRE_BATCH = 50
@@ -118,6 +118,7 @@ class MySQLStore(Store):
         db = config.database
         ssl = None
         if config.mysql_ssl_enabled():
+            enable_tls()
             if db["ssl_ca"]:
                 ssl = {"ca": db["ssl_ca"]}
             else:
@@ -256,6 +257,13 @@ class MySQLStore(Store):
     # -- lifecycle -----------------------------------------------------
     def ping(self):
         self._read(lambda: self._exec("ping").fetchall())
+
+    def alive(self):
+        try:
+            self.conn.ping(reconnect=False)  # COM_PING: one round trip, no statement
+        except (pymysql.err.Error, OSError):
+            return False
+        return True
 
     def server_info(self):
         return "%s %d.%d.%d" % ((self.flavour,) + self.version)
