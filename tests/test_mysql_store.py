@@ -82,6 +82,8 @@ CLAIM_STATEMENTS = {
     "lock_next_of_type": ((1, 1), "tasks_type_claim"),
     "head_of_type": ((1, 1), "tasks_type_claim"),
     "expired_leases": ((50,), "tasks_lease"),
+    "cluster_candidates": ((50,), "tasks_claim"),
+    "cluster_candidates_of_type": ((1, 50), "tasks_type_claim"),
 }
 
 
@@ -152,6 +154,76 @@ def test_claim_with_pattern_over_several_types_merges_their_heads(store_factory,
     got = [row["id"] for row in store.claim("w", "merge.%", 7, None)]
     got += [row["id"] for row in store.claim("w", "merge.%", 10, None)]
     assert got == expected
+
+
+# -- the cluster claim (docs/scaling.md), here on a plain server --------------------
+def test_cluster_auto_finds_no_cluster_on_a_plain_server_and_galera_forces_the_cluster_claim(
+        store_factory):
+    auto = store_factory(database={"cluster": "auto"})
+    assert auto.cluster is False
+    assert store_factory(database={"cluster": "off"}).cluster is False
+    forced = store_factory(database={"cluster": "galera"})
+    assert forced.cluster is True
+    for store in (auto, forced):  # the session setup ran in every mode
+        cursor = store.conn.cursor()
+        cursor.execute("SHOW SESSION VARIABLES WHERE Variable_name IN "
+                       "('tx_isolation', 'transaction_isolation')")
+        assert {value for _, value in cursor.fetchall()} == {"READ-COMMITTED"}
+
+
+def test_cluster_claim_takes_every_higher_priority_first_and_only_pending_tasks(store_factory):
+    store = store_factory(database={"cluster": "galera"})
+    alpha, beta = add_type(store, "spread.alpha"), add_type(store, "spread.beta")
+    a = add_tasks(store, alpha, [5] * 6 + [1] * 4)
+    b = add_tasks(store, beta, [9, 5, 1])
+    first = [row["id"] for row in store.claim("w1", None, 3, None)]
+    assert first[0] == b[0] and set(first[1:]) <= set(a[:6]) | {b[1]}
+    rest = [row["id"] for row in store.claim("w2", "spread.%", 5, None)]
+    assert set(first[1:] + rest) == set(a[:6]) | {b[1]}  # all of priority 5 before any of 1
+    assert {row["id"] for row in store.claim("w3", "spread.alpha", 10, None)} == set(a[6:])
+    assert [row["id"] for row in store.claim("w3", "spread.%", 10, None)] == [b[2]]
+    assert store.claim("w4", None, 5, None) == []
+    conn = mysql_connect(store.config.database["name"])
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*), SUM(attempts = 1) FROM tasks WHERE status = 'claimed'")
+        assert cur.fetchone() == (13, 13)
+    conn.close()
+
+
+def test_cluster_claim_of_a_batch_passes_over_a_task_taken_meanwhile(store_factory):
+    """A candidate another claimer took after the plain read fails its
+    conditional UPDATE; the claim goes on to the next candidates."""
+    store = store_factory(database={"cluster": "galera"})
+    alpha = add_type(store, "taken.alpha")
+    ids = add_tasks(store, alpha, [0] * 4)
+    original = store._cluster_candidates
+
+    def candidates_then_race(type_ids, count):
+        rows = original(type_ids, count)
+        other = store_factory(database={"cluster": "galera"})
+        other.claim("rival", None, 2, None)  # commits before our UPDATEs run
+        return rows
+
+    store._cluster_candidates = candidates_then_race
+    got = [row["id"] for row in store.claim("w", None, 4, None)]
+    assert len(got) == 2 and set(got) | {row for row in ids if row not in got} == set(ids)
+    conn = mysql_connect(store.config.database["name"])
+    with conn.cursor() as cur:
+        cur.execute("SELECT claimed_by, COUNT(*) FROM tasks GROUP BY claimed_by ORDER BY claimed_by")
+        assert cur.fetchall() == (("rival", 2), ("w", 2))
+    conn.close()
+
+
+def test_cluster_claim_passes_over_paused_types_and_stops_at_max_concurrency(store_factory):
+    store = store_factory(database={"cluster": "galera"})
+    alpha, beta, gamma = (add_type(store, "caps.%s" % name) for name in ("alpha", "beta", "gamma"))
+    a, b, g = (set(add_tasks(store, row, [0] * 5)) for row in (alpha, beta, gamma))
+    store.update_type_settings("caps.alpha", {"is_paused": True})
+    store.update_type_settings("caps.beta", {"max_concurrency": 2})
+    got = {row["id"] for row in store.claim("w", None, 10, None)}
+    assert not got & a and len(got & b) == 2 and g <= got
+    assert store.claim("w", "caps.beta", 5, None) == []
+    assert store.claim("w", "caps.%", 5, None) == []
 
 
 def test_skip_locked_is_used_where_the_server_has_it_and_off_forces_the_portable_path(store_factory):

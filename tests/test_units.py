@@ -148,3 +148,20 @@ def test_every_route_has_a_handler():
 
     for _, _, name in ROUTES:
         assert callable(_handler(name)), name
+
+
+def test_spread_candidates_keeps_priorities_in_order_and_mixes_within_each():
+    from taskq.store.base import spread_candidates
+
+    rows = [(n, 5) for n in range(1, 21)] + [(n, 9) for n in range(21, 26)] + [(99, 0)]
+    orders, firsts = set(), set()
+    for salt in (0, 1, 7, 2 ** 31, 12345, 987654321, 2 ** 32 - 1) + tuple(range(100, 140)):
+        out = spread_candidates(rows, salt)
+        assert set(out[:5]) == set(range(21, 26))
+        assert sorted(out[5:25]) == list(range(1, 21))
+        assert out[25:] == [99]
+        orders.add(tuple(out[5:25]))
+        firsts.add(out[5])
+    assert len(orders) > 40  # another order for (nearly) every salt
+    assert len(firsts) > 10  # and claimers do not all start on the same task
+    assert spread_candidates([], 1) == []

@@ -30,6 +30,7 @@ DEFAULTS = {
         "ssl_ca": ("str", ""),
         "connect_timeout": ("int:1:300", 10),
         "skip_locked": ("choice:auto,on,off", "auto"),
+        "cluster": ("choice:auto,off,galera", "auto"),
         "sqlite_path": ("str", DEFAULT_SQLITE_PATH),
         "busy_timeout": ("int:0:600000", 10000),
     },

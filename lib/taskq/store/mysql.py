@@ -18,14 +18,21 @@ task's index entries in opposite orders and deadlock each other, which
 measured ~90 deadlocks per 2,000 tasks with 8 claiming processes. Each turn
 is one short transaction; queueing claims on the head of the queue waited
 for each other anyway.
+
+On a multi-primary cluster (MariaDB Galera; `cluster`), row locks stay on
+the node that took them and a conflict between nodes shows up at COMMIT as
+error 1213, which rolls one side back. There the claim reads candidates
+without locking and takes one with a conditional write (`_pick_cluster`);
+docs/scaling.md has the figures that chose it.
 """
 
+import os
 import time
 
 from ..errors import PayloadTooLarge, SchemaMissing, Unavailable
 from .base import (STEER_FROM, Store, check_lease, claim_caps, client_error, dedupe_conflict,
                    expired_message, like_escape_free, load_queries, order_candidates,
-                   steer_event, steer_key, steer_refusal)
+                   spread_candidates, steer_event, steer_key, steer_refusal)
 from .driver import enable_tls, pymysql  # PyMySQL without ssl and cryptography
 
 CLIENT = pymysql.constants.CLIENT
@@ -34,6 +41,13 @@ Q = load_queries("mysql")
 EXPIRE_BATCH = 50
 TRANSACTION_ATTEMPTS = 5
 PATTERN_ROUNDS = 3
+# The cluster claim picks at random among this many tasks per task asked for
+# at the head of the queue, so claimers on different nodes seldom pick the
+# same row (docs/scaling.md has the conflict rates that chose it); a
+# conflict that still happens costs a retry, of which a cluster gets more.
+CLUSTER_WINDOW = 50
+CLUSTER_WINDOW_MAX = 1000
+CLUSTER_ATTEMPTS = 10
 
 # Driver errors at the border: these mean "the database cannot serve us now".
 UNAVAILABLE_CODES = frozenset((
@@ -47,10 +61,12 @@ UNAVAILABLE_CODES = frozenset((
     1290,  # --read-only
     1836,  # read-only mode
     1927,  # connection killed (MariaDB)
+    1047,  # WSREP has not yet prepared node for application use (Galera node not synced)
     2002, 2003, 2005, 2006, 2013, 2055,  # cannot connect / server gone / lost connection
 ))
 SCHEMA_MISSING_CODES = frozenset((1146,))  # table doesn't exist
-RETRY_CODES = frozenset((1213, 1205))      # deadlock, lock wait timeout
+RETRY_CODES = frozenset((1213, 1205))      # deadlock (and Galera certification failure), lock wait timeout
+UNKNOWN_VARIABLE = 1193
 DUPLICATE_KEY = 1062
 
 # Payloads above this size are measured against the server's max_allowed_packet
@@ -125,22 +141,55 @@ class MySQLStore(Store):
                 import ssl as ssl_module
 
                 ssl = ssl_module.create_default_context()
+        cluster = db["cluster"]
+        flags = CLIENT.FOUND_ROWS
+        if cluster == "auto":
+            flags |= CLIENT.MULTI_STATEMENTS  # the session setup asks about wsrep_on in passing
         try:
             self.conn = pymysql.connect(
                 host=db["host"], port=db["port"], user=db["user"], password=db["password"],
                 database=db["name"], unix_socket=db["unix_socket"] or None,
-                charset="utf8mb4", autocommit=True, client_flag=CLIENT.FOUND_ROWS,
-                connect_timeout=db["connect_timeout"], ssl=ssl, ssl_disabled=ssl is None,
-                init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                charset="utf8mb4", autocommit=True, client_flag=flags,
+                connect_timeout=db["connect_timeout"], ssl=ssl, ssl_disabled=ssl is None)
+            self.flavour, self.version = parse_server_version(self.conn.get_server_info())
+            self.cluster = self._setup_session(cluster)
         except pymysql.err.MySQLError as exc:
+            if getattr(self, "conn", None) is not None:
+                self.close()
             raise (translate(exc) or Unavailable()) from exc
         self._max_packet = None
-        self.flavour, self.version = parse_server_version(self.conn.get_server_info())
         setting = db["skip_locked"]
         # auto and on: SKIP LOCKED wherever the server has it. With 8 claiming
         # processes (bench/claim_scaling.py, docs/performance.md) it claimed
         # 30-43% more than the portable path, which has to take turns.
         self.skip_locked = setting != "off" and supports_skip_locked(self.flavour, self.version)
+
+    def _setup_session(self, setting):
+        """READ COMMITTED for the session; returns whether this is a cluster node.
+
+        `auto` on MariaDB reads @@wsrep_on in the same round trip as the
+        SET (two statements, one packet), so detection costs a plain server
+        nothing; MySQL has no wsrep_on (Percona XtraDB Cluster: say galera).
+        On a cluster node, reads then wait until the node has applied what
+        the cluster committed before they started (wsrep_sync_wait), so a
+        task claimed through one node is seen claimed through any other.
+        """
+        cursor = self.conn.cursor()
+        if setting == "auto" and self.flavour == "MariaDB":
+            cursor.execute(Q["session_setup_detect"])
+            try:
+                cursor.nextset()
+                cluster = bool(int(cursor.fetchone()[0]))
+            except pymysql.err.MySQLError as exc:
+                if _errno(exc) != UNKNOWN_VARIABLE:  # a build without wsrep
+                    raise
+                cluster = False
+        else:
+            cursor.execute(Q["session_setup"])
+            cluster = setting == "galera"
+        if cluster:
+            cursor.execute(Q["session_setup_cluster"])
+        return cluster
 
     # -- plumbing ------------------------------------------------------
     def close(self):
@@ -186,8 +235,16 @@ class MySQLStore(Store):
             raise translated from exc
 
     def _transaction(self, work):
-        """Run work() between BEGIN and COMMIT; rerun it on deadlock or lock-wait timeout."""
-        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        """Run work() between BEGIN and COMMIT; rerun it on deadlock or lock-wait timeout.
+
+        On a cluster 1213 is also a certification failure, raised by COMMIT
+        or by any statement after another node's write won: either way the
+        whole transaction was rolled back on every node, so running it again
+        is safe. A lost connection (2013) is not retried: the COMMIT may have
+        gone through.
+        """
+        attempts = CLUSTER_ATTEMPTS if self.cluster else TRANSACTION_ATTEMPTS
+        for attempt in range(1, attempts + 1):
             try:
                 self.conn.begin()
                 result = work()
@@ -195,7 +252,7 @@ class MySQLStore(Store):
                 return result
             except pymysql.err.MySQLError as exc:
                 self._rollback()
-                if _errno(exc) in RETRY_CODES and attempt < TRANSACTION_ATTEMPTS:
+                if _errno(exc) in RETRY_CODES and attempt < attempts:
                     # the other transaction needs a moment to finish; jitter
                     # keeps the retries of several losers apart
                     import random  # only here: importing it costs every request ~2 ms
@@ -428,18 +485,93 @@ class MySQLStore(Store):
                 break
         return ids
 
+    def _pick_cluster(self, worker_id, type_pattern, limit, lease_seconds, caps=None):
+        """The claim on a multi-primary cluster; returns the claimed ids.
+
+        Locking reads hold nothing back on the other nodes and only make
+        every claimer of the head conflict at COMMIT, so: a plain read of the
+        first CLUSTER_WINDOW candidates, a random order within each priority
+        (spread_candidates), and one conditional UPDATE per task until
+        `limit` are ours. A row another claimer on this node took fails its
+        condition and the next candidate is tried; one taken on another node
+        fails certification at COMMIT (1213), and _transaction runs the
+        claim again on fresh candidates.
+
+        caps: {type_id: how many more it may take, None = no limit}
+        (claim_caps) when some types are paused or limited; candidates are
+        then read per type and a type stops at its cap.
+        """
+        lease = (lease_seconds, self.queue["claim_timeout"])
+        if caps is not None:
+            type_ids = list(caps)
+        elif type_pattern is not None:
+            type_ids = self._type_ids(type_pattern)
+        else:
+            type_ids = None
+        if type_ids == []:
+            return []
+        window = min(CLUSTER_WINDOW * limit, CLUSTER_WINDOW_MAX)
+        rows = self._cluster_candidates(type_ids, window)
+        type_of = {row[0]: row[2] for row in rows}
+        ids, taken = [], {}
+        salt = int.from_bytes(os.urandom(4), "big")
+        for task_id in spread_candidates(rows, salt):
+            type_id = type_of[task_id]
+            cap = caps.get(type_id) if caps else None
+            if cap is not None and taken.get(type_id, 0) >= cap:
+                continue
+            if self._exec("claim_task", (worker_id,) + lease + (task_id,)).rowcount == 1:
+                ids.append(task_id)
+                taken[type_id] = taken.get(type_id, 0) + 1
+                if len(ids) == limit:
+                    break
+        return ids
+
+    def _replicate_type_turns(self, type_ids):
+        """Make this claim's turn on limited types conflict with other nodes'.
+
+        _take_type_turns' locking read holds back claims on this node only;
+        rewriting the turn rows puts them in this transaction's write set,
+        so two nodes claiming a limited type at once fail certification and
+        the loser counts the live leases again: max_concurrency holds
+        across the cluster."""
+        names = ["type:%d" % t for t in sorted(type_ids)]
+        self._exec("drop_type_turns", names, names=_placeholders(names))
+        self._exec("put_type_turns", names, rows=", ".join(["(%s)"] * len(names)))
+
+    def _cluster_candidates(self, type_ids, count):
+        """The first `count` pending tasks [(id, priority, type_id or None)] in
+        claim order, read without locks."""
+        if type_ids is None:
+            return [(row[0], row[1], None)
+                    for row in self._exec("cluster_candidates", (count,)).fetchall()]
+        if len(type_ids) == 1:
+            return [(row[0], row[1], type_ids[0]) for row in self._exec(
+                "cluster_candidates_of_type", (type_ids[0], count)).fetchall()]
+        union = " UNION ALL ".join([Q["head_of_type"]] * len(type_ids))
+        cursor = self.conn.cursor()
+        cursor.execute(union, [value for type_id in type_ids for value in (type_id, count)])
+        return order_candidates(cursor.fetchall(), count)
+
     def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
         if type_pattern is not None and not type_pattern.isascii():
             return []  # type names are ASCII: nothing can match
 
         def work():
-            if not self.skip_locked:
+            if not self.skip_locked and not self.cluster:
                 self._exec("claim_turn", ())
             restricted = self._restricted_types()
             if restricted:
                 type_ids, limited = self._take_type_turns(type_pattern, restricted)
             events = self._expire_leases()
-            if restricted:
+            if self.cluster:
+                caps = None
+                if restricted:
+                    if limited:
+                        self._replicate_type_turns(limited)
+                    caps = claim_caps(type_ids, restricted, self._live_leases(limited))
+                ids = self._pick_cluster(worker_id, type_pattern, limit, lease_seconds, caps)
+            elif restricted:
                 ids = self._pick_capped(worker_id, claim_caps(type_ids, restricted,
                                                               self._live_leases(limited)),
                                         limit, lease_seconds)

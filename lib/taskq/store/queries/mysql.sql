@@ -6,6 +6,17 @@
 -- its statistics are stale), so a claim never scans or sorts the pending or
 -- finished sets; docs/performance.md shows the EXPLAIN.
 
+-- name: session_setup
+SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED
+
+-- name: session_setup_detect
+-- [database] cluster = auto on MariaDB: the same SET, and wsrep_on, in one round trip
+SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SELECT @@wsrep_on
+
+-- name: session_setup_cluster
+-- on a Galera node, reads first wait for the node to apply what the cluster committed
+SET SESSION wsrep_sync_wait = 1
+
 -- name: ping
 SELECT 1 FROM tasks LIMIT 1
 
@@ -125,7 +136,20 @@ FOR UPDATE SKIP LOCKED
  WHERE type_id = %s AND status = 'pending'
  ORDER BY neg_priority, id LIMIT %s)
 
+-- name: cluster_candidates
+-- the cluster claim's plain read of the head of the queue (MySQLStore._pick_cluster),
+-- from the index alone
+SELECT id, -neg_priority FROM tasks FORCE INDEX (tasks_claim)
+WHERE status = 'pending'
+ORDER BY neg_priority, id LIMIT %s
+
+-- name: cluster_candidates_of_type
+SELECT id, -neg_priority FROM tasks FORCE INDEX (tasks_type_claim)
+WHERE type_id = %s AND status = 'pending'
+ORDER BY neg_priority, id LIMIT %s
+
 -- name: claim_task
+-- the cluster claim takes one candidate: the condition fails when another claim got it first
 UPDATE tasks
 SET status = 'claimed', claimed_by = %s, claimed_at = UTC_TIMESTAMP(6), attempts = attempts + 1,
     lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL COALESCE(%s, claim_timeout, %s) SECOND,
@@ -228,6 +252,14 @@ SELECT name FROM taskq_locks WHERE name IN ({names}) ORDER BY name FOR UPDATE
 
 -- name: add_type_turn
 INSERT IGNORE INTO taskq_locks (name) VALUES (%s)
+
+-- name: drop_type_turns
+-- on a cluster the claim rewrites its limited types' turn rows (locked by
+-- type_turns), so claims of them through two nodes conflict at COMMIT
+DELETE FROM taskq_locks WHERE name IN ({names})
+
+-- name: put_type_turns
+INSERT INTO taskq_locks (name) VALUES {rows}
 
 -- name: live_leases
 SELECT type_id, COUNT(*) FROM tasks FORCE INDEX (tasks_type_claim)
