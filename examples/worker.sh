@@ -30,6 +30,13 @@ api() {  # METHOD PATH [JSON BODY] -> the JSON answer on stdout (also for 4xx an
         ${3:+--data-binary "$3"} "$URL$2"
 }
 
+nap() {  # SECONDS: sleep, but wake at once on SIGTERM/SIGINT (bash runs a trap only
+          # after the foreground command ends; `wait` is cut short by it)
+    sleep "$1" & local pid=$!
+    wait "$pid" 2>/dev/null
+    kill "$pid" 2>/dev/null
+}
+
 heartbeat() {  # TASK_ID: extend the lease every $HEARTBEAT seconds until killed
     local nap
     trap 'kill "$nap" 2>/dev/null; exit 0' TERM
@@ -50,11 +57,11 @@ while [ -z "$stop" ]; do
     # 1. Claim: 200 with the task, or 404 {"success": false, "error": "No available tasks"}.
     claim=$(jq -nc --arg w "$WORKER" --arg p "$PATTERN" \
         '{worker_id: $w} + (if $p == "" then {} else {type_pattern: $p} end)')
-    answer=$(api POST /tasks/claim "$claim") || { sleep 5; continue; }   # network error
+    answer=$(api POST /tasks/claim "$claim") || { nap 5; continue; }   # network error
     if [ "$(jq -r '.success' <<<"$answer")" != true ]; then
         [ "$(jq -r '.error' <<<"$answer")" = "No available tasks" ] || echo "claim: $answer" >&2
         [ -n "${TASKQ_ONCE:-}" ] && break
-        sleep "$idle"; [ "$idle" -lt 16 ] && idle=$((idle * 2))   # back off while empty
+        nap "$idle"; [ "$idle" -lt 16 ] && idle=$((idle * 2))   # back off while empty
         continue
     fi
     idle=1

@@ -407,3 +407,17 @@ def test_openapi_document_is_3_1_and_lists_every_route(api):
             params = [p for p in params if "$ref" not in p] or params
             assert any(p.get("name") == name or "$ref" in p for p in params), (path, name)
     json.dumps(doc)  # serializable as is
+
+
+def test_401_names_the_scheme_in_www_authenticate(keyed_api):
+    response = keyed_api.get("/tasks")
+    assert_error(response, 401)
+    assert response.header("WWW-Authenticate") == 'Bearer realm="taskq"'
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_get_or_head_of_the_register_route_is_405_not_a_type_lookup(api, method):
+    response = api.request(method, "/task-types/register")
+    assert response.status == 405, response
+    assert response.header("Allow") == "OPTIONS, POST"
+    assert api.request("OPTIONS", "/task-types/register").header("Allow") == "OPTIONS, POST"

@@ -165,3 +165,30 @@ def test_spread_candidates_keeps_priorities_in_order_and_mixes_within_each():
     assert len(orders) > 40  # another order for (nearly) every salt
     assert len(firsts) > 10  # and claimers do not all start on the same task
     assert spread_candidates([], 1) == []
+
+
+@pytest.mark.parametrize("code", [1114, 1021])
+def test_mysql_table_or_disk_full_is_a_503_disk_full(code):
+    import pymysql
+
+    from taskq.store.mysql import translate
+
+    error = translate(pymysql.err.OperationalError(code, "The table 'tasks' is full"))
+    assert isinstance(error, errors.DiskFull) and error.status == 503
+    assert ("Retry-After", "30") in error.headers()
+
+
+@pytest.mark.parametrize("value,path", [
+    ({"a": [1, {"b": float("inf")}]}, "a[1].b"),
+    ({"k": "x\ud800"}, "k"),
+    ([[{"z": float("-inf")}]], "body[0][0].z"),
+])
+def test_check_json_value_names_the_first_bad_field(value, path):
+    with pytest.raises(errors.BadRequest) as caught:
+        validation.check_json_value(value)
+    assert "'%s'" % path in caught.value.message
+
+
+def test_json_safe_replaces_what_json_cannot_carry():
+    value = {"a": [float("nan"), 1.5, "\udc00x"], "\ud800": float("inf")}
+    assert validation.json_safe(value) == {"a": [None, 1.5, "\ufffdx"], "\ufffd": None}

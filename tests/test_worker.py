@@ -430,3 +430,37 @@ def test_result_over_the_api_body_limit_fails_the_task_instead_of_lapsing(config
         assert task["error_message"].startswith("result too large for the API")
     finally:
         srv.close()
+
+
+def _sleeping_children(pid):
+    """Seconds of each `sleep N` child of process `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                ppid = int(handle.read().split(")")[-1].split()[1])
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and argv[0].endswith(b"sleep") and argv[1].isdigit():
+            found.append(int(argv[1]))
+    return found
+
+
+@pytest.mark.slow
+def test_shell_example_worker_stops_at_once_on_sigterm_while_idle(server, tmp_path):
+    env = python_env(TASKQ_URL=server.url, TASKQ_WORKER_ID="shell-idle")
+    proc = subprocess.Popen(["bash", os.path.join(EXAMPLES, "worker.sh")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: any(s >= 8 for s in _sleeping_children(proc.pid)), timeout=40)
+        proc.send_signal(signal.SIGTERM)
+        # the idle sleep lasts 8 s or more: exiting well before it ended means the trap ran at once
+        assert proc.wait(4) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

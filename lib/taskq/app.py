@@ -9,14 +9,14 @@ reach a client.
 import json
 import sys
 
-from . import errors
+from . import errors, transport
 from .router import PUBLIC, SELF_AUTHORIZED, Router
 
 STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 303: "See Other",
                304: "Not Modified", 400: "Bad Request",
                401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-               405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
-               429: "Too Many Requests",
+               405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+               413: "Payload Too Large", 429: "Too Many Requests",
                500: "Internal Server Error", 503: "Service Unavailable"}
 
 CORS_HEADERS = "Content-Type, Authorization, X-API-Key"
@@ -46,45 +46,38 @@ class Request:
         if self._query is None:
             from urllib.parse import parse_qsl
 
-            self._query = dict(parse_qsl(self.environ.get("QUERY_STRING", ""), keep_blank_values=True))
+            from .validation import check_text
+
+            try:
+                pairs = parse_qsl(self.environ.get("QUERY_STRING", ""), keep_blank_values=True,
+                                  errors="strict")
+            except UnicodeDecodeError:
+                raise errors.BadRequest("Query string is not UTF-8 once percent-decoded") from None
+            self._query = {name: check_text(value, name, "Query parameter") for name, value in pairs}
         return self._query
 
     def content_length(self):
-        raw = self.environ.get("CONTENT_LENGTH") or "0"
-        try:
-            length = int(raw)
-        except ValueError:
-            raise errors.BadRequest("Invalid Content-Length header") from None
-        if length < 0:
-            raise errors.BadRequest("Invalid Content-Length header")
-        return length
+        return transport.declared_length(self.environ)
 
     def check_size(self):
         """413 from the declared length, before a byte of the body is read."""
-        if self.content_length() > self.max_body_bytes:
-            raise errors.PayloadTooLarge("Request body exceeds %d bytes" % self.max_body_bytes)
+        transport.check_size(self.environ, self.max_body_bytes)
 
     def json(self):
         """The body as a JSON object; 400 saying where parsing failed."""
-        length = self.content_length()
-        raw = self.environ["wsgi.input"].read(length) if length else b""
+        raw = transport.read_body(self.environ, self.max_body_bytes)
         if not raw.strip():
             raise errors.BadRequest("Request body is empty; a JSON object is expected")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise errors.BadRequest("Request body is not UTF-8 (byte %d)" % exc.start) from None
-        try:
-            body = json.loads(text, parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise errors.BadRequest("Request body is not valid JSON: %s" % exc) from None
+        from .validation import loads_body
+
+        body = loads_body(text)
         if not isinstance(body, dict):
             raise errors.BadRequest("Request body must be a JSON object")
         return body
-
-
-def _reject_constant(name):
-    raise ValueError("%s is not valid JSON" % name)
 
 
 class Context:
@@ -170,7 +163,16 @@ class StorePool:
 
 
 def _json_bytes(payload):
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Strict RFC 8259 JSON in UTF-8; a value JSON cannot carry (only rows
+    stored before such input was refused hold one) goes through json_safe."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        from .validation import json_safe
+
+        return json.dumps(json_safe(payload), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
 
 
 
@@ -214,6 +216,8 @@ class Application:
 
     def __call__(self, environ, start_response):
         status, headers, body = self.handle(environ)
+        limit = self._config.api["max_body_bytes"] if self._config is not None else 1048576
+        transport.discard_unread(environ, limit)  # else mod_cgid may lose the answer
         headers.append(("Content-Length", str(len(body))))
         start_response("%d %s" % (status, STATUS_TEXT.get(status, "Unknown")), headers)
         if environ.get("REQUEST_METHOD", "").upper() == "HEAD":

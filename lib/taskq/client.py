@@ -190,7 +190,9 @@ class Client:
         data = None
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         if body is not None:
-            data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            # allow_nan=False: the server refuses NaN and Infinity; fail here, with the reason
+            data = json.dumps(body, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
         if self.api_key:
             headers["X-API-Key"] = self.api_key

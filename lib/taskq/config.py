@@ -33,6 +33,7 @@ DEFAULTS = {
         "cluster": ("choice:auto,off,galera", "auto"),
         "sqlite_path": ("str", DEFAULT_SQLITE_PATH),
         "busy_timeout": ("int:0:600000", 10000),
+        "sqlite_max_bytes": ("int:0:281474976710656", 0),
     },
     "queue": {
         "claim_timeout": ("int:1:31536000", 300),

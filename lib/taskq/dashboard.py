@@ -119,8 +119,9 @@ def _form_pairs(request):
     if pairs is None:
         from urllib.parse import parse_qsl
 
-        length = request.content_length()
-        raw = request.environ["wsgi.input"].read(length) if length else b""
+        from .transport import read_body
+
+        raw = read_body(request.environ, request.max_body_bytes)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -6,6 +6,7 @@ production runs the app under CGI, Passenger, gunicorn or mod_wsgi.
 """
 
 import argparse
+import signal
 import sys
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -16,6 +17,8 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class QuietHandler(WSGIRequestHandler):
+    timeout = 30  # seconds a client may stall mid-request (a body shorter than announced)
+
     def log_message(self, format, *args):  # noqa: A002 - wsgiref's name
         if self.server.verbose:
             super().log_message(format, *args)
@@ -39,11 +42,22 @@ def main(argv=None):
     print("taskq serving on http://%s:%d/ (backend: %s, %s)" % (args.host, server.server_port,
                                                                  config.backend, where), flush=True)
     print("try: curl http://%s:%d/health" % (args.host, server.server_port), flush=True)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stopped):
         pass
+    finally:
+        server.server_close()
     return 0
+
+
+class _Stopped(Exception):
+    """Raised by the SIGTERM handler to leave serve_forever cleanly."""
+
+
+def _stop(signum, frame):
+    raise _Stopped()
 
 
 if __name__ == "__main__":

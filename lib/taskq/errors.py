@@ -31,6 +31,9 @@ class Unauthorized(TaskqError):
     status = 401
     message = "Missing or invalid API key"
 
+    def headers(self):  # RFC 9110: a 401 names the scheme it wants
+        return [("WWW-Authenticate", 'Bearer realm="taskq"')]
+
 
 class Forbidden(TaskqError):
     status = 403
@@ -59,6 +62,11 @@ class Conflict(TaskqError):
     message = "Conflict"
 
 
+class LengthRequired(TaskqError):
+    status = 411
+    message = "Length Required"
+
+
 class PayloadTooLarge(TaskqError):
     status = 413
     message = "Request body too large"
@@ -71,6 +79,14 @@ class Unavailable(TaskqError):
 
     def headers(self):
         return [("Retry-After", str(self.retry_after))]
+
+
+class DiskFull(Unavailable):
+    """The database has no room for the write; nothing of it was kept."""
+
+    message = ("Database disk is full: nothing was written; free disk space on the "
+               "server (or raise the database's size limit), then retry")
+    retry_after = 30
 
 
 class SchemaMissing(Unavailable):

@@ -9,7 +9,7 @@ import json
 
 from . import __version__
 from . import validation as v
-from .errors import BadRequest, NotFound, TaskqError, Unavailable
+from .errors import BadRequest, DiskFull, NotFound, TaskqError, Unavailable
 
 MAX_BATCH_CREATE = 500
 MAX_BATCH_COMPLETE = 100
@@ -60,6 +60,8 @@ def health(ctx):
             exc.details = {"status": "unavailable", "database": {"reachable": False,
                                                                  "backend": ctx.config.backend},
                            "version": __version__}
+            if isinstance(exc, DiskFull):  # reads work, writes do not
+                exc.details["database"].update(reachable=True, disk_full=True)
         raise
     return 200, "OK", {"status": "ok", "version": __version__, "features": list(FEATURES),
                        "database": {"reachable": True, "backend": ctx.config.backend,
@@ -203,7 +205,7 @@ def _lease_seconds(ctx, body):
 def claim(ctx):
     body = ctx.request.json()
     worker_id = v.string(body, "worker_id")
-    pattern = v.string(body, "type_pattern", required=False)
+    pattern = v.like_pattern(v.string(body, "type_pattern", required=False), "type_pattern")
     limit = v.integer(body, "limit", low=1, high=MAX_CLAIM_LIMIT)
     lease = _lease_seconds(ctx, body)
     finished = None
@@ -246,7 +248,8 @@ def _completion(item):
     result_json = error = None
     if success:
         if "result" in item:
-            result_json = json.dumps(item["result"], ensure_ascii=False, separators=(",", ":"))
+            result_json = json.dumps(item["result"], ensure_ascii=False, separators=(",", ":"),
+                                     allow_nan=False)
     else:
         error = v.string(item, "error", required=False, max_length=65535, min_length=0)
         if error is None:
@@ -327,7 +330,7 @@ def list_tasks(ctx):
     status = query.get("status") or None
     if status is not None and status not in v.TASK_STATUSES:
         raise BadRequest("Unknown status %r; use one of %s" % (status, ", ".join(v.TASK_STATUSES)))
-    pattern = query.get("type") or None
+    pattern = v.like_pattern(query.get("type") or None, "type", "Query parameter")
     limit = v.query_int(query, "limit", 50, 1, MAX_LIST_LIMIT)
     offset = v.query_int(query, "offset", 0, 0, 10 ** 12)
     rows, total = ctx.store.list_tasks(status, pattern, limit, offset)

@@ -25,7 +25,8 @@ def _ok(description, data_schema=None, status="200"):
 def _errors(*statuses):
     text = {"400": "Bad request or validation failure", "401": "Missing or invalid API key",
             "403": "Task is leased to another worker", "404": "Not found",
-            "409": "Task not claimed, or lease lost", "413": "Request body too large",
+            "409": "Task not claimed, or lease lost", "411": "Chunked body the server cannot read",
+            "413": "Request body too large",
             "503": "Database unavailable (Retry-After says when to retry)"}
     return {s: {"description": text[s], "content": {"application/json": {"schema": _ref("Error")}}}
             for s in statuses}

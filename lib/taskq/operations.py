@@ -68,7 +68,7 @@ def bulk_request(action, body):
         raise BadRequest("Unknown field 'filter.%s'; filters are %s" % (unknown[0], ", ".join(BULK_FILTERS)))
     filters = {}
     if raw.get("type") is not None:
-        filters["type"] = v.string(raw, "type", max_length=255)
+        filters["type"] = v.like_pattern(v.string(raw, "type", max_length=255), "filter.type")
     status = raw.get("status")
     if status is not None:
         statuses = [status] if isinstance(status, str) else status
@@ -81,7 +81,8 @@ def bulk_request(action, body):
                     action, " or ".join(STEER_FROM[action]), name))
         filters["statuses"] = tuple(sorted(set(statuses)))
     if raw.get("error_contains") is not None:
-        filters["error_contains"] = v.string(raw, "error_contains", max_length=1000)
+        filters["error_contains"] = v.no_nul(v.string(raw, "error_contains", max_length=1000),
+                                             "filter.error_contains")
     if raw.get("older_than_seconds") is not None:
         filters["older_than_seconds"] = v.integer(raw, "older_than_seconds", low=0,
                                                   high=MAX_AGE_SECONDS)

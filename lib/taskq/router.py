@@ -94,16 +94,25 @@ class Router:
     def __init__(self, routes=ROUTES):
         self.rules = [(method, _segments(rule), handler, rule) for method, rule, handler in routes]
 
+    def _matching(self, parts):
+        """(method, handler, params) of the rules that fit, literal segments
+        first: /task-types/register is the POST route, never the GET of a
+        type named "register", so HEAD and GET there answer 405."""
+        found = []
+        for rule_method, segments, handler, _ in self.rules:
+            params = _match(segments, parts)
+            if params is not None:
+                found.append((sum(isinstance(s, str) for s in segments), rule_method, handler, params))
+        best = max((f[0] for f in found), default=0)
+        return [f[1:] for f in found if f[0] == best]
+
     def match(self, method, path):
         """(handler name, path params) or NotFound / MethodNotAllowed."""
         if len(path) > 1:
             path = path.rstrip("/")
         allowed = set()
         parts = path.split("/")
-        for rule_method, segments, handler, _ in self.rules:
-            params = _match(segments, parts)
-            if params is None:
-                continue
+        for rule_method, handler, params in self._matching(parts):
             if rule_method != method:
                 allowed.add(rule_method)
                 continue
@@ -118,5 +127,4 @@ class Router:
         """Methods a path answers to, for OPTIONS; empty when the path is unknown."""
         if len(path) > 1:
             path = path.rstrip("/")
-        parts = path.split("/")
-        return {m for m, segments, _, _ in self.rules if _match(segments, parts) is not None}
+        return {m for m, _, _ in self._matching(path.split("/"))}

@@ -413,7 +413,7 @@ class Runner:
         except Exception:  # noqa: BLE001 - any failure of user code fails the task
             return {"success": False, "error": _tail(traceback.format_exc().strip())}
         try:
-            json.dumps(result)
+            json.dumps(result, allow_nan=False).encode("utf-8")  # what the server accepts
         except (TypeError, ValueError) as exc:
             return {"success": False, "error": "handler result is not JSON: %s" % exc}
         return {"success": True, "result": result}
@@ -581,8 +581,10 @@ def build_parser():
                         help="API base URL, e.g. https://example.com/cgi-bin/api.py (or TASKQ_URL)")
     parser.add_argument("--api-key", default=os.environ.get("TASKQ_API_KEY"),
                         help="API key (default: TASKQ_API_KEY)")
-    parser.add_argument("--worker-id", help="worker id (default: host-pid-random; "
-                                            "with --concurrency N each process adds -1..-N)")
+    parser.add_argument("--worker-id", metavar="ID",
+                        help="worker id, used as given with --concurrency 1; with --concurrency N "
+                             "process K uses ID-K (ID-1 ... ID-N). Default: host-pid-random, "
+                             "a new one per process, without a suffix")
     parser.add_argument("--type", dest="types", action="append", default=[], metavar="PATTERN",
                         help="claim only types matching this SQL LIKE pattern (repeatable)")
     parser.add_argument("--exec", dest="command", metavar="COMMAND",

@@ -10,9 +10,9 @@
     server.stop()
 
 The server gets its own ServerRoot, PidFile, logs, cgid socket and config in
-a temporary folder, listens only on 127.0.0.1, loads mpm_event, mod_cgid,
-mod_rewrite, mod_alias, the authz modules and what Debian enables by
-default, and serves `docroot` with `AllowOverride All` and nothing else: the
+a temporary folder, listens only on 127.0.0.1, loads mpm_event with mod_cgid
+(or mpm_prefork with mod_cgi: `start_apache(..., cgi="cgi")`), mod_rewrite,
+mod_alias, the authz modules and what Debian enables by default, and serves `docroot` with `AllowOverride All` and nothing else: the
 shipped .htaccess files alone decide what runs and what is denied.
 
 Run as root, Apache hands requests to an unprivileged user (www-data), like
@@ -41,9 +41,9 @@ APACHE_BIN = os.environ.get("TASKQ_APACHE_BIN", "/usr/sbin/apache2")
 MODULES_DIR = os.environ.get("TASKQ_APACHE_MODULES", "/usr/lib/apache2/modules")
 WEB_USER = "www-data"
 
-# (module name, file): Debian's default set, plus mod_cgid and mod_rewrite.
+# (module name, file): Debian's default set and mod_rewrite; the MPM and the
+# CGI module come from CGI_MODES.
 MODULES = (
-    ("mpm_event_module", "mod_mpm_event.so"),
     ("authz_core_module", "mod_authz_core.so"),
     ("authz_host_module", "mod_authz_host.so"),
     ("authz_user_module", "mod_authz_user.so"),
@@ -61,8 +61,16 @@ MODULES = (
     ("negotiation_module", "mod_negotiation.so"),
     ("reqtimeout_module", "mod_reqtimeout.so"),
     ("rewrite_module", "mod_rewrite.so"),
-    ("cgid_module", "mod_cgid.so"),
 )
+
+# How Apache runs CGI scripts: "cgid" (Debian's default: the threaded event
+# MPM, scripts forked by the cgid daemon and talking over a Unix socket) or
+# "cgi" (the prefork MPM forking each script itself, with pipes; the classic
+# shared host). Each is (MPM module, CGI module).
+CGI_MODES = {
+    "cgid": (("mpm_event_module", "mod_mpm_event.so"), ("cgid_module", "mod_cgid.so")),
+    "cgi": (("mpm_prefork_module", "mod_mpm_prefork.so"), ("cgi_module", "mod_cgi.so")),
+}
 
 
 class ApacheUnavailable(RuntimeError):
@@ -102,11 +110,11 @@ class ApacheServer:
         self.stop()
 
 
-def available():
-    """None when Apache can run here, else the reason it cannot."""
+def available(cgi="cgid"):
+    """None when Apache can run here with `cgi` (a CGI_MODES key), else the reason it cannot."""
     if not os.access(APACHE_BIN, os.X_OK):
         return "%s is not installed (Debian package apache2)" % APACHE_BIN
-    for _, filename in MODULES:
+    for _, filename in MODULES + CGI_MODES[cgi]:
         if not os.path.exists(os.path.join(MODULES_DIR, filename)):
             return "Apache module %s is missing from %s" % (filename, MODULES_DIR)
     return None
@@ -218,7 +226,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def _config(server_root, docroot, port, env, user, without=()):
+def _config(server_root, docroot, port, env, user, without=(), cgi="cgid"):
     lines = ['ServerRoot "%s"' % server_root,
              'PidFile "%s/apache.pid"' % server_root,
              'DefaultRuntimeDir "%s"' % server_root,
@@ -228,7 +236,8 @@ def _config(server_root, docroot, port, env, user, without=()):
              "Timeout 60",
              "KeepAlive Off"]
     lines += ['LoadModule %s "%s"' % (name, os.path.join(MODULES_DIR, filename))
-              for name, filename in MODULES if name not in without]
+              for name, filename in CGI_MODES[cgi][:1] + MODULES + CGI_MODES[cgi][1:]
+              if name not in without]
     if os.geteuid() == 0:
         lines += ["User %s" % user.pw_name, "Group #%d" % user.pw_gid]
     lines += [
@@ -236,12 +245,14 @@ def _config(server_root, docroot, port, env, user, without=()):
         "LogLevel warn",
         'LogFormat "%h %t \\"%r\\" %>s %b %D" timed',
         'CustomLog "%s/access.log" timed' % server_root,
-        'ScriptSock "%s/cgid.sock"' % server_root,
         'TypesConfig "/etc/mime.types"',
-        "StartServers 2",
-        "ServerLimit 4",
-        "ThreadsPerChild 16",
-        "MaxRequestWorkers 64",
+    ]
+    if cgi == "cgid":
+        lines += ['ScriptSock "%s/cgid.sock"' % server_root,
+                  "StartServers 2", "ServerLimit 4", "ThreadsPerChild 16", "MaxRequestWorkers 64"]
+    else:
+        lines += ["StartServers 4", "ServerLimit 32", "MaxRequestWorkers 32"]
+    lines += [
         'DocumentRoot "%s"' % docroot,
         "<Directory />",
         "    Options FollowSymLinks",
@@ -259,14 +270,15 @@ def _config(server_root, docroot, port, env, user, without=()):
     return "\n".join(lines) + "\n"
 
 
-def start_apache(docroot, port=None, env=None, timeout=20, without=(), extra_conf=None):
+def start_apache(docroot, port=None, env=None, timeout=20, without=(), extra_conf=None,
+                 cgi="cgid"):
     """Start Apache serving `docroot` on 127.0.0.1; returns an ApacheServer once it answers.
 
     `env` goes to every CGI script (SetEnv), e.g. cgi_python_env(...).
     `extra_conf(server_root)` returns lines appended to the config (mod_wsgi).
     `without` names modules to leave out, e.g. ("rewrite_module",) for a
-    host without mod_rewrite."""
-    reason = available()
+    host without mod_rewrite. `cgi` picks mod_cgid or mod_cgi (CGI_MODES)."""
+    reason = available(cgi)
     if reason:
         raise ApacheUnavailable(reason)
     docroot = os.path.abspath(docroot)
@@ -277,7 +289,7 @@ def start_apache(docroot, port=None, env=None, timeout=20, without=(), extra_con
         os.chmod(server_root, 0o755)
         conf = os.path.join(server_root, "httpd.conf")
         with open(conf, "w", encoding="utf-8") as handle:
-            handle.write(_config(server_root, docroot, chosen, env, user, without))
+            handle.write(_config(server_root, docroot, chosen, env, user, without, cgi))
             if extra_conf is not None:
                 handle.write(extra_conf(server_root))
         error_log = os.path.join(server_root, "error.log")
@@ -285,6 +297,8 @@ def start_apache(docroot, port=None, env=None, timeout=20, without=(), extra_con
             process = subprocess.Popen([APACHE_BIN, "-f", conf, "-DFOREGROUND"],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=stderr, preexec_fn=_die_with_parent,
+                                       # prefork signals its whole process group on stop
+                                       start_new_session=True,
                                        env={"PATH": "/usr/sbin:/usr/bin:/bin", "LANG": "C"})
         server = ApacheServer(process, "http://127.0.0.1:%d" % chosen, server_root,
                               error_log, os.path.join(server_root, "access.log"))

@@ -29,7 +29,7 @@ docs/scaling.md has the figures that chose it.
 import os
 import time
 
-from ..errors import PayloadTooLarge, SchemaMissing, Unavailable
+from ..errors import DiskFull, PayloadTooLarge, SchemaMissing, Unavailable
 from .base import (STEER_FROM, Store, check_lease, claim_caps, client_error, dedupe_conflict,
                    expired_message, like_escape_free, load_queries, order_candidates,
                    spread_candidates, steer_event, steer_key, steer_refusal)
@@ -88,9 +88,15 @@ def _errno(exc):
     return args[0] if args and isinstance(args[0], int) else 0
 
 
+# ER_RECORD_FILE_FULL ("The table is full": the tablespace cannot grow), ER_DISK_FULL
+DISK_FULL_CODES = (1114, 1021)
+
+
 def translate(exc):
     """The taskq error for a driver error, or None when it is a bug (a 500)."""
     code = _errno(exc)
+    if code in DISK_FULL_CODES:
+        return DiskFull()
     if code in SCHEMA_MISSING_CODES:
         return SchemaMissing()
     if code in UNAVAILABLE_CODES or isinstance(exc, pymysql.err.InterfaceError):

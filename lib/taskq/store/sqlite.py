@@ -12,7 +12,7 @@ import os
 import sqlite3
 import time
 
-from ..errors import Unavailable
+from ..errors import DiskFull, Unavailable
 from .base import (STEER_FROM, Store, capped_heads, check_lease, claim_caps, client_error,
                    dedupe_conflict, expired_message, like_escape_free, load_queries,
                    order_candidates, steer_event, steer_key, steer_refusal)
@@ -54,14 +54,30 @@ class SQLiteStore(Store):
         super().__init__(config)
         db = config.database
         path = db["sqlite_path"]
+        self.conn = None
+        try:
+            self._open(path, db)
+        except BaseException:
+            self.close()  # a long-lived server must not keep the file open
+            raise
+
+    def _open(self, path, db):
         try:
             if path != ":memory:":
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             self.conn = sqlite3.connect(path, timeout=db["busy_timeout"] / 1000.0,
                                         isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA case_sensitive_like = ON")
+            if db["sqlite_max_bytes"]:
+                page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+                self.conn.execute("PRAGMA max_page_count = %d"
+                                  % max(1, db["sqlite_max_bytes"] // page_size))
             self._ensure_schema()
+        except DiskFull:
+            raise
         except sqlite3.Error as exc:
+            if _disk_full(exc) or _no_room(path):  # e.g. no room for the -wal and -shm files
+                raise DiskFull() from exc
             raise Unavailable("SQLite database cannot be opened") from exc
         except OSError as exc:
             raise Unavailable("SQLite data folder cannot be created") from exc
@@ -86,13 +102,16 @@ class SQLiteStore(Store):
                         _run_script(conn, path)
             conn.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(conn)
+            if _disk_full(exc):
+                raise DiskFull() from exc
             raise
 
     # -- plumbing ------------------------------------------------------
     def close(self):
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
 
     def _write(self, work):
         """Run work(now) inside BEGIN IMMEDIATE; commit or roll back."""
@@ -105,8 +124,10 @@ class SQLiteStore(Store):
             result = work(now_ms())
             conn.execute("COMMIT")
             return result
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(conn)
+            if _disk_full(exc):
+                raise DiskFull() from exc
             raise
 
     def _one(self, name, params=(), **fmt):
@@ -128,8 +149,28 @@ class SQLiteStore(Store):
     def ping(self):
         try:
             self.conn.execute(Q["ping"]).fetchone()
+            room = self.room_left()
         except sqlite3.Error as exc:
             raise Unavailable() from exc
+        if room < FULL_MARGIN_PAGES * self.conn.execute("PRAGMA page_size").fetchone()[0]:
+            raise DiskFull()
+
+    def room_left(self):
+        """Bytes a write may still add: free pages inside the file, plus the
+        disk's free space or what max_page_count allows, whichever is less."""
+        conn = self.conn
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free_pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        cap = (conn.execute("PRAGMA max_page_count").fetchone()[0] - pages) * page_size
+        path = self.config.database["sqlite_path"]
+        if path != ":memory:":
+            try:
+                stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+                cap = min(cap, stat.f_bavail * stat.f_frsize)
+            except (OSError, AttributeError):  # no statvfs (Windows): the page cap alone
+                pass
+        return free_pages * page_size + cap
 
     def server_info(self):
         return "SQLite " + sqlite3.sqlite_version
@@ -425,6 +466,41 @@ class SQLiteStore(Store):
 
     def clear_login_failures(self, address):
         self._write(lambda now: self.conn.execute(Q["clear_login_failures"], (address,)))
+
+
+# /health reports the disk full when fewer pages than this are left: one
+# create or complete needs a few, and WAL frames are a page each.
+FULL_MARGIN_PAGES = 16
+
+
+def _disk_full(exc):
+    """SQLITE_FULL: the disk, or max_page_count, has no room for the write."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF == 13
+    return "database or disk is full" in str(exc)
+
+
+def _no_room(path):
+    """True when the database's folder has (almost) no free space."""
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except (OSError, AttributeError, ValueError):
+        return False
+    return stat.f_bavail * stat.f_frsize < FULL_MARGIN_PAGES * 4096
+
+
+def _rollback(conn):
+    """ROLLBACK if a transaction is open: SQLite rolls back by itself after
+    SQLITE_FULL (and some I/O errors), and a second ROLLBACK would raise
+    "no transaction is active", hiding the cause."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 def migrations():
