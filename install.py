@@ -115,7 +115,8 @@ def database_page(url, csrf, values, error=None, field=None, unlock_key=None):
         + text("user", "User name", extra=' autocomplete="off"')
         + text("password", "Password", "password", ' autocomplete="new-password"',
                hint="Leave empty to keep the current password." if unlock_key else "")
-        + text("unix_socket", "Socket path (optional)", hint="Leave empty unless your host names a socket file.")
+        + text("unix_socket", "Socket path (optional)", hint="Leave empty unless your host names a socket file: with localhost, taskq finds the "
+                    "server's socket where MySQL, MariaDB and PHP look (then tries 127.0.0.1).")
         + '</fieldset><fieldset><legend><input type="radio" id="backend_sqlite" name="backend" value="sqlite"%s> '
           '<label class="inline" for="backend_sqlite"><b>SQLite</b> (one file, nothing to set up)</label></legend>'
         % ("" if mysql else " checked")
@@ -142,7 +143,7 @@ def done_page(api_key, base, settings, applied_note, rotated=True):
             "curl -s -X POST %(api)stasks/claim \\\n"
             "  -H 'X-API-Key: %(key)s' \\\n  -H 'Content-Type: application/json' \\\n"
             "  -d '{\"worker_id\": \"my-worker\"}'" % {"api": api_url, "key": api_key})
-    worker = ("python3 -m taskq.worker --url %s \\\n  --api-key '%s' \\\n"
+    worker = ("PYTHONPATH=lib python3 -m taskq.worker --url %s \\\n  --api-key '%s' \\\n"
               "  --type 'example.%%' --exec 'cat'" % (api_url, api_key))
     db = ("SQLite" if settings["backend"] == "sqlite"
           else "MySQL/MariaDB database %s on %s" % (settings["name"], settings["host"]))
@@ -154,7 +155,8 @@ def done_page(api_key, base, settings, applied_note, rotated=True):
           '<code>%s</code></small></p>' % (esc(api_url), esc(cgi_url))
         + '<p>Health check: <a id="health-link" href="%shealth">%shealth</a></p>' % (esc(api_url), esc(api_url))
         + "<h2>Try it with curl</h2><pre>%s</pre>" % esc(curl)
-        + "<h2>Run a worker</h2><p>On any machine with Python 3 and the taskq files:</p><pre>%s</pre>" % esc(worker)
+        + "<h2>Run a worker</h2><p>On any machine with Python 3, in the folder holding the taskq files "
+          "(the one with lib/ in it):</p><pre id=\"worker-command\">%s</pre>" % esc(worker)
         + '<div class="note">The installer is now locked: opening it again asks for this API key '
           'before it changes anything.</div>')
     return layout("Done", body, 3)

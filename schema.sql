@@ -51,9 +51,13 @@ CREATE TABLE tasks (
     max_attempts     INT NOT NULL,
     claim_timeout    INT NULL,
     claimed_by       VARCHAR(255) NULL,
+    claim_request_key VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NULL,
     claimed_at       DATETIME(6) NULL,
     lease_expires_at DATETIME(6) NULL,
     completed_at     DATETIME(6) NULL,
+    finished_by      VARCHAR(255) NULL,
+    finished_status  VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NULL,
+    finished_attempt INT NULL,
     created_at       DATETIME(6) NOT NULL,
     updated_at       DATETIME(6) NOT NULL,
     -- the type's dedupe_scope when the task was created; 'active' releases
@@ -70,6 +74,8 @@ CREATE TABLE tasks (
     KEY tasks_lease (status, lease_expires_at),
     -- GET /tasks?status=: newest first
     KEY tasks_status_id (status, id),
+    -- a claim repeated with its request_key finds the tasks it handed out
+    KEY tasks_claim_request (claim_request_key),
     CONSTRAINT tasks_type_fk FOREIGN KEY (type_id) REFERENCES task_types (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
@@ -100,6 +106,15 @@ CREATE TABLE taskq_locks (
 
 INSERT INTO taskq_locks (name) VALUES ('claim');
 
+-- Keyed claims that answered no task: a first claim arriving after its own
+-- retry was answered (empty) must then claim nothing either.
+CREATE TABLE taskq_claim_requests (
+    request_hash CHAR(40) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    created_at   DATETIME(6) NOT NULL,
+    PRIMARY KEY (request_hash),
+    KEY taskq_claim_requests_age (created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
 -- Dashboard sessions (keyed by the SHA-256 of the cookie's token) and the
 -- failed-login counts per client address that slow down guessing.
 CREATE TABLE dashboard_sessions (
@@ -120,4 +135,4 @@ CREATE TABLE login_failures (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6)), (2, UTC_TIMESTAMP(6)),
-    (7, UTC_TIMESTAMP(6)), (8, UTC_TIMESTAMP(6));
+    (4, UTC_TIMESTAMP(6)), (7, UTC_TIMESTAMP(6)), (8, UTC_TIMESTAMP(6));

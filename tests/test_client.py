@@ -194,3 +194,16 @@ def test_client_sets_type_settings_pauses_and_steers_tasks(server, client):
     assert (outcome["changed"], outcome["ids"], outcome["more"]) == (1, [first["id"]], False)
     with pytest.raises(BadRequest):
         client.bulk("cancel", status="completed")
+
+
+def test_claim_sends_a_fresh_request_key_and_repeats_a_given_one(server, client):
+    client.register_type("keyed.job", "1", {"type": "object"})
+    ids = [client.create_task("keyed.job", {"n": n})["id"] for n in range(4)]
+    key = "retry-of-one-claim"
+    assert client.claim("w1", request_key=key)["id"] == ids[0]
+    assert client.claim("w1", request_key=key)["id"] == ids[0]  # a repeat: the same task
+    assert client.claim("w1")["id"] == ids[1]  # no key given: a fresh one, a new claim
+    first = client.claim_batch("w1", 2, request_key="batch-key")
+    assert [t["id"] for t in first] == ids[2:]
+    assert client.claim_batch("w1", 2, request_key="batch-key") == first
+    assert client.claim_batch("w1", 2) == []

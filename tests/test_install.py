@@ -109,7 +109,8 @@ def test_cli_mysql_install_creates_schema_in_empty_database(tmp_path, empty_mysq
     with conn.cursor() as cur:
         cur.execute("SHOW TABLES")
         assert {row[0] for row in cur.fetchall()} == {"task_types", "tasks", "task_history",
-                                                       "taskq_schema_version", "taskq_locks"}
+                                                       "taskq_schema_version", "taskq_locks",
+                                                       "taskq_claim_requests"}
     conn.close()
     api = api_for(config_path)
     assert register_echo(api, key).status == 201
@@ -462,3 +463,47 @@ def test_locked_wizard_upgrades_the_schema_for_the_key_holder(tmp_path, empty_my
     assert status == 200 and "Applied migrations 0001, 0002" in html
     status, html, _ = client.request("POST", form={"csrf": token, "step": "migrate", "current_key": "K3y"})
     assert "up to date" in html
+
+
+def test_done_page_worker_command_runs_as_printed(tmp_path):
+    """The done page's "Run a worker" command, pasted into a shell in the taskq folder, works."""
+    import html
+    import importlib.util
+    import signal
+    import time
+
+    from conftest import make_config
+    from live_server import LiveServer, wait_for
+
+    spec = importlib.util.spec_from_file_location("install_script", INSTALL)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    page = script.done_page("key-for-the-test", "https://example.com", {"backend": "sqlite"}, "")
+    command = html.unescape(re.search(r'<pre id="worker-command">(.*?)</pre>', page, re.S).group(1))
+    assert command.startswith("PYTHONPATH=lib python3 -m taskq.worker")
+    config = make_config("sqlite", tmp_path, api={"api_key": "key-for-the-test"})
+    server = LiveServer(config.path, tmp_path / "server.log")
+    bin_dir = tmp_path / "bin"  # `python3` is this test's interpreter
+    bin_dir.mkdir()
+    os.symlink(sys.executable, str(bin_dir / "python3"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TASKQ_API_KEY")}
+    env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", "")
+    proc = None
+    try:
+        from taskq.client import Client
+
+        client = Client(server.url, api_key="key-for-the-test")
+        client.register_type("example.echo", "1", {"type": "object"})
+        task_id = client.create_task("example.echo", {"text": "hello"})["id"]
+        printed = command.replace("https://example.com/api/", server.url + "/")
+        proc = subprocess.Popen(["bash", "-c", printed], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        wait_for(lambda: client.get_task(task_id)["status"] == "completed", timeout=30)
+        assert client.get_task(task_id)["result"] == {"text": "hello"}
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        server.close()
+    assert proc.returncode == 0, proc.stderr.read()

@@ -218,3 +218,30 @@ def test_upgrade_from_version_1_keeps_the_tasks_and_gives_portable_claims_their_
     finally:
         store.close()
     assert versions(database) == [m.number for m in migrate.available()]
+
+
+def test_a_migration_numbered_below_the_newest_recorded_one_is_still_applied(scratch_databases,
+                                                                            tmp_path):
+    """Migrations are written side by side and merged in any order: a database
+    that got 0001, 0002 and a later one first still gets those in between."""
+    import shutil
+
+    database = scratch_databases()
+    newest = migrate.available()[-1]
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for migration in migrate.available()[:2] + [newest]:
+        shutil.copy(migration.path, str(partial))
+    assert run_migrate(database, directory=str(partial)) == [1, 2, newest.number]
+    between = [m.number for m in migrate.available()[2:-1]]
+    assert run_migrate(database) == between
+    assert versions(database) == [m.number for m in migrate.available()]
+    assert table_definitions(database) == table_definitions(_schema_sql_database(scratch_databases))
+
+
+def _schema_sql_database(scratch_databases):
+    name = scratch_databases()
+    conn = mysql_connect(name)
+    load_mysql_schema(conn)
+    conn.close()
+    return name

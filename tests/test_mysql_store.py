@@ -84,6 +84,7 @@ CLAIM_STATEMENTS = {
     "expired_leases": ((50,), "tasks_lease"),
     "cluster_candidates": ((50,), "tasks_claim"),
     "cluster_candidates_of_type": ((1, 50), "tasks_type_claim"),
+    "claimed_with_key": (("key-1", "w"), "tasks_claim_request"),
 }
 
 

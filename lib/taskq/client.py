@@ -14,13 +14,16 @@ lists. An error answer raises the ApiError subclass that matches its status
 Connection errors, timeouts and 502/503/504 are retried with exponential
 backoff and jitter, waiting what a `Retry-After` header asks for; 4xx answers
 are never retried. Retrying every route is safe: creates are deduplicated,
-progress and complete are conditional on the lease, and a claim whose answer
-was lost only leaves a lease that expires.
+progress is conditional on the lease, a complete repeated by its worker
+answers its first outcome, and every claim carries a `request_key` that its
+retries repeat, so a claim whose answer was lost answers the same tasks
+again instead of leaving them claimed by nobody.
 """
 
 import email.utils
 import http.client
 import json
+import os
 import random
 import socket
 import time
@@ -288,9 +291,13 @@ class Client:
         """
         return self.request("POST", "/tasks", {"tasks": list(tasks)})
 
-    def claim(self, worker_id, type_pattern=None, lease_seconds=None):
-        """One task {id, type, params, attempts, ...}, or None when none is available."""
-        body = {"worker_id": worker_id}
+    def claim(self, worker_id, type_pattern=None, lease_seconds=None, request_key=None):
+        """One task {id, type, params, attempts, ...}, or None when none is available.
+
+        request_key: see new_request_key(); one is made when not given, and
+        the retries of this call repeat it.
+        """
+        body = {"worker_id": worker_id, "request_key": request_key or new_request_key()}
         _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds)
         try:
             return self.request("POST", "/tasks/claim", body)
@@ -299,13 +306,16 @@ class Client:
                 return None
             raise
 
-    def claim_batch(self, worker_id, limit, type_pattern=None, lease_seconds=None):
+    def claim_batch(self, worker_id, limit, type_pattern=None, lease_seconds=None,
+                    request_key=None):
         """Up to `limit` (1-100) tasks as a list; empty when none is available."""
-        body = {"worker_id": worker_id, "limit": limit}
+        body = {"worker_id": worker_id, "limit": limit,
+                "request_key": request_key or new_request_key()}
         _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds)
         return self.request("POST", "/tasks/claim", body)["tasks"]
 
-    def claim_after(self, worker_id, results, limit, type_pattern=None, lease_seconds=None):
+    def claim_after(self, worker_id, results, limit, type_pattern=None, lease_seconds=None,
+                    request_key=None):
         """Report finished tasks and claim up to `limit` more, in one request where the
         server can (a claim carrying `results`); otherwise POST /tasks/complete, then claim.
 
@@ -313,14 +323,16 @@ class Client:
         completed, failed, count}: the claimed tasks (a list, empty when none
         is available; count is their number) and one outcome per result, as
         complete_batch answers them. Which way the server took is remembered
-        in `claim_results`.
+        in `claim_results`. request_key: as for claim(), made when not given.
         """
         results = list(results)
+        request_key = request_key or new_request_key()
         if not results:
-            tasks = self.claim_batch(worker_id, limit, type_pattern, lease_seconds)
+            tasks = self.claim_batch(worker_id, limit, type_pattern, lease_seconds, request_key)
             return {"tasks": tasks, "count": len(tasks), "results": [], "completed": 0, "failed": 0}
         if self.claim_results is not False:
-            body = {"worker_id": worker_id, "limit": limit, "results": results}
+            body = {"worker_id": worker_id, "limit": limit, "results": results,
+                    "request_key": request_key}
             _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds)
             try:
                 answer = self.request("POST", "/tasks/claim", body)
@@ -337,7 +349,7 @@ class Client:
                 done.update(tasks=answer["tasks"], count=len(answer["tasks"]))
                 return done
         done = self.complete_batch(worker_id, results)
-        tasks = self.claim_batch(worker_id, limit, type_pattern, lease_seconds)
+        tasks = self.claim_batch(worker_id, limit, type_pattern, lease_seconds, request_key)
         done.update(tasks=tasks, count=len(tasks))
         return done
 
@@ -427,6 +439,15 @@ class Client:
         body = {"filter": {key: value for key, value in filters.items() if value is not None}}
         _put(body, limit=limit)
         return self.request("POST", "/tasks/bulk/%s" % urllib.parse.quote(action, safe=""), body)
+
+
+def new_request_key():
+    """A fresh claim request_key: send it again only when repeating that claim.
+
+    A claim repeated with its key answers the tasks the first one handed out
+    (while their leases live) instead of claiming more.
+    """
+    return os.urandom(16).hex()
 
 
 def _put(body, **optional):

@@ -29,6 +29,8 @@ DEFAULTS = {
         "ssl": ("choice:auto,on,off", "auto"),
         "ssl_ca": ("str", ""),
         "connect_timeout": ("int:1:300", 10),
+        "read_timeout": ("int:1:3600", 15),
+        "write_timeout": ("int:1:3600", 15),
         "skip_locked": ("choice:auto,on,off", "auto"),
         "cluster": ("choice:auto,off,galera", "auto"),
         "sqlite_path": ("str", DEFAULT_SQLITE_PATH),

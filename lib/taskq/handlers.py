@@ -208,11 +208,12 @@ def claim(ctx):
     pattern = v.like_pattern(v.string(body, "type_pattern", required=False), "type_pattern")
     limit = v.integer(body, "limit", low=1, high=MAX_CLAIM_LIMIT)
     lease = _lease_seconds(ctx, body)
+    request_key = v.request_key(body)
     finished = None
     if "results" in body:  # the worker's last tasks ride along: one request per batch
         finished = _checked_results(body)
         done = _complete_results(ctx, worker_id, finished)
-    rows = ctx.store.claim(worker_id, pattern, limit or 1, lease)
+    rows = ctx.store.claim(worker_id, pattern, limit or 1, lease, request_key=request_key)
     if finished is not None:  # always the list form: the outcomes must reach the worker
         tasks = [claim_view(row) for row in rows]
         done.update(tasks=tasks, count=len(tasks))

@@ -315,15 +315,18 @@ def config_for(settings, api_key="", base_dir=PROJECT_ROOT):
 
 
 def connect_mysql(cfg):
-    """A PyMySQL connection for a Config, or InstallError in plain words."""
+    """A PyMySQL connection for a Config, or InstallError in plain words.
+
+    It connects as the store does (store.mysql.connect): `localhost` is the
+    server's Unix socket, wherever MySQL, MariaDB or PHP would look for it,
+    then TCP to 127.0.0.1.
+    """
     import pymysql
 
+    from .store.mysql import connect
+
     db = cfg.database
-    kwargs = dict(host=db["host"], port=db["port"], user=db["user"], password=db["password"],
-                  database=db["name"], charset="utf8mb4", connect_timeout=db["connect_timeout"],
-                  autocommit=True)
-    if db["unix_socket"]:
-        kwargs["unix_socket"] = db["unix_socket"]
+    kwargs = dict(charset="utf8mb4", autocommit=True)
     if cfg.mysql_ssl_enabled():
         if db["ssl_ca"]:
             kwargs["ssl"] = {"ca": db["ssl_ca"]}
@@ -332,11 +335,55 @@ def connect_mysql(cfg):
 
             kwargs["ssl"] = ssl.create_default_context()
     try:
-        return pymysql.connect(**kwargs)
+        return connect(db, **kwargs)
     except pymysql.err.MySQLError as exc:
-        raise InstallError(explain_mysql_error(exc, db), _blamed_field(exc)) from None
+        message = explain_mysql_error(exc, db)
+        if _error_code(exc) == 1045 and _anonymous_account_answers(db, exc):
+            message = _ANONYMOUS % {"user": db["user"]}
+        tried = getattr(exc, "tried", ())
+        if len(tried) > 1:
+            message += " Tried, in order: %s." % "; ".join("%s (%s)" % pair for pair in tried)
+        raise InstallError(message, _blamed_field(exc)) from None
     except (OSError, ValueError) as exc:
         raise InstallError("Cannot connect to the database: %s" % exc) from None
+
+
+_ANONYMOUS = (
+    "Access denied for %(user)r. This server has an anonymous account (''@localhost, a user with "
+    "an empty name): unless %(user)r@'localhost' itself exists, that account matches connections "
+    "from this machine before %(user)r@'%%' does, and the server checks your password against it. "
+    "Remove it (DROP USER ''@'localhost'; mysql_secure_installation does this) or create the user "
+    "for localhost too (CREATE USER %(user)r@'localhost' IDENTIFIED BY '...', with the same "
+    "privileges); if %(user)r@'localhost' exists, the password is wrong.")
+
+
+def _anonymous_account_answers(db, refused):
+    """Whether an empty user name logs in where `db["user"]` was refused: an
+    anonymous account shadows the user (the server picks the account with the
+    most specific host first, and 'localhost' beats '%')."""
+    import pymysql
+
+    from .store.mysql import connection_routes
+
+    labels = [label for label, _ in getattr(refused, "tried", ())]
+    for label, route in connection_routes(db):
+        if labels and label != labels[-1]:
+            continue  # the route the server answered on
+        # PyMySQL replaces an empty user name by the system user's: set it after
+        conn = pymysql.connect(user="anonymous", password="", defer_connect=True,
+                               connect_timeout=db["connect_timeout"], **route)
+        conn.user = ""
+        try:
+            conn.connect()
+        except (pymysql.err.MySQLError, OSError):
+            return False
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT CURRENT_USER()")
+                return cur.fetchone()[0].startswith("@")
+        finally:
+            conn.close()
+    return False
 
 
 def _error_code(exc):
@@ -345,7 +392,7 @@ def _error_code(exc):
 
 
 def _blamed_field(exc):
-    return {1045: "password", 1044: "name", 1049: "name", 2003: "host", 2005: "host",
+    return {1045: "password", 1698: "user", 1044: "name", 1049: "name", 2003: "host", 2005: "host",
             2002: "unix_socket"}.get(_error_code(exc))
 
 
@@ -362,6 +409,13 @@ def explain_mysql_error(exc, db):
         return ("Access denied: the database server refused the user name %r with this password. "
                 "Check both in your hosting control panel (MySQL databases) and type the password "
                 "again." % db["user"])
+    if code == 1698:
+        return ("Access denied: the database account %r on this machine logs in by Unix user, not "
+                "by password (the unix_socket or auth_socket plugin; MariaDB and Ubuntu set up root "
+                "this way), so the server only lets in the system user of the same name. Make a "
+                "separate database user with a password for taskq, e.g. CREATE USER "
+                "'taskq'@'localhost' IDENTIFIED BY '...'; GRANT ALL ON %s.* TO 'taskq'@'localhost', "
+                "and enter that user here." % (db["user"], db["name"] or "taskq"))
     if code == 1044:
         return ("Access denied to the database %r for the user %r. In your hosting control panel, "
                 "give this user all privileges on this database." % (db["name"], db["user"]))
@@ -379,6 +433,13 @@ def explain_mysql_error(exc, db):
         return ("Cannot connect through the socket %s: the file does not exist or refuses the "
                 "connection. Check the socket path your host gives, or leave it empty to use host "
                 "and port." % db["unix_socket"])
+    from .store.mysql import DEFAULT_PORT
+
+    if code in (2002, 2003) and db["host"] == "localhost" and db["port"] == DEFAULT_PORT:
+        return ("No database server answers on this machine: neither on a Unix socket where MySQL, "
+                "MariaDB and PHP look for one nor at 127.0.0.1:%s. Check that the server is running; "
+                "if its socket is elsewhere, give its path as the socket (unix_socket), or give the "
+                "host your control panel names." % db["port"])
     if code in (2002, 2003):
         return ("Host unreachable: no database server answers at %s. Check the host and port (on "
                 "most shared hosts: localhost and 3306) and that the server is running." % where)

@@ -28,4 +28,8 @@ def log_exception(config, environ, exc, traceback):
     if traceback:
         logger(config).error("unexpected error on %s", where, exc_info=exc)
     else:
-        logger(config).error("%s on %s: %s", type(exc).__name__, where, exc.__cause__ or exc)
+        cause = exc.__cause__ or exc
+        tried = getattr(cause, "tried", None)  # the ways a database connect was tried
+        if tried and len(tried) > 1:
+            cause = "%s; tried %s" % (cause, "; ".join("%s (%s)" % pair for pair in tried))
+        logger(config).error("%s on %s: %s", type(exc).__name__, where, cause)

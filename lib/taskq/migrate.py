@@ -65,15 +65,29 @@ def current_version(conn):
         return int(cur.fetchone()[0])
 
 
+def recorded_versions(conn):
+    """Every version in taskq_schema_version (empty for a database without the table)."""
+    if not current_version(conn):
+        return set()
+    with conn.cursor() as cur:
+        cur.execute("SELECT version FROM taskq_schema_version")
+        return {int(row[0]) for row in cur.fetchall()}
+
+
 def pending(conn, directory=MIGRATIONS_DIR):
-    """Migrations above the recorded version; refuses a database newer than this code."""
+    """Migrations not yet recorded; refuses a database newer than this code.
+
+    Each applied version has its row, so one numbered below the newest
+    recorded (written beside it and merged later) is still applied.
+    """
     migrations = available(directory)
-    version = current_version(conn)
+    recorded = recorded_versions(conn)
+    version = max(recorded) if recorded else 0
     newest = migrations[-1].number if migrations else 0
     if version > newest:
         raise MigrationError("The database schema is at version %d, newer than this copy of taskq "
                              "knows (%d): upload the newer taskq files" % (version, newest))
-    return [m for m in migrations if m.number > version]
+    return [m for m in migrations if m.number not in recorded]
 
 
 def migrate(conn, directory=MIGRATIONS_DIR, lock_timeout=LOCK_TIMEOUT):

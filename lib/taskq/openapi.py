@@ -140,7 +140,12 @@ def document():
                                            "/tasks/complete; the answer is then {tasks, count, "
                                            "results, completed, failed}", "items": {
                     "allOf": [_ref("Completion"), {"type": "object", "required": ["id"],
-                                                   "properties": {"id": {"type": "integer"}}}]}}}}))},
+                                                   "properties": {"id": {"type": "integer"}}}]}},
+                "request_key": {"type": "string", "minLength": 1, "maxLength": 128,
+                                "pattern": "^[!-~]+$",
+                                "description": "Unique per claim; a claim repeated with it answers "
+                                               "the tasks the first one handed out, while their "
+                                               "leases live"}}}))},
         "/tasks/complete": {"post": _op(
             "Complete many claimed tasks; answers per item",
             {**_ok("Batch results"), **_errors("400", "401")},

@@ -10,6 +10,7 @@ import re
 from .errors import BadRequest, ValidationFailed
 
 TYPE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
+REQUEST_KEY = re.compile(r"[\x21-\x7e]{1,128}\Z")
 INT32_MAX = 2147483647
 TASK_STATUSES = ("pending", "claimed", "completed", "failed", "cancelled")
 
@@ -194,6 +195,14 @@ def string(body, name, required=True, max_length=255, min_length=1, default=None
         raise _wrong(name, "a string", value)
     if not min_length <= len(value) <= max_length:
         raise BadRequest("Field '%s' must be %d to %d characters long" % (name, min_length, max_length))
+    return value
+
+
+def request_key(body):
+    """A claim's optional request_key: 1-128 printable ASCII characters, no spaces."""
+    value = string(body, "request_key", required=False, max_length=128)
+    if value is not None and not REQUEST_KEY.match(value):
+        raise BadRequest("Field 'request_key' must be printable ASCII without spaces")
     return value
 
 

@@ -28,9 +28,16 @@ While a task runs, heartbeats (POST /tasks/{id}/progress) extend its lease
 every third of the lease; if one answers 409 or 403 the lease is lost: the
 command is killed (a Python handler sees task.lost, and task.progress()
 raises LeaseLost) and the task is not completed, because another worker owns
-it now. SIGTERM or SIGINT stops claiming, lets the claimed tasks finish,
-completes them and exits 0; a second signal kills running commands and exits
-1 without completing them (their leases lapse and they are retried).
+it now. While the API or its database is down (no answer, 502/503/504),
+heartbeats and completes are retried with backoff for as long as the lease
+lives, so an outage shorter than the lease costs no work; a complete applied
+whose answer was lost answers its outcome again when repeated. Each claim
+carries a request_key that its retries repeat, so a claim whose answer was
+lost gets the same tasks rather than leaving them claimed by nobody.
+
+SIGTERM or SIGINT stops claiming, lets the claimed tasks finish, completes
+them and exits 0; a second signal kills running commands and exits 1 without
+completing them (their leases lapse and they are retried).
 """
 
 import argparse
@@ -46,14 +53,16 @@ import threading
 import time
 import traceback
 
-from .client import (ApiError, BadRequest, Client, Conflict, Forbidden, MethodNotAllowed,
-                     NotFound, PayloadTooLarge, Unauthorized)
+from .client import (RETRY_STATUSES, ApiError, BadRequest, Client, Conflict, Forbidden,
+                     MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized, new_request_key)
 
 ERROR_TAIL = 4000
 KILL_GRACE = 2.0
 TICK = 0.1
 LOST = (Conflict, Forbidden, NotFound)
 FATAL = (Unauthorized, BadRequest, MethodNotAllowed, NotFound)
+RETRY_FIRST = 0.5   # first wait before a heartbeat or complete is sent again (doubles)
+RETRY_LONGEST = 15.0
 
 # -- the handler registry ----------------------------------------------------
 HANDLERS = {}
@@ -107,6 +116,10 @@ class Task:
         self.lease = lease
         self.interval = heartbeat_interval(lease)
         self.next_beat = time.monotonic() + self.interval
+        # when the lease surely ends, by this host's clock: pushed on by each
+        # heartbeat that got through; until then, failed requests are retried
+        self.lease_deadline = time.monotonic() + lease
+        self.beat_failures = 0
         self.percent = 0
         self.message = None
         self.lost = False
@@ -173,17 +186,36 @@ class Heartbeat(threading.Thread):
         self.done = True
         self.wake.set()
 
+    def held(self, task):
+        with self.lock:
+            return self.tasks.get(task.id) is task
+
     def beat(self, task):
+        started = time.monotonic()
         try:
             self.client.progress(task.id, self.worker_id, task.percent, task.message,
                                  self.lease_seconds)
-            task.next_beat = time.monotonic() + task.interval
         except LOST as exc:
             task.mark_lost("%s" % exc)
             self.remove(task)
-        except ApiError as exc:  # unreachable for now: try again soon, the lease has slack
-            task.next_beat = time.monotonic() + min(task.interval, 1.0)
-            self.log("heartbeat for task %d failed: %s" % (task.id, exc))
+            return
+        except ApiError as exc:
+            now = time.monotonic()
+            if now >= task.lease_deadline:
+                task.mark_lost("the lease ran out while heartbeats failed: %s" % exc)
+                self.remove(task)
+                self.log("heartbeat for task %d gave up: the lease ran out (%s)" % (task.id, exc))
+                return
+            # the API is down for now: again with backoff, while the lease lives
+            task.beat_failures += 1
+            wait = min(task.interval, RETRY_LONGEST, RETRY_FIRST * 2 ** (task.beat_failures - 1),
+                       max(0.2, (task.lease_deadline - now) / 2.0))
+            task.next_beat = now + wait
+            self.log("heartbeat for task %d failed (%s); again in %.1fs" % (task.id, exc, wait))
+            return
+        task.beat_failures = 0
+        task.lease_deadline = started + task.lease
+        task.next_beat = time.monotonic() + task.interval
 
     def run(self):
         while not self.done:
@@ -191,7 +223,9 @@ class Heartbeat(threading.Thread):
             with self.lock:
                 held = list(self.tasks.values())
             for task in held:
-                if task.next_beat <= now and not task.lost and not self.done:
+                # a task removed meanwhile (completed, dropped) gets no more beats
+                if (task.next_beat <= now and not task.lost and not self.done
+                        and self.held(task)):
                     self.beat(task)
             with self.lock:
                 upcoming = [t.next_beat for t in self.tasks.values()]
@@ -269,6 +303,7 @@ class Runner:
         # unreported: those finished and not yet reported, as (task, outcome, took)
         self.combine = combine
         self.unreported = []
+        self._claim_key = None  # kept while a claim went unanswered, so its retry repeats it
 
     # -- signals ---------------------------------------------------------
     def install_signals(self, sigint=True):
@@ -340,7 +375,9 @@ class Runner:
         count = len(self.patterns)
         for step in range(count):
             pattern = self.patterns[(self._next_pattern + step) % count]
-            rows = self._claim_rows(want, pattern)
+            self._claim_key = self._claim_key or new_request_key()
+            rows = self._claim_rows(want, pattern, self._claim_key)
+            self._claim_key = None  # answered: the next claim is a new one
             if rows:
                 self._next_pattern = (self._next_pattern + step + 1) % count
                 server_now = self.client.last_date
@@ -350,17 +387,19 @@ class Runner:
                 break
         return []
 
-    def _claim_rows(self, want, pattern):
+    def _claim_rows(self, want, pattern, request_key):
         """Claim, carrying the results of the tasks finished since the last claim."""
         finished, self.unreported = self.unreported, []
         if not finished:
-            return self.client.claim_batch(self.worker_id, want, pattern, self.lease_seconds)
+            return self.client.claim_batch(self.worker_id, want, pattern, self.lease_seconds,
+                                           request_key=request_key)
         try:
             answer = self.client.claim_after(self.worker_id, _result_items(finished), want,
-                                             pattern, self.lease_seconds)
+                                             pattern, self.lease_seconds, request_key=request_key)
         except PayloadTooLarge:  # a result too large: report them the slow way first
             self._complete_many(finished)
-            return self.client.claim_batch(self.worker_id, want, pattern, self.lease_seconds)
+            return self.client.claim_batch(self.worker_id, want, pattern, self.lease_seconds,
+                                           request_key=request_key)
         except ApiError:
             self.unreported = finished  # carried by the next claim (or reported on exit)
             raise
@@ -472,17 +511,47 @@ class Runner:
         return {"success": True, "result": result}
 
     # -- completing --------------------------------------------------------
+    def _while_leased(self, tasks, call):
+        """call() until it is answered, while a lease of `tasks` lives.
+
+        No answer or 502/503/504 (after the client's own retries) is tried
+        again with backoff: the work is done and the lease still ours, so
+        giving up would only make another worker run it again. A complete
+        that was applied but not answered answers its outcome again.
+        """
+        failures = 0
+        while True:
+            try:
+                return call()
+            except ApiError as exc:
+                if exc.status is not None and exc.status not in RETRY_STATUSES:
+                    raise
+                now = time.monotonic()
+                deadline = max(task.lease_deadline for task in tasks)
+                if self.force or now >= deadline or all(task.lost for task in tasks):
+                    raise
+                failures += 1
+                wait = min(RETRY_LONGEST, RETRY_FIRST * 2 ** failures, max(0.1, deadline - now))
+                self.log("complete of task %s not answered (%s); again in %.1fs while the lease "
+                         "lives" % (",".join(str(task.id) for task in tasks), exc, wait))
+                end = time.monotonic() + wait
+                while not self.force and time.monotonic() < end:
+                    time.sleep(min(TICK, max(0.0, end - time.monotonic())))
+
     def _complete_one(self, task, outcome, took):
         try:
             try:
                 if outcome["success"]:
-                    answer = self.client.complete(task.id, self.worker_id, result=outcome["result"])
+                    answer = self._while_leased([task], lambda: self.client.complete(
+                        task.id, self.worker_id, result=outcome["result"]))
                 else:
-                    answer = self.client.fail(task.id, self.worker_id, outcome["error"])
+                    answer = self._while_leased([task], lambda: self.client.fail(
+                        task.id, self.worker_id, outcome["error"]))
             except PayloadTooLarge as exc:
                 # The result can never be stored: fail the task instead of letting it lapse.
                 outcome = {"success": False, "error": "result too large for the API (%s)" % exc.message}
-                answer = self.client.fail(task.id, self.worker_id, outcome["error"])
+                answer = self._while_leased([task], lambda: self.client.fail(
+                    task.id, self.worker_id, outcome["error"]))
         except LOST as exc:
             self._log_task(task, "lost", took, str(exc))
             return
@@ -495,7 +564,9 @@ class Runner:
 
     def _complete_many(self, finished):
         try:
-            answer = self.client.complete_batch(self.worker_id, _result_items(finished))
+            answer = self._while_leased([task for task, _, _ in finished],
+                                        lambda: self.client.complete_batch(self.worker_id,
+                                                                           _result_items(finished)))
         except PayloadTooLarge:
             for task, outcome, took in finished:  # one by one: only the oversized ones fail
                 self._complete_one(task, outcome, took)
@@ -636,10 +707,12 @@ def _make_runner(args, handlers, worker_id, budget):
     def client(retries):
         return Client(args.url, api_key=args.api_key, timeout=args.timeout, retries=retries)
 
+    # heartbeats retry on their own schedule (Heartbeat.beat): a client that
+    # slept through retries would hold up the beats of the other tasks
     return Runner(client(5), worker_id=worker_id, handlers=handlers, command=args.command,
                   patterns=args.types, batch=args.batch, budget=budget, once=args.once,
                   poll_min=args.poll_min, poll_max=args.poll_max, task_timeout=args.task_timeout,
-                  lease_seconds=args.lease, heartbeat_client=client(2))
+                  lease_seconds=args.lease, heartbeat_client=client(0))
 
 
 _EARLY_SIGNALS = []

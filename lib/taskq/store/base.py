@@ -119,12 +119,15 @@ class Store:
         """
         raise NotImplementedError
 
-    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
+    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None, request_key=None):
         """Claim up to `limit` tasks for `worker_id`; returns full task dicts.
 
         type_pattern is an SQL LIKE pattern on the type name. lease_seconds
         overrides the type's claim_timeout and the config's. An empty list
-        means nothing is claimable.
+        means nothing is claimable. request_key: a claim repeated with the key
+        of an earlier claim by the same worker answers the tasks that claim
+        handed out, while their leases live, and claims nothing new (the
+        first answer was lost; its tasks must not sit claimed by nobody).
         """
         raise NotImplementedError
 
@@ -260,6 +263,31 @@ def check_lease(task_id, state, worker_id, lease_live, claimed_before):
         raise Forbidden("Task is claimed by another worker")
     if not lease_live:
         raise Conflict("Lease expired: the task may be claimed by another worker")
+
+
+def repeated_outcome(task_id, state, worker_id, success, result_json, error):
+    """The earlier outcome when this complete repeats one `worker_id` made, else None.
+
+    A complete that was applied but whose answer was lost (a timeout) is sent
+    again; it gets the same answer instead of 409. It is a repeat when this
+    worker finished the task last, with the same success and the same result
+    or error; state holds the finished_* columns, result_json, error_message.
+    """
+    if state is None or state.get("finished_by") != worker_id:
+        return None
+    status = state["finished_status"]
+    if success:
+        if status != "completed" or state["result_json"] != result_json:
+            return None
+    elif status not in ("pending", "failed") or state["error_message"] != error:
+        return None
+    return {"id": task_id, "status": status, "attempts": state["finished_attempt"],
+            "will_retry": status == "pending"}
+
+
+def holds_lease(state, worker_id, lease_live):
+    return bool(state and state["status"] == "claimed" and state["claimed_by"] == worker_id
+                and lease_live)
 
 
 def client_error(exc):

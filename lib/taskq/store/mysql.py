@@ -31,8 +31,9 @@ import time
 
 from ..errors import DiskFull, PayloadTooLarge, SchemaMissing, Unavailable
 from .base import (STEER_FROM, Store, check_lease, claim_caps, client_error, dedupe_conflict,
-                   expired_message, like_escape_free, load_queries, order_candidates,
-                   spread_candidates, steer_event, steer_key, steer_refusal)
+                   expired_message, holds_lease, like_escape_free, load_queries,
+                   order_candidates, repeated_outcome, spread_candidates, steer_event,
+                   steer_key, steer_refusal)
 from .driver import enable_tls, pymysql  # PyMySQL without ssl and cryptography
 
 CLIENT = pymysql.constants.CLIENT
@@ -60,6 +61,7 @@ UNAVAILABLE_CODES = frozenset((
     1226,  # user resource limit
     1290,  # --read-only
     1836,  # read-only mode
+    1698,  # access denied (an account that logs in by Unix user, not password)
     1927,  # connection killed (MariaDB)
     1047,  # WSREP has not yet prepared node for application use (Galera node not synced)
     2002, 2003, 2005, 2006, 2013, 2055,  # cannot connect / server gone / lost connection
@@ -68,6 +70,7 @@ SCHEMA_MISSING_CODES = frozenset((1146,))  # table doesn't exist
 RETRY_CODES = frozenset((1213, 1205))      # deadlock (and Galera certification failure), lock wait timeout
 UNKNOWN_VARIABLE = 1193
 DUPLICATE_KEY = 1062
+NOT_SUPPORTED = 1235  # e.g. GET_LOCK on a Galera node
 
 # Payloads above this size are measured against the server's max_allowed_packet
 # first (one extra query, only for them): an oversized statement makes the
@@ -99,6 +102,8 @@ def translate(exc):
         return DiskFull()
     if code in SCHEMA_MISSING_CODES:
         return SchemaMissing()
+    if code == 2013 and "timed out" in str(exc):  # read_timeout / write_timeout ran out
+        return Unavailable("Database did not answer in time; try again shortly")
     if code in UNAVAILABLE_CODES or isinstance(exc, pymysql.err.InterfaceError):
         return Unavailable()
     if code in RETRY_CODES:
@@ -128,6 +133,105 @@ def supports_skip_locked(flavour, version):
     return version >= ((10, 6, 0) if flavour == "MariaDB" else (8, 0, 1))
 
 
+# Where MySQL, MariaDB and PHP look for the server's socket when the host is
+# `localhost` (MYSQL_UNIX_PORT first, as the mysql client does); php.ini's
+# pdo_mysql.default_socket / mysqli.default_socket are read only when none of
+# these exists, so the common case costs a few stat calls per request.
+SOCKET_PATHS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock",
+                "/var/lib/mysql/mysql.sock", "/tmp/mysqld.sock", "/var/mysql/mysql.sock")
+PHP_INI_GLOBS = ("/etc/php.ini", "/usr/local/etc/php.ini", "/usr/local/lib/php.ini",
+                 "/etc/php/*/cgi/php.ini", "/etc/php/*/cli/php.ini", "/etc/php/*/apache2/php.ini",
+                 "/etc/php/*/fpm/php.ini", "/opt/alt/php*/etc/php.ini",
+                 "/usr/local/php*/lib/php.ini", "/opt/cpanel/ea-php*/root/etc/php.ini")
+PHP_SOCKET_KEYS = ("pdo_mysql.default_socket", "mysqli.default_socket", "mysql.default_socket")
+DEFAULT_PORT = 3306
+FALLBACK_CODES = frozenset((2002, 2003))  # nobody answers there: try the next way
+
+
+def _is_socket(path):
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def php_ini_sockets(globs=None):
+    """Socket paths named in readable php.ini files (PHP's own default socket)."""
+    import glob
+
+    found = []
+    for pattern in PHP_INI_GLOBS if globs is None else globs:
+        for path in sorted(glob.glob(pattern)):
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    lines = handle.read().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                key, sep, value = line.partition("=")
+                if sep and key.strip() in PHP_SOCKET_KEYS:
+                    value = value.split(";", 1)[0].strip().strip("\"'")
+                    if value and value not in found:
+                        found.append(value)
+    return found
+
+
+def socket_candidates(paths=None, globs=None):
+    """The sockets `localhost` may mean, in the order they are tried: existing ones only."""
+    listed = [os.environ.get("MYSQL_UNIX_PORT", "")] + list(SOCKET_PATHS if paths is None else paths)
+    found = [path for path in listed if path and _is_socket(path)]
+    if not found:
+        found = [path for path in php_ini_sockets(globs) if _is_socket(path)]
+    return list(dict.fromkeys(found))
+
+
+def connection_routes(db):
+    """[(label, pymysql arguments)] to try in order for the [database] settings.
+
+    `localhost` means the server's Unix socket, as for the mysql client and
+    PHP: an account made as user@localhost is then matched even where the
+    server skips name resolution (a TCP connection from 127.0.0.1 is not
+    'localhost' there). TCP to 127.0.0.1 is the fallback. With a port other
+    than 3306 it is TCP only: a socket found in the usual places belongs to
+    the server on the default port, and a config naming another port means
+    another server.
+    """
+    if db["unix_socket"]:
+        return [("socket " + db["unix_socket"], {"unix_socket": db["unix_socket"]})]
+    if db["host"] == "localhost":
+        routes = []
+        if db["port"] == DEFAULT_PORT:
+            routes = [("socket " + path, {"unix_socket": path}) for path in socket_candidates()]
+        return routes + [("TCP 127.0.0.1:%d" % db["port"], {"host": "127.0.0.1", "port": db["port"]})]
+    return [("TCP %s:%d" % (db["host"], db["port"]), {"host": db["host"], "port": db["port"]})]
+
+
+def connect(db, **extra):
+    """A PyMySQL connection over the first route that answers.
+
+    A route nobody answers on (2002/2003) passes to the next; any other error
+    (access denied, unknown database) is the server's answer and ends the
+    search. The error raised carries `tried`: [(label, reason)] per route.
+    """
+    tried = []
+    routes = connection_routes(db)
+    for index, (label, route) in enumerate(routes):
+        try:
+            return pymysql.connect(
+                user=db["user"], password=db["password"], database=db["name"],
+                connect_timeout=db["connect_timeout"], read_timeout=db["read_timeout"],
+                write_timeout=db["write_timeout"], **dict(extra, **route))
+        except pymysql.err.MySQLError as exc:
+            tried.append((label, str(exc.args[1]) if len(exc.args) > 1 else str(exc)))
+            if _errno(exc) in FALLBACK_CODES and index + 1 < len(routes):
+                continue
+            exc.tried = tried
+            raise
+    raise AssertionError("unreachable")
+
+
 def _placeholders(values):
     return ", ".join(["%s"] * len(values))
 
@@ -152,14 +256,12 @@ class MySQLStore(Store):
         if cluster == "auto":
             flags |= CLIENT.MULTI_STATEMENTS  # the session setup asks about wsrep_on in passing
         try:
-            self.conn = pymysql.connect(
-                host=db["host"], port=db["port"], user=db["user"], password=db["password"],
-                database=db["name"], unix_socket=db["unix_socket"] or None,
-                charset="utf8mb4", autocommit=True, client_flag=flags,
-                connect_timeout=db["connect_timeout"], ssl=ssl, ssl_disabled=ssl is None)
+            self.conn = connect(db, charset="utf8mb4", autocommit=True, client_flag=flags,
+                                ssl=ssl, ssl_disabled=ssl is None)
             self.flavour, self.version = parse_server_version(self.conn.get_server_info())
             self.cluster = self._setup_session(cluster)
         except pymysql.err.MySQLError as exc:
+            # the log line names the routes tried (exc.tried); the answer does not
             if getattr(self, "conn", None) is not None:
                 self.close()
             raise (translate(exc) or Unavailable()) from exc
@@ -559,13 +661,21 @@ class MySQLStore(Store):
         cursor.execute(union, [value for type_id in type_ids for value in (type_id, count)])
         return order_candidates(cursor.fetchall(), count)
 
-    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
+    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None, request_key=None):
         if type_pattern is not None and not type_pattern.isascii():
             return []  # type names are ASCII: nothing can match
 
         def work():
             if not self.skip_locked and not self.cluster:
                 self._exec("claim_turn", ())
+            if request_key is not None:
+                ids = [row[0] for row in self._exec("claimed_with_key",
+                                                    (request_key, worker_id)).fetchall()]
+                if ids:  # a repeated claim: the same tasks, nothing new claimed
+                    return sorted(self._all("get_tasks", ids, ids=_placeholders(ids)),
+                                  key=lambda row: (-row["priority"], row["id"]))
+                if self._exec("answered_empty", (worker_id, request_key)).fetchall():
+                    return []  # its retry already answered "nothing": claim nothing late
             restricted = self._restricted_types()
             if restricted:
                 type_ids, limited = self._take_type_turns(type_pattern, restricted)
@@ -583,6 +693,12 @@ class MySQLStore(Store):
                                         limit, lease_seconds)
             else:
                 ids = self._pick(worker_id, type_pattern, limit, lease_seconds)
+            if ids and request_key is not None:
+                self._exec("mark_request_key", (request_key,) + tuple(ids), ids=_placeholders(ids))
+            elif request_key is not None:
+                self._exec("remember_empty", (worker_id, request_key))
+                if os.urandom(1)[0] < 4:  # about one empty claim in 64 clears old entries
+                    self._exec("forget_empty", ())
             rows = []
             if ids:
                 rows = sorted(self._all("get_tasks", ids, ids=_placeholders(ids)),
@@ -591,7 +707,34 @@ class MySQLStore(Store):
             self._events(events)
             return rows
 
-        return self._transaction(work)
+        if request_key is None or (not self.skip_locked and not self.cluster):
+            return self._transaction(work)  # the portable path's turns already order repeats
+        if not self._lock_request_key(worker_id, request_key):
+            return self._transaction(work)
+        try:
+            return self._transaction(work)
+        finally:
+            try:
+                self._exec("unlock_request_key", (worker_id, request_key))
+            except pymysql.err.Error:
+                pass  # the connection is gone, and its lock with it
+
+    def _lock_request_key(self, worker_id, request_key):
+        """Wait (bounded) for a claim with the same key still running on another
+        connection; False where the server has no named locks (Galera refuses them)."""
+        wait = max(1, self.config.database["read_timeout"] - 1)
+        try:
+            got = self._exec("lock_request_key", (worker_id, request_key, wait)).fetchone()[0]
+        except pymysql.err.MySQLError as exc:
+            if _errno(exc) == NOT_SUPPORTED:
+                return False
+            translated = translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+        if got != 1:
+            raise Unavailable("A claim with this request_key is still running; try again shortly")
+        return True
 
     # -- concurrency limits and pause (a claim's restricted path) ----------
     def _restricted_types(self):
@@ -702,6 +845,10 @@ class MySQLStore(Store):
         twice in one batch is completed once.
         """
         state = states.get(task_id)
+        if not holds_lease(state, worker_id, state and state["live"]):
+            earlier = repeated_outcome(task_id, state, worker_id, success, result_json, error)
+            if earlier is not None:
+                return earlier
         self._check_state(task_id, worker_id, state)
         attempts = state["attempts"]
         if success:
@@ -714,7 +861,9 @@ class MySQLStore(Store):
             self._exec("complete_failure", (error, task_id))
             event, message, status, will_retry = "failed", error, "failed", False
         events.append((task_id, event, worker_id, message))
-        state["status"] = status
+        state.update(status=status, finished_by=worker_id, finished_status=status,
+                     finished_attempt=attempts, result_json=result_json if success else None,
+                     error_message=None if success else error)
         return {"id": task_id, "status": status, "attempts": attempts, "will_retry": will_retry}
 
     def get_task(self, task_id):

@@ -14,8 +14,8 @@ import time
 
 from ..errors import DiskFull, Unavailable
 from .base import (STEER_FROM, Store, capped_heads, check_lease, claim_caps, client_error,
-                   dedupe_conflict, expired_message, like_escape_free, load_queries,
-                   order_candidates, steer_event, steer_key, steer_refusal)
+                   dedupe_conflict, expired_message, holds_lease, like_escape_free, load_queries,
+                   order_candidates, repeated_outcome, steer_event, steer_key, steer_refusal)
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "sqlite_schema.sql")
 # sqlite_migrations/NNNN_name.sql bring a database at version NNNN-1 to NNNN;
@@ -259,18 +259,32 @@ class SQLiteStore(Store):
             heads.extend(self.conn.execute(Q["next_pending_of_type"], (type_id, count)).fetchall())
         return order_candidates(heads, limit)
 
-    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None):
+    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None, request_key=None):
         default_lease = self.queue["claim_timeout"]
 
         def work(now):
+            if request_key is not None:
+                ids = [row[0] for row in self.conn.execute(Q["claimed_with_key"],
+                                                           (request_key, worker_id, now))]
+                if ids:  # a repeated claim: the same tasks, nothing new claimed
+                    return sorted((self._one("get_task", (task_id,)) for task_id in ids),
+                                  key=lambda row: (-row["priority"], row["id"]))
+                if self.conn.execute(Q["answered_empty"], (worker_id, request_key)).fetchone():
+                    return []  # its retry already answered "nothing": claim nothing late
             self._expire_leases(now)
             claimed = []
             for task_id, _ in self._candidates(type_pattern, limit, now):
                 cursor = self.conn.execute(Q["claim_task"], (worker_id, now, now, lease_seconds,
                                                              default_lease, now, task_id))
                 if cursor.rowcount == 1:
+                    if request_key is not None:
+                        self.conn.execute(Q["mark_request_key"], (request_key, task_id))
                     self._event(task_id, "claimed", worker_id, None, now)
                     claimed.append(self._one("get_task", (task_id,)))
+            if request_key is not None and not claimed:
+                self.conn.execute(Q["remember_empty"], (worker_id, request_key, now))
+                if os.urandom(1)[0] < 4:  # about one empty claim in 64 clears old entries
+                    self.conn.execute(Q["forget_empty"], (now - 86400000,))
             return claimed
 
         return self._write(work)
@@ -317,7 +331,14 @@ class SQLiteStore(Store):
 
     def _finish(self, task_id, worker_id, success, result_json, error, now):
         """One item of complete_many: check the lease, write, record the event."""
-        state = self._check_lease(task_id, worker_id, now)
+        state = self._one("lease_state", (task_id,))
+        live = state is not None and (state["lease_ms"] or 0) > now
+        if not holds_lease(state, worker_id, live):
+            earlier = repeated_outcome(task_id, state, worker_id, success, result_json, error)
+            if earlier is not None:
+                return earlier
+        check_lease(task_id, state, worker_id, live,
+                    lambda: self._claimed_before(task_id, worker_id, state["attempts"]))
         attempts = state["attempts"]
         if success:
             self.conn.execute(Q["complete_success"], (result_json, now, now, task_id))

@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     completed_at     INTEGER,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
+    claim_request_key TEXT,
+    finished_by      TEXT,
+    finished_status  TEXT,
+    finished_attempt INTEGER,
     dedupe_scope     TEXT NOT NULL DEFAULT 'always'
 );
 
@@ -49,6 +53,8 @@ CREATE INDEX IF NOT EXISTS tasks_type_claim ON tasks (type_id, status, priority 
 CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (status, lease_expires_at);
 -- GET /tasks?status=: newest first
 CREATE INDEX IF NOT EXISTS tasks_status_id ON tasks (status, id);
+-- a claim repeated with its request_key finds the tasks it handed out
+CREATE INDEX IF NOT EXISTS tasks_claim_request ON tasks (claim_request_key);
 
 CREATE TABLE IF NOT EXISTS task_history (
     id         INTEGER PRIMARY KEY,
@@ -60,6 +66,13 @@ CREATE TABLE IF NOT EXISTS task_history (
 );
 
 CREATE INDEX IF NOT EXISTS task_history_task ON task_history (task_id, id);
+
+-- keyed claims that answered no task (a late first claim then claims nothing)
+CREATE TABLE IF NOT EXISTS taskq_claim_requests (
+    request    TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS taskq_claim_requests_age ON taskq_claim_requests (created_at);
 
 -- dashboard sessions (keyed by the SHA-256 of the cookie's token) and failed logins
 CREATE TABLE IF NOT EXISTS dashboard_sessions (

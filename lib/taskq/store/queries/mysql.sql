@@ -169,10 +169,42 @@ SELECT id, status, claimed_by, attempts, max_attempts,
 FROM tasks WHERE id = %s FOR UPDATE
 
 -- name: lease_states
--- lease_state for a batch: one statement locks them all, in id order
+-- lease_state for a batch: one statement locks them all, in id order; the
+-- finished_* columns and what was stored let a repeated complete be recognised
 SELECT id, status, claimed_by, attempts, max_attempts,
-       COALESCE(lease_expires_at > UTC_TIMESTAMP(6), 0) AS live
+       COALESCE(lease_expires_at > UTC_TIMESTAMP(6), 0) AS live,
+       finished_by, finished_status, finished_attempt, result_json, error_message
 FROM tasks WHERE id IN ({ids}) ORDER BY id FOR UPDATE
+
+-- name: claimed_with_key
+-- a claim repeated with its request_key: what the first one handed out, while the leases live
+SELECT id FROM tasks FORCE INDEX (tasks_claim_request)
+WHERE claim_request_key = %s AND claimed_by = %s AND status = 'claimed'
+  AND lease_expires_at > UTC_TIMESTAMP(6)
+
+-- name: lock_request_key
+-- SKIP LOCKED claims do not take turns, so a claim repeated while the first
+-- one still runs (its client timed out) waits here for it, then finds its
+-- tasks; the name is per worker and key, at most 64 characters
+SELECT GET_LOCK(CONCAT('taskq-claim-', SHA1(CONCAT(%s, '/', %s))), %s)
+
+-- name: unlock_request_key
+DO RELEASE_LOCK(CONCAT('taskq-claim-', SHA1(CONCAT(%s, '/', %s))))
+
+-- name: answered_empty
+-- the key's claim already answered no task: a late first claim claims nothing
+SELECT 1 FROM taskq_claim_requests WHERE request_hash = SHA1(CONCAT(%s, '/', %s))
+
+-- name: remember_empty
+INSERT IGNORE INTO taskq_claim_requests (request_hash, created_at)
+VALUES (SHA1(CONCAT(%s, '/', %s)), UTC_TIMESTAMP(6))
+
+-- name: forget_empty
+-- now and then: a late first claim is seconds late, never a day
+DELETE FROM taskq_claim_requests WHERE created_at < UTC_TIMESTAMP(6) - INTERVAL 1 DAY LIMIT 200
+
+-- name: mark_request_key
+UPDATE tasks SET claim_request_key = %s WHERE id IN ({ids})
 
 -- name: worker_claimed_before
 SELECT 1 FROM task_history WHERE task_id = %s AND event = 'claimed' AND worker_id = %s LIMIT 1
@@ -185,21 +217,25 @@ SET progress = %s, progress_message = %s,
 WHERE id = %s
 
 -- name: complete_success
+-- finished_* come first in SET: MySQL assigns left to right, with the new values
 UPDATE tasks
-SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
+SET finished_by = claimed_by, finished_status = 'completed', finished_attempt = attempts,
+    dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
     status = 'completed', result_json = %s, error_message = NULL, progress = 100,
     lease_expires_at = NULL, completed_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
 WHERE id = %s
 
 -- name: complete_retry
 UPDATE tasks
-SET status = 'pending', error_message = %s, claimed_by = NULL, lease_expires_at = NULL,
+SET finished_by = claimed_by, finished_status = 'pending', finished_attempt = attempts,
+    status = 'pending', error_message = %s, claimed_by = NULL, lease_expires_at = NULL,
     updated_at = UTC_TIMESTAMP(6)
 WHERE id = %s
 
 -- name: complete_failure
 UPDATE tasks
-SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
+SET finished_by = claimed_by, finished_status = 'failed', finished_attempt = attempts,
+    dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
     status = 'failed', error_message = %s, lease_expires_at = NULL,
     completed_at = UTC_TIMESTAMP(6), updated_at = UTC_TIMESTAMP(6)
 WHERE id = %s

@@ -78,8 +78,27 @@ SET status = 'claimed', claimed_by = ?, claimed_at = ?, attempts = attempts + 1,
 WHERE id = ? AND status = 'pending'
 
 -- name: lease_state
-SELECT id, status, claimed_by, attempts, max_attempts, lease_expires_at AS lease_ms
+SELECT id, status, claimed_by, attempts, max_attempts, lease_expires_at AS lease_ms,
+       finished_by, finished_status, finished_attempt, result_json, error_message
 FROM tasks WHERE id = ?
+
+-- name: claimed_with_key
+-- a claim repeated with its request_key: what the first one handed out, while the leases live
+SELECT id FROM tasks INDEXED BY tasks_claim_request
+WHERE claim_request_key = ? AND claimed_by = ? AND status = 'claimed' AND lease_expires_at > ?
+
+-- name: answered_empty
+-- the key's claim already answered no task: a late first claim claims nothing
+SELECT 1 FROM taskq_claim_requests WHERE request = ? || '/' || ?
+
+-- name: remember_empty
+INSERT OR IGNORE INTO taskq_claim_requests (request, created_at) VALUES (? || '/' || ?, ?)
+
+-- name: forget_empty
+DELETE FROM taskq_claim_requests WHERE created_at < ?
+
+-- name: mark_request_key
+UPDATE tasks SET claim_request_key = ? WHERE id = ?
 
 -- name: worker_claimed_before
 SELECT 1 FROM task_history WHERE task_id = ? AND event = 'claimed' AND worker_id = ? LIMIT 1
@@ -92,20 +111,23 @@ WHERE id = ?
 
 -- name: complete_success
 UPDATE tasks
-SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
+SET finished_by = claimed_by, finished_status = 'completed', finished_attempt = attempts,
+    dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
     status = 'completed', result_json = ?, error_message = NULL, progress = 100,
     lease_expires_at = NULL, completed_at = ?, updated_at = ?
 WHERE id = ?
 
 -- name: complete_retry
 UPDATE tasks
-SET status = 'pending', error_message = ?, claimed_by = NULL, lease_expires_at = NULL,
+SET finished_by = claimed_by, finished_status = 'pending', finished_attempt = attempts,
+    status = 'pending', error_message = ?, claimed_by = NULL, lease_expires_at = NULL,
     updated_at = ?
 WHERE id = ?
 
 -- name: complete_failure
 UPDATE tasks
-SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
+SET finished_by = claimed_by, finished_status = 'failed', finished_attempt = attempts,
+    dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
     status = 'failed', error_message = ?, lease_expires_at = NULL, completed_at = ?,
     updated_at = ?
 WHERE id = ?
