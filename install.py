@@ -11,6 +11,9 @@ From a shell:
     python3 install.py --backend sqlite [--sqlite-path data/taskq.sqlite3]
     python3 install.py --migrate          # apply pending schema migrations
     python3 install.py --check            # only the environment checks
+    python3 install.py --create-key NAME --role producer|worker|admin|read-only
+    python3 install.py --list-keys | --revoke-key NAME
+    python3 install.py --purge            # retention now (for a cron job)
 The API key is printed alone on standard output; everything else goes to
 standard error. The logic lives in lib/taskq/install.py.
 """
@@ -382,6 +385,13 @@ def parse_args(argv):
     parser.add_argument("--unix-socket", default="")
     parser.add_argument("--sqlite-path", default="", help="SQLite file (default: data/taskq.sqlite3)")
     parser.add_argument("--new-key", action="store_true", help="replace the API key of an existing config.ini")
+    parser.add_argument("--create-key", metavar="NAME", help="create an API key with --role; printed once")
+    parser.add_argument("--role", choices=("producer", "worker", "admin", "read-only"),
+                        help="role of the key --create-key makes")
+    parser.add_argument("--list-keys", action="store_true", help="list API keys (names and prefixes, never the keys)")
+    parser.add_argument("--revoke-key", metavar="NAME", help="revoke the API key of that name")
+    parser.add_argument("--purge", action="store_true",
+                        help="delete tasks and history older than the [retention] days of config.ini")
     return parser, parser.parse_args(argv)
 
 
@@ -389,6 +399,8 @@ def main(argv=None):
     parser, args = parse_args(sys.argv[1:] if argv is None else argv)
     path = os.path.abspath(args.config) if args.config else setup.config_path()
     err = sys.stderr
+    if args.create_key or args.list_keys or args.revoke_key or args.purge:
+        return operations(parser, args, path)
     if args.check or not (args.migrate or args.backend):
         checks = setup.environment_checks(path=path)
         for c in checks:
@@ -419,6 +431,25 @@ def main(argv=None):
     err.write("taskq is installed: %s written (mode 600). %s\n"
               % (path, "The API key is unchanged:" if keep else "The new API key:"))
     sys.stdout.write(api_key + "\n")
+    return 0
+
+
+def operations(parser, args, path):
+    """--create-key, --list-keys, --revoke-key, --purge on an installed taskq."""
+    if args.create_key and not args.role:
+        parser.error("--create-key needs --role")
+    try:
+        if args.purge:
+            sys.stderr.write(setup.purge_command(path) + "\n")
+            return 0
+        lines, note = setup.key_command(path, create=args.create_key, role=args.role,
+                                        revoke=args.revoke_key)
+    except TaskqError as exc:
+        sys.stderr.write("install.py: %s\n" % exc.message)
+        return 1
+    sys.stderr.write(note + "\n")
+    for line in lines:
+        sys.stdout.write(line + "\n")
     return 0
 
 

@@ -76,6 +76,8 @@ CREATE TABLE tasks (
     KEY tasks_status_id (status, id),
     -- a claim repeated with its request_key finds the tasks it handed out
     KEY tasks_claim_request (claim_request_key),
+    -- retention: finished tasks of one status, oldest change first
+    KEY tasks_retention (status, updated_at),
     CONSTRAINT tasks_type_fk FOREIGN KEY (type_id) REFERENCES task_types (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
@@ -89,6 +91,43 @@ CREATE TABLE task_history (
     created_at DATETIME(6) NOT NULL,
     PRIMARY KEY (id),
     KEY task_history_task (task_id, id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- API keys: only the SHA-256 of each key is kept (the key is shown once).
+CREATE TABLE api_keys (
+    id           INT UNSIGNED NOT NULL AUTO_INCREMENT,
+    name         VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    role         VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    prefix       VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    key_hash     CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    created_at   DATETIME(6) NOT NULL,
+    last_used_at DATETIME(6) NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY api_keys_name (name),
+    UNIQUE KEY api_keys_hash (key_hash)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Tasks per type and status, written in the transaction that changes a
+-- status; `slot` spreads concurrent writers over a few rows.
+CREATE TABLE task_counts (
+    type   VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    status VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    slot   TINYINT UNSIGNED NOT NULL,
+    n      BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (type, status, slot)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Finished attempts per 5-minute period (UNIX_TIMESTAMP() DIV 300), type,
+-- outcome and run-time bucket, for the last hour and day of GET /stats.
+CREATE TABLE task_runs (
+    period  INT UNSIGNED NOT NULL,
+    type    VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    outcome VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    bucket  TINYINT NOT NULL,
+    slot    TINYINT UNSIGNED NOT NULL,
+    n       BIGINT NOT NULL DEFAULT 0,
+    run_ms  BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (period, type, outcome, bucket, slot)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- One row per applied schema version; migrations add rows.
@@ -135,4 +174,4 @@ CREATE TABLE login_failures (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6)), (2, UTC_TIMESTAMP(6)),
-    (4, UTC_TIMESTAMP(6)), (7, UTC_TIMESTAMP(6)), (8, UTC_TIMESTAMP(6));
+    (4, UTC_TIMESTAMP(6)), (5, UTC_TIMESTAMP(6)), (7, UTC_TIMESTAMP(6)), (8, UTC_TIMESTAMP(6));

@@ -108,7 +108,8 @@ def run_cgi(method, path, body=None, headers=None, query="", config_path=None, e
         raise AssertionError("CGI script exited %d: %s" % (completed.returncode,
                                                            completed.stderr.decode("utf-8", "replace")))
     status, response_headers, body_bytes = parse_cgi_output(completed.stdout)
-    parsed = json.loads(body_bytes.decode("utf-8")) if body_bytes.strip() else None
+    is_json = "json" in response_headers.get("content-type", "application/json")
+    parsed = json.loads(body_bytes.decode("utf-8")) if body_bytes.strip() and is_json else None
     response = CgiResponse(status, response_headers, parsed, completed.stdout)
     response.stderr = completed.stderr
     return response

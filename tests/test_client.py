@@ -23,8 +23,9 @@ def client(server):
 def down_server(tmp_path):
     """A dev server whose MySQL database is a closed port: /health answers 503."""
     config = tmp_path / "down.ini"
+    # with a config.ini key, a request is authorised without the database
     config.write_text("[database]\nbackend = mysql\nhost = 127.0.0.1\nport = %d\nconnect_timeout = 2\n"
-                      % closed_port(), encoding="utf-8")
+                      "[api]\napi_key = down-key\n" % closed_port(), encoding="utf-8")
     srv = LiveServer(config, tmp_path / "down.log", quiet=False)
     yield srv
     srv.close()
@@ -136,7 +137,7 @@ def test_503_is_retried_waiting_what_retry_after_asks_then_raises_unavailable(do
 
 def test_4xx_answers_are_never_retried(down_server):
     waits = []
-    client = Client(down_server.url, retries=3, backoff=0.001,
+    client = Client(down_server.url, api_key="down-key", retries=3, backoff=0.001,
                     on_retry=lambda *args: waits.append(args))
     with pytest.raises(BadRequest):
         client.request("POST", "/tasks", {"params": {}})
@@ -207,3 +208,26 @@ def test_claim_sends_a_fresh_request_key_and_repeats_a_given_one(server, client)
     assert [t["id"] for t in first] == ids[2:]
     assert client.claim_batch("w1", 2, request_key="batch-key") == first
     assert client.claim_batch("w1", 2) == []
+
+
+def test_client_drives_stats_metrics_keys_and_purge(config_factory, tmp_path):
+    srv = LiveServer(config_factory(api={"api_key": "root-key"}).path, tmp_path / "server.log")
+    try:
+        admin = Client(srv.url, api_key="root-key", retries=0)
+        made = admin.create_key("ingest", "producer")
+        assert made["key"].startswith("tqk_") and made["role"] == "producer"
+        assert [(k["name"], k["prefix"]) for k in admin.list_keys()] == [("ingest", made["prefix"])]
+        producer = Client(srv.url, api_key=made["key"], retries=0)
+        producer.register_type("mail.send", "1", SCHEMA)
+        producer.create_task("mail.send", {"to": "a@example.com"})
+        with pytest.raises(Forbidden) as denied:
+            producer.claim("w1")
+        assert "worker role" in denied.value.message
+        assert producer.stats()["counts"] == {"pending": 1}
+        assert 'taskq_tasks{type="mail.send",status="pending"} 1' in producer.metrics()
+        assert admin.purge(max_rows=10)["more"] is False
+        assert admin.revoke_key("ingest")["revoked"] is True
+        with pytest.raises(Unauthorized):
+            producer.stats()
+    finally:
+        srv.close()

@@ -470,3 +470,26 @@ def test_a_bad_setting_is_a_400_page_naming_the_field(browser, app):
     page = browser.post("/dashboard/types/mail.send/settings", {"csrf": csrf, "max_attempts": "x"})
     assert page.status == 400 and "max_attempts" in page.body
     assert api_call(app, "GET", "/task-types/mail.send")[1]["data"]["max_attempts"] is None
+
+
+# -- keys from the database ------------------------------------------------------
+def make_key(app, name, role):
+    status, answer = api_call(app, "POST", "/admin/keys", {"name": name, "role": role})
+    assert status == 201, answer
+    return answer["data"]["key"]
+
+
+def test_an_admin_key_from_the_database_logs_in_and_revoking_it_ends_the_session(browser, app):
+    admin = make_key(app, "ops-admin", "admin")
+    assert browser.login(admin).status == 303
+    assert browser.get("/dashboard").status == 200
+    api_call(app, "DELETE", "/admin/keys/ops-admin")
+    page = browser.get("/dashboard")
+    assert page.status == 303 and page.header("Location").endswith("/dashboard/login")
+
+
+def test_keys_of_other_roles_cannot_log_in(browser, app):
+    for role in ("worker", "producer", "read-only"):
+        page = browser.login(make_key(app, "k-" + role, role))
+        assert page.status == 401 and "not an admin key" in page.body
+    assert "taskq_session" not in browser.cookies

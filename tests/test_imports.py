@@ -200,3 +200,18 @@ def test_tls_config_loads_ssl_before_connecting(config_factory, backend):
     outcome, has_ssl = run_python(code).split()
     assert has_ssl == "True"
     assert outcome in ("connected", "unavailable")
+
+
+def test_stats_metrics_and_scoped_keys_import_neither_jsonschema_nor_the_admin_module(config_factory):
+    config = config_factory(retention={"gc_probability": 0})
+    api = ApiClient(Application(config=config))
+    key = api.post("/admin/keys", {"name": "w", "role": "worker"}).data["key"]
+    for method, path, body in (("GET", "/stats", None), ("GET", "/metrics", None),
+                               ("POST", "/tasks/claim", {"worker_id": "w"})):
+        response = run_cgi(method, path, body, headers={"X-API-Key": key}, config_path=config.path,
+                           env={"PYTHONPROFILEIMPORTTIME": "1"})
+        modules = imported(response)
+        assert "taskq.app" in modules, response.stderr[-500:]
+        assert response.status in (200, 404), (path, response)
+        assert jsonschema_modules(modules) == [], path
+        assert "taskq.admin" not in modules and "random" not in modules, path

@@ -10,7 +10,7 @@ import json
 import sys
 
 from . import errors, transport
-from .router import PUBLIC, SELF_AUTHORIZED, Router
+from .router import PUBLIC, ROLE_GRANTS, ROUTE_ROLES, SELF_AUTHORIZED, Router
 
 STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 303: "See Other",
                304: "Not Modified", 400: "Bad Request",
@@ -80,6 +80,14 @@ class Request:
         return body
 
 
+class Raw:
+    """A handler's answer that is not JSON (GET /metrics): bytes and their type."""
+
+    def __init__(self, body, content_type):
+        self.body = body
+        self.content_type = content_type
+
+
 class Context:
     """What a handler gets: the request, the config, and a lazily opened store.
 
@@ -91,6 +99,7 @@ class Context:
         self.request = request
         self.config = config
         self.pool = pool
+        self.key = None  # {id, name, role} of the API key from api_keys, when one was used
         self._store = None
 
     @property
@@ -175,7 +184,6 @@ def _json_bytes(payload):
                           allow_nan=False).encode("utf-8")
 
 
-
 def _handler(name):
     """The function behind a route: `name` in handlers, or `module.name` in
     that module of taskq (route families in their own modules, imported only
@@ -230,6 +238,7 @@ class Application:
                    ("Cache-Control", "no-store")]
         context = None
         failed = True
+        raw = None
         try:
             config = self.config
             request = Request(environ, config.api["max_body_bytes"])
@@ -237,10 +246,10 @@ class Application:
             if request.method == "OPTIONS":
                 return self._preflight(request, headers)
             name, params = self.router.match(request.method, request.path)
-            if name not in PUBLIC and not name.startswith(SELF_AUTHORIZED):
-                self._authorize(request, config)
-            request.check_size()
             context = Context(request, config, self._pool_for(environ))
+            if name not in PUBLIC and not name.startswith(SELF_AUTHORIZED):
+                self._authorize(request, config, context, name)
+            request.check_size()
             answer = _handler(name)(context, **params)
             if isinstance(answer, RawResponse):  # the dashboard's pages and files
                 failed = answer.status >= 500
@@ -248,8 +257,13 @@ class Application:
                 headers.extend(answer.headers)
                 return answer.status, headers, answer.body
             status, message, data = answer
+            if isinstance(data, Raw):
+                headers[0] = ("Content-Type", data.content_type)
+                raw = data.body
             payload = data if message is None else {"success": True, "message": message, "data": data}
             failed = False
+            if name not in PUBLIC and _lottery(config.retention["gc_probability"]):
+                self._collect(context, environ)
         except errors.TaskqError as exc:
             status = exc.status
             failed = status >= 500
@@ -274,6 +288,10 @@ class Application:
                     context.close(failed)
                 except Exception as exc:  # noqa: BLE001
                     _log_error(self._config, environ, exc, traceback=True)
+        if raw is not None and status < 400:
+            return status, headers, raw
+        if raw is not None:
+            headers[0] = ("Content-Type", "application/json; charset=utf-8")
         return status, headers, _json_bytes(payload)
 
     def _pool_for(self, environ):
@@ -290,17 +308,43 @@ class Application:
         if self._pool is not None:
             self._pool.close()
 
-    def _authorize(self, request, config):
+    def _authorize(self, request, config, context, name):
+        """Who may call route `name`: config.ini's api_key is an admin key
+        (compared here, no query); a key from api_keys costs one unique-index
+        lookup of its hash; with neither configured, the API stays open."""
         expected = config.api["api_key"]
-        if not expected:
-            return
         given = request.header("X-API-Key")
         if not given:
             auth = request.header("Authorization")
             if auth[:7].lower() == "bearer ":
                 given = auth[7:].strip()
-        if not given or not compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        if given:
+            if expected and compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+                return
+            from .hashing import KEY_PREFIX, api_key_hash
+
+            if given.startswith(KEY_PREFIX):
+                key = context.store.key_by_hash(api_key_hash(given))
+                if key is None:
+                    raise errors.Unauthorized("Invalid or revoked API key")
+                context.key = key
+                needed = ROUTE_ROLES.get(name, "admin")
+                if needed not in ROLE_GRANTS.get(key["role"], ()):
+                    raise errors.Forbidden(
+                        "This route needs the %s role (or admin); API key %r has the %s role"
+                        % (needed, key["name"], key["role"]))
+                return
+        if expected or context.store.has_keys():
             raise errors.Unauthorized()
+
+    def _collect(self, context, environ):
+        """One retention batch (the lottery won); its failure never spoils the answer."""
+        try:
+            from .admin import collect
+
+            collect(context)
+        except Exception as exc:  # noqa: BLE001 - logged; the request already succeeded
+            _log_error(self._config, environ, exc, traceback=True)
 
     def _cors_headers(self, request, config):
         origins = config.api["cors_origins"]
@@ -333,6 +377,16 @@ class RawResponse:
 
     def __init__(self, status, headers, body):
         self.status, self.headers, self.body = status, headers, body
+
+
+def _lottery(probability):
+    """True for about `probability` of calls; os.urandom, because importing
+    random costs a CGI request about 2 ms."""
+    if probability <= 0:
+        return False
+    import os
+
+    return int.from_bytes(os.urandom(4), "big") < probability * 4294967296.0
 
 
 def _log_error(config, environ, exc, traceback):

@@ -76,7 +76,7 @@ class Unauthorized(ApiError):
 
 
 class Forbidden(ApiError):
-    """403: the task is leased to another worker."""
+    """403: the task is leased to another worker, or the API key's role may not use the route."""
 
     status = 403
 
@@ -183,8 +183,9 @@ class Client:
         """Send one request (with retries); returns the parsed envelope's `data`."""
         return self.request_envelope(method, path, body, query).get("data")
 
-    def request_envelope(self, method, path, body=None, query=None):
-        """Like request() but returns the whole JSON envelope."""
+    def request_envelope(self, method, path, body=None, query=None, text=False):
+        """Like request() but returns the whole JSON envelope (with text=True:
+        the body as a string, for GET /metrics)."""
         url = self.base_url + path
         if query:
             pairs = [(k, _query_value(v)) for k, v in query.items() if v is not None]
@@ -202,7 +203,7 @@ class Client:
         attempt = 0
         while True:
             try:
-                return self._send(method, url, data, headers)
+                return self._send(method, url, data, headers, text)
             except ApiError as exc:
                 retryable = exc.status is None or exc.status in RETRY_STATUSES
                 if not retryable or attempt >= self.retries:
@@ -218,7 +219,7 @@ class Client:
             return min(self.max_delay, retry_after)
         return random.uniform(0, min(self.max_delay, self.backoff * (2 ** attempt)))
 
-    def _send(self, method, url, data, headers):
+    def _send(self, method, url, data, headers, text=False):
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -236,6 +237,8 @@ class Client:
             reason = getattr(exc, "reason", exc)
             raise ConnectionFailed("Cannot reach %s: %s" % (url, reason)) from None
         self._note_date(response_headers)
+        if text and 200 <= status < 300:
+            return raw.decode("utf-8")
         payload = _parse(raw)
         if 200 <= status < 300:
             if not isinstance(payload, dict):
@@ -439,6 +442,33 @@ class Client:
         body = {"filter": {key: value for key, value in filters.items() if value is not None}}
         _put(body, limit=limit)
         return self.request("POST", "/tasks/bulk/%s" % urllib.parse.quote(action, safe=""), body)
+
+    # -- statistics ------------------------------------------------------
+    def stats(self):
+        """{counts, total, oldest_pending_age_seconds, last_hour, last_day, types, leases}."""
+        return self.request("GET", "/stats")
+
+    def metrics(self):
+        """GET /metrics: the Prometheus text, as a string."""
+        return self.request_envelope("GET", "/metrics", text=True)
+
+    # -- admin: API keys and retention (admin role) ------------------------
+    def create_key(self, name, role):
+        """{id, name, role, prefix, created_at, last_used_at, key}: `key` is shown only here."""
+        return self.request("POST", "/admin/keys", {"name": name, "role": role})
+
+    def list_keys(self):
+        """[{id, name, role, prefix, created_at, last_used_at}]: never the keys."""
+        return self.request("GET", "/admin/keys")["keys"]
+
+    def revoke_key(self, name):
+        return self.request("DELETE", "/admin/keys/" + urllib.parse.quote(name, safe=""))
+
+    def purge(self, max_rows=None):
+        """Delete what is older than the [retention] days: {deleted, total, more, retention}."""
+        body = {}
+        _put(body, max_rows=max_rows)
+        return self.request("POST", "/admin/purge", body)
 
 
 def new_request_key():

@@ -49,6 +49,14 @@ DEFAULTS = {
         "max_body_bytes": ("int:1024:1073741824", 1048576),
         "cors_origins": ("list", ()),
     },
+    "retention": {
+        "completed_days": ("int:0:36500", 30),
+        "failed_days": ("int:0:36500", 90),
+        "cancelled_days": ("int:0:36500", 30),
+        "history_days": ("int:0:36500", 30),
+        "gc_probability": ("float:0:1", 0.01),
+        "gc_batch": ("int:1:10000", 50),
+    },
     "log": {
         "file": ("str", ""),
         "level": ("choice:debug,info,warning,error", "warning"),
@@ -68,6 +76,13 @@ class Config:
         self.queue = values["queue"]
         self.api = values["api"]
         self.log = values["log"]
+        self.retention = values["retention"]
+
+    def retention_days(self):
+        """{status: days} for the finished statuses retention deletes (0 = keep forever)."""
+        r = self.retention
+        return {"completed": r["completed_days"], "failed": r["failed_days"],
+                "cancelled": r["cancelled_days"]}
 
     @property
     def backend(self):
@@ -105,6 +120,16 @@ def convert(section, key, kind, raw):
         if not int(low) <= value <= int(high):
             raise ConfigError("Invalid configuration: %s must be between %s and %s, not %d" % (where, low, high, value))
         return value
+    if kind.startswith("float:"):
+        _, low, high = kind.split(":")
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ConfigError("Invalid configuration: %s must be a number, not %r" % (where, raw)) from None
+        if not float(low) <= number <= float(high):
+            raise ConfigError("Invalid configuration: %s must be between %s and %s, not %s"
+                              % (where, low, high, raw))
+        return number
     if kind.startswith("choice:"):
         choices = kind[len("choice:"):].split(",")
         low = raw.lower()

@@ -161,16 +161,46 @@ def _admin_keys(config):
 
 
 def _session(ctx):
-    """The caller's session, or None when they must log in first."""
-    if not _admin_keys(ctx.config):
+    """The caller's session, or None when they must log in first.
+
+    A session names the key it was made with: config.ini's key by a hash of
+    it, an admin key of api_keys by its hash there. Changing the config key,
+    revoking the key or taking its admin role ends the session."""
+    if not _admin_keys(ctx.config) and not _has_db_keys(ctx):
         return Session(read_only=True)
     token = _cookies(ctx.request.environ).get(SESSION_COOKIE)
     if not token or len(token) > 100:
         return None
     row = ctx.store.get_session(_hash(token))
-    if row is None or row["key_ref"] not in dict(_admin_keys(ctx.config)):
+    if row is None:
         return None
+    ref = row["key_ref"]
+    if ref.startswith("config:"):
+        if ref not in dict(_admin_keys(ctx.config)):
+            return None
+    else:
+        key = ctx.store.key_by_hash(ref)
+        if key is None or key["role"] != "admin":
+            return None
     return Session(row)
+
+
+def _has_db_keys(ctx):
+    has_keys = getattr(ctx.store, "has_keys", None)
+    return bool(has_keys and has_keys())
+
+
+def _key_ref(ctx, given):
+    """The session's key_ref for an admin key, or None for any other key."""
+    ref = next((ref for ref, key in _admin_keys(ctx.config) if _same(given, key)), None)
+    if ref is None and given.startswith("tqk_"):
+        from .hashing import api_key_hash
+
+        key_hash = api_key_hash(given)
+        key = ctx.store.key_by_hash(key_hash)
+        if key is not None and key["role"] == "admin":
+            ref = key_hash
+    return ref
 
 
 def _redirect(ctx, where, extra_headers=()):
@@ -218,7 +248,7 @@ def _error_page(ctx, exc):
 # -- login and logout ----------------------------------------------------------
 def login_form(ctx, error=None, status=200):
     """The login page; a fresh token in a cookie and in the form guards it against CSRF."""
-    if not _admin_keys(ctx.config):
+    if not _admin_keys(ctx.config) and not _has_db_keys(ctx):
         return _redirect(ctx, "")
     token = _new_token()
     headers = [_cookie(ctx.request.environ, LOGIN_COOKIE, token, 3600)]
@@ -233,15 +263,14 @@ def login(ctx):
         form = _form(ctx.request)
         if not _same(form.get("csrf", ""), _cookies(environ).get(LOGIN_COOKIE, "")):
             raise Forbidden("The login form expired: reload the page and try again")
-        keys = _admin_keys(ctx.config)
-        if not keys:
+        if not _admin_keys(ctx.config) and not _has_db_keys(ctx):
             return _redirect(ctx, "")
         failures = ctx.store.login_failures(address, LOGIN_WINDOW_SECONDS)
         if failures >= LOGIN_MAX_FAILURES:
             raise TooManyRequests("Too many failed logins from your address: wait %d minutes"
                                   % (LOGIN_WINDOW_SECONDS // 60), retry_after=LOGIN_WINDOW_SECONDS)
         given = form.get("key", "").strip()
-        ref = next((ref for ref, key in keys if _same(given, key)), None)
+        ref = _key_ref(ctx, given) if given else None
         if ref is None:
             ctx.store.record_login_failure(address, LOGIN_WINDOW_SECONDS)
             import time

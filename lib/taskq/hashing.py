@@ -13,6 +13,21 @@ def canonical_json(value):
                       allow_nan=False)
 
 
+KEY_PREFIX = "tqk_"
+
+
+def api_key_hash(key):
+    """sha256 of an API key, as 64 hex digits: what the database keeps.
+
+    No slow hash (bcrypt, scrypt) is needed: those protect guessable
+    passwords, while a key holds 256 random bits, so even a stolen table
+    cannot be reversed by trying keys; a fast hash keeps the check per
+    request in microseconds."""
+    import hashlib
+
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 def dedupe_key(type_name, params):
     """sha256 of `type + ":" + canonical JSON of params`, as 64 hex digits."""
     import hashlib

@@ -508,6 +508,51 @@ def install(settings, path, api_key=None):
     return api_key
 
 
+def _configured_store(path):
+    from .store import open_store
+
+    cfg = config_module.load(path)
+    return cfg, open_store(cfg)
+
+
+def key_command(path, create=None, role=None, revoke=None):
+    """`install.py --create-key NAME --role ROLE`, `--revoke-key NAME`, `--list-keys`:
+    (lines for standard output, a sentence for standard error)."""
+    from . import admin
+
+    cfg, store = _configured_store(path)
+    try:
+        if create:
+            view = admin.make_key(store, create, role)
+            return [view["key"]], ("API key %r (%s) created; it is printed once, below:"
+                                   % (view["name"], view["role"]))
+        if revoke:
+            admin.key_name(revoke, "--revoke-key")
+            if not store.revoke_key(revoke):
+                raise InstallError("No API key is named %r" % revoke)
+            return [], "API key %r revoked." % revoke
+        rows = store.list_keys()
+        lines = ["%-24s %-10s %-13s %-21s %s" % ("NAME", "ROLE", "PREFIX", "CREATED", "LAST USED")]
+        lines += ["%-24s %-10s %-13s %-21s %s" % (r["name"], r["role"], r["prefix"], r["created_at"],
+                                                   r["last_used_at"] or "never") for r in rows]
+        return lines, "%d API key(s); config.ini's api_key is an admin key besides these." % len(rows)
+    finally:
+        store.close()
+
+
+def purge_command(path):
+    """`install.py --purge`: delete everything older than config.ini's retention days."""
+    from . import admin
+
+    cfg, store = _configured_store(path)
+    try:
+        totals, _ = admin.purge_until(store, cfg, max_rows=10 ** 12)
+    finally:
+        store.close()
+    return "Purged %d row(s): %s." % (sum(totals.values()), ", ".join(
+        "%s %d" % item for item in sorted(totals.items())) or "nothing is old enough")
+
+
 def migrate_configured(path):
     """`install.py --migrate`: bring the configured database up to date; returns a sentence."""
     cfg = config_module.load(path)

@@ -24,9 +24,10 @@ def _ok(description, data_schema=None, status="200"):
 
 def _errors(*statuses):
     text = {"400": "Bad request or validation failure", "401": "Missing or invalid API key",
-            "403": "Task is leased to another worker", "404": "Not found",
-            "409": "Task not claimed, or lease lost", "411": "Chunked body the server cannot read",
-            "413": "Request body too large",
+            "403": "Task is leased to another worker, or the API key's role may not use this route",
+            "404": "Not found",
+            "409": "Task not claimed, lease lost, or the API key name is taken",
+            "411": "Chunked body the server cannot read", "413": "Request body too large",
             "503": "Database unavailable (Retry-After says when to retry)"}
     return {s: {"description": text[s], "content": {"application/json": {"schema": _ref("Error")}}}
             for s in statuses}
@@ -51,6 +52,59 @@ _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer
 _NAME = {"name": "name", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"}}
 _TS = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _ops_paths(s):
+    """Stats, metrics, API keys and retention (stats.py, admin.py)."""
+    window = {"type": "object", "properties": {
+        "completed": {"type": "integer"}, "failed": {"type": "integer"}, "retried": {"type": "integer"},
+        "run_seconds": {"type": "object", "properties": {
+            "count": {"type": "integer"}, "avg": {"type": ["number", "null"]},
+            "p95": {"type": ["number", "null"]}}}}}
+    by_outcome = {"type": "object", "additionalProperties": {"type": "integer"}}
+    s["Stats"] = {"type": "object", "properties": {
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "total": {"type": "integer"},
+        "oldest_pending_age_seconds": {"type": ["number", "null"]},
+        "last_hour": window, "last_day": window,
+        "types": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "last_hour": by_outcome, "last_day": by_outcome}}},
+        "leases": {"type": "object", "additionalProperties": {"type": "integer"}}}}
+    s["ApiKey"] = {"type": "object", "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"},
+        "role": {"enum": ["producer", "worker", "admin", "read-only"]},
+        "prefix": {"type": "string"}, "created_at": _TS, "last_used_at": _TS}}
+    key_name = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}
+    return {
+        "/stats": {"get": _op("Queue statistics: counts, oldest pending, last hour and day, leases",
+                              {**_ok("Statistics", _ref("Stats")), **_errors("401", "403")})},
+        "/metrics": {"get": _op("The statistics in the Prometheus text exposition format", {
+            "200": {"description": "Prometheus text (version 0.0.4)",
+                    "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}}},
+            **_errors("401", "403")})},
+        "/admin/keys": {
+            "post": _op("Create an API key with a role (admin); the key is in this answer only",
+                        {**_ok("Created: the key view plus `key`", {"allOf": [
+                            _ref("ApiKey"), {"type": "object", "properties": {"key": {"type": "string"}}}]},
+                            status="201"), **_errors("400", "401", "403", "409")},
+                        _body({"type": "object", "required": ["name", "role"], "properties": {
+                            "name": key_name, "role": {"enum": ["producer", "worker", "admin", "read-only"]}}})),
+            "get": _op("List API keys (admin): names and prefixes, never the keys",
+                       {**_ok("Keys", {"type": "object", "properties": {
+                           "keys": {"type": "array", "items": _ref("ApiKey")},
+                           "count": {"type": "integer"}}}), **_errors("401", "403")}),
+        },
+        "/admin/keys/{name}": {"delete": _op(
+            "Revoke an API key (admin)", {**_ok("Revoked"), **_errors("401", "403", "404")},
+            params=[{"name": "name", "in": "path", "required": True, "schema": key_name}])},
+        "/admin/purge": {"post": _op(
+            "Delete tasks and history older than the [retention] days now (admin)",
+            {**_ok("Rows deleted per kind; `more` when old rows may remain"), **_errors("400", "401", "403")},
+            _body({"type": "object", "properties": {
+                "max_rows": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 10000}}},
+                required=False))},
+    }
 
 
 def document():
@@ -172,6 +226,7 @@ def document():
             params=[_ID])},
     }
     paths.update(_operations())
+    paths.update(_ops_paths(s))
     return {
         "openapi": "3.1.0",
         "info": {"title": "taskq", "version": __version__,

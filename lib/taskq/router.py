@@ -31,6 +31,13 @@ ROUTES = (
     ("POST", "/tasks/{id:int}/requeue", "operations.requeue_task"),
     ("POST", "/tasks/{id:int}/rerun", "operations.rerun_task"),
     ("POST", "/tasks/bulk/{action}", "operations.bulk"),
+    # handlers named module.function live in that module (stats.py, admin.py)
+    ("GET", "/stats", "stats.show"),
+    ("GET", "/metrics", "stats.metrics"),
+    ("POST", "/admin/keys", "admin.create_key"),
+    ("GET", "/admin/keys", "admin.list_keys"),
+    ("DELETE", "/admin/keys/{name}", "admin.revoke_key"),
+    ("POST", "/admin/purge", "admin.purge"),
     # the dashboard (lib/taskq/dashboard.py): HTML pages behind a session cookie
     ("GET", "/dashboard", "dashboard.overview"),
     ("GET", "/dashboard/login", "dashboard.login_form"),
@@ -52,6 +59,45 @@ ROUTES = (
 PUBLIC = frozenset(("health", "openapi"))
 # Route families that check their own credentials (the dashboard's session cookie).
 SELF_AUTHORIZED = ("dashboard.",)
+
+# The role each route needs (app.py checks it against the request's key); a
+# route missing here needs admin. What each role may do is ROLE_GRANTS.
+ROUTE_ROLES = {
+    "register_type": "producer",
+    "list_types": "read-only",
+    "get_type": "read-only",
+    "create_task": "producer",
+    "list_tasks": "read-only",
+    "claim": "worker",
+    "complete_batch": "worker",
+    "get_task": "read-only",
+    "task_history": "read-only",
+    "progress": "worker",
+    "complete": "worker",
+    "stats.show": "read-only",
+    "stats.metrics": "read-only",
+    "admin.create_key": "admin",
+    "admin.list_keys": "admin",
+    "admin.revoke_key": "admin",
+    "admin.purge": "admin",
+    # steering and type settings (operations.ADMIN_ROUTES): operator actions
+    "operations.type_settings": "admin",
+    "operations.pause_type": "admin",
+    "operations.resume_type": "admin",
+    "operations.cancel_task": "admin",
+    "operations.retry_task": "admin",
+    "operations.requeue_task": "admin",
+    "operations.rerun_task": "admin",
+    "operations.bulk": "admin",
+}
+
+ROLE_GRANTS = {
+    "admin": frozenset(("admin", "producer", "worker", "read-only")),
+    "producer": frozenset(("producer", "read-only")),
+    "worker": frozenset(("worker", "read-only")),
+    "read-only": frozenset(("read-only",)),
+}
+ROLES = ("producer", "worker", "admin", "read-only")
 
 _DIGITS = frozenset("0123456789")
 

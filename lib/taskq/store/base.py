@@ -196,6 +196,56 @@ class Store:
         tasks matched."""
         raise NotImplementedError
 
+    # -- counters (GET /stats) -----------------------------------------
+    # Every status change calls _tally(changes, runs) inside its own
+    # transaction: changes are (type, old status or None, new status or None),
+    # runs are (type, outcome, run_ms or None) for finished attempts. Counters
+    # are keyed by the status string, so a new status needs no schema change.
+    def _tally(self, changes, runs=()):
+        raise NotImplementedError
+
+    def stats(self):
+        """Raw figures for GET /stats, each from counters or one bounded indexed read:
+        {counts: [(type, status, n)], oldest_pending_seconds: float or None,
+        runs_hour, runs_day: [(type, outcome, bucket, n, run_ms sum)] over the
+        current 5-minute period and the 11 / 287 before it, leases: [(worker_id, n)]}."""
+        raise NotImplementedError
+
+    # -- API keys ------------------------------------------------------
+    def create_key(self, name, role, prefix, key_hash):
+        """Store a key's hash; returns the key row (never the hash); Conflict on a taken name."""
+        raise NotImplementedError
+
+    def list_keys(self):
+        """[{id, name, role, prefix, created_at, last_used_at}] by name."""
+        raise NotImplementedError
+
+    def revoke_key(self, name):
+        """Delete the key named `name`; False when there is none."""
+        raise NotImplementedError
+
+    def key_by_hash(self, key_hash):
+        """{id, name, role} of the key with this hash (one unique-index lookup) or None.
+        Records last_used_at at most once a minute, so a request rarely writes."""
+        raise NotImplementedError
+
+    def has_keys(self):
+        """True when any API key exists (then a request without a key is refused)."""
+        raise NotImplementedError
+
+    # -- retention -----------------------------------------------------
+    def purge(self, days, history_days, batch):
+        """Delete one batch of old rows per kind; returns {kind: rows deleted}.
+
+        days: {status: days} (0 = keep forever) for finished tasks, by
+        updated_at through tasks_retention; history_days for task_history,
+        read from its oldest end by primary key. At most `batch` tasks of each
+        status and HISTORY_BATCH_FACTOR * batch history rows, in one short transaction (one commit: a log flush on InnoDB),
+        so a purge never scans and never holds locks long; it locks only
+        finished rows, which no claim reads.
+        """
+        raise NotImplementedError
+
     # -- dashboard -----------------------------------------------------
     def queue_counts(self):
         """[{type, status, count}] over all tasks, and the oldest pending task's
@@ -299,6 +349,59 @@ def client_error(exc):
 
 def expired_message(attempts):
     return "lease expired after %d attempt%s" % (attempts, "" if attempts == 1 else "s")
+
+
+# Upper bounds (seconds) of the run-time histogram in task_runs; the last is +Inf.
+RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, float("inf"))
+PERIOD_SECONDS = 300
+# A task leaves three or more history events (created, claimed, completed,
+# progress...), and a history row is cheap to delete (a primary-key range,
+# one secondary index), so a retention batch takes this many times more of them.
+HISTORY_BATCH_FACTOR = 4
+KEY_TOUCH_SECONDS = 60
+
+
+def runs_purge_bound(oldest, cutoff, periods=12):
+    """The period below which a retention batch deletes task_runs rows, or None:
+    rows older than `cutoff`, at most `periods` periods of them."""
+    if oldest is None or oldest >= cutoff:
+        return None
+    return min(cutoff, oldest + periods)
+
+
+def run_bucket(run_ms):
+    """The histogram bucket of a run time in ms; -1 for an attempt without one (expired lease)."""
+    if run_ms is None:
+        return -1
+    seconds = run_ms / 1000.0
+    for index, bound in enumerate(RUN_BUCKETS):
+        if seconds <= bound:
+            return index
+    return len(RUN_BUCKETS) - 1
+
+
+def count_deltas(changes):
+    """[((type, status), delta)] from (type, old, new) changes, sorted so that
+    concurrent transactions lock counter rows in one order (no deadlocks)."""
+    deltas = {}
+    for task_type, old, new in changes:
+        if old == new:
+            continue
+        if old is not None:
+            deltas[(task_type, old)] = deltas.get((task_type, old), 0) - 1
+        if new is not None:
+            deltas[(task_type, new)] = deltas.get((task_type, new), 0) + 1
+    return sorted((key, delta) for key, delta in deltas.items() if delta)
+
+
+def run_deltas(runs):
+    """[((type, outcome, bucket), count, run_ms sum)] from (type, outcome, run_ms), sorted."""
+    sums = {}
+    for task_type, outcome, run_ms in runs:
+        key = (task_type, outcome, run_bucket(run_ms))
+        count, total = sums.get(key, (0, 0))
+        sums[key] = (count + 1, total + max(0, int(run_ms or 0)))
+    return sorted((key, count, total) for key, (count, total) in sums.items())
 
 
 def order_candidates(rows, limit):

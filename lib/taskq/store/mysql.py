@@ -30,9 +30,10 @@ import os
 import time
 
 from ..errors import DiskFull, PayloadTooLarge, SchemaMissing, Unavailable
-from .base import (STEER_FROM, Store, check_lease, claim_caps, client_error, dedupe_conflict,
-                   expired_message, holds_lease, like_escape_free, load_queries,
-                   order_candidates, repeated_outcome, spread_candidates, steer_event,
+from .base import (HISTORY_BATCH_FACTOR, PERIOD_SECONDS, STEER_FROM, Store, check_lease,
+                   claim_caps, client_error, count_deltas, dedupe_conflict, expired_message,
+                   holds_lease, like_escape_free, load_queries, order_candidates,
+                   repeated_outcome, run_deltas, runs_purge_bound, spread_candidates, steer_event,
                    steer_key, steer_refusal)
 from .driver import enable_tls, pymysql  # PyMySQL without ssl and cryptography
 
@@ -79,7 +80,10 @@ PACKET_CHECK_BYTES = 1024 * 1024
 PACKET_OVERHEAD = 64 * 1024
 
 TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at",
-               "expires_at")
+               "last_used_at", "expires_at")
+# Concurrent transactions add to one of this many rows per counter key (by
+# connection id), so completers do not all queue for one row lock.
+COUNTER_SLOTS = 8
 
 
 def iso(value):
@@ -266,6 +270,7 @@ class MySQLStore(Store):
                 self.close()
             raise (translate(exc) or Unavailable()) from exc
         self._max_packet = None
+        self._slot = self.conn.thread_id() % COUNTER_SLOTS
         setting = db["skip_locked"]
         # auto and on: SKIP LOCKED wherever the server has it. With 8 claiming
         # processes (bench/claim_scaling.py, docs/performance.md) it claimed
@@ -455,7 +460,7 @@ class MySQLStore(Store):
             self._check_packet((item["params_json"],))
 
         def work():
-            out, events = [], []
+            out, events, changes = [], [], []
             for item in items:
                 try:
                     cursor = self._exec("insert_task", (
@@ -470,11 +475,13 @@ class MySQLStore(Store):
                     out.append((self._one("task_by_dedupe_key", (item["dedupe_key"],)), True))
                     continue
                 task_id = cursor.lastrowid
+                changes.append((item["type"], None, "pending"))
                 events.append((task_id, "created", None, None))
                 out.append(({"id": task_id, "type": item["type"], "status": "pending",
                              "priority": item["priority"], "dedupe_key": item["dedupe_key"]},
                             False))
             self._events(events)
+            self._tally(changes)
             return out
 
         return self._transaction(work)
@@ -485,17 +492,22 @@ class MySQLStore(Store):
         The read takes no locks; each write repeats the condition, so when two
         claimers see the same expired lease only one of them acts on it.
         """
-        events = []
-        for task_id, attempts, max_attempts in self._exec("expired_leases", (EXPIRE_BATCH,)).fetchall():
+        events, changes, runs = [], [], []
+        for task_id, attempts, max_attempts, task_type in self._exec(
+                "expired_leases", (EXPIRE_BATCH,)).fetchall():
             if attempts < max_attempts:
                 if self._exec("release_expired", (task_id,)).rowcount == 1:
                     events.append((task_id, "lease_expired", None, "returned to pending"))
+                    changes.append((task_type, "claimed", "pending"))
+                    runs.append((task_type, "retry", None))
             else:
                 message = expired_message(attempts)
                 if self._exec("fail_expired", (message, task_id)).rowcount == 1:
                     events.append((task_id, "lease_expired", None, message))
                     events.append((task_id, "failed", None, message))
-        return events
+                    changes.append((task_type, "claimed", "failed"))
+                    runs.append((task_type, "failed", None))
+        return events, changes, runs
 
     def _type_ids(self, type_pattern):
         return [row[0] for row in self._exec("types_like", (type_pattern,)).fetchall()]
@@ -679,7 +691,7 @@ class MySQLStore(Store):
             restricted = self._restricted_types()
             if restricted:
                 type_ids, limited = self._take_type_turns(type_pattern, restricted)
-            events = self._expire_leases()
+            events, changes, runs = self._expire_leases()
             if self.cluster:
                 caps = None
                 if restricted:
@@ -704,7 +716,9 @@ class MySQLStore(Store):
                 rows = sorted(self._all("get_tasks", ids, ids=_placeholders(ids)),
                               key=lambda row: (-row["priority"], row["id"]))
                 events.extend((row["id"], "claimed", worker_id, None) for row in rows)
+                changes.extend((row["type"], "pending", "claimed") for row in rows)
             self._events(events)
+            self._tally(changes, runs)
             return rows
 
         if request_key is None or (not self.skip_locked and not self.cluster):
@@ -819,7 +833,7 @@ class MySQLStore(Store):
                 checked.append(exc)
 
         def work():
-            outcomes, events = list(checked), []
+            outcomes, events, changes, runs = list(checked), [], [], []
             ids = sorted({item[0] for item in items})
             states = {row["id"]: row for row in self._all("lease_states", ids,
                                                            ids=_placeholders(ids))}
@@ -828,18 +842,21 @@ class MySQLStore(Store):
                     continue
                 try:
                     outcomes[index] = self._finish(task_id, worker_id, success, result_json,
-                                                   error, events, states)
+                                                   error, events, states, changes, runs)
                 except Exception as exc:
                     if not client_error(exc):
                         raise
                     outcomes[index] = exc
             self._events(events)
+            self._tally(changes, runs)
             return outcomes
 
         return self._transaction(work)
 
-    def _finish(self, task_id, worker_id, success, result_json, error, events, states):
-        """One item of complete_many: check the lease, write; queue the event.
+    def _finish(self, task_id, worker_id, success, result_json, error, events, states,
+                changes, runs):
+        """One item of complete_many: check the lease, write; queue the event
+        and the counter changes.
 
         states: the rows lease_states locked, updated here so a task named
         twice in one batch is completed once.
@@ -861,6 +878,8 @@ class MySQLStore(Store):
             self._exec("complete_failure", (error, task_id))
             event, message, status, will_retry = "failed", error, "failed", False
         events.append((task_id, event, worker_id, message))
+        changes.append((state["type"], "claimed", status))
+        runs.append((state["type"], "retry" if will_retry else status, state["run_ms"]))
         state.update(status=status, finished_by=worker_id, finished_status=status,
                      finished_attempt=attempts, result_json=result_json if success else None,
                      error_message=None if success else error)
@@ -951,7 +970,7 @@ class MySQLStore(Store):
         ids = sorted(set(task_ids))
         if ids:
             states = {row["id"]: row for row in self._all("steer_states", ids, ids=_placeholders(ids))}
-        events, outcomes = [], []
+        events, outcomes, changes = [], [], []
         for task_id in task_ids:
             state = states.get(task_id)
             refusal = steer_refusal(action, task_id, state)
@@ -977,9 +996,122 @@ class MySQLStore(Store):
             event, message = steer_event(action, state)
             events.append((task_id, event, None, message))
             outcomes.append({"id": task_id, "previous_status": state["status"], "status": status})
+            changes.append((state["type"], state["status"], status))
             state["status"] = status
         self._events(events)
+        self._tally(changes)
         return outcomes
+
+    # -- counters (GET /stats) -------------------------------------------
+    def _tally(self, changes, runs=()):
+        """Apply status changes and finished runs to the counters, inside the
+        caller's transaction, in key order (so two transactions never wait
+        for each other's counter rows in opposite orders)."""
+        slot = self._slot
+        for (task_type, status), delta in count_deltas(changes):
+            if self._exec("count_update", (delta, task_type, status, slot)).rowcount == 0:
+                self._exec("count_insert", (task_type, status, slot, delta))
+        if runs:
+            # one slot for task_runs: a row is shared only by the attempts of
+            # one type, outcome and run-time bucket in one 5-minute period, and
+            # GET /stats reads up to a day of these rows, so slots would cost
+            # reads (x8) more than they save in lock waits
+            period = self._exec("current_period").fetchone()[0]
+            for (task_type, outcome, bucket), count, total in run_deltas(runs):
+                if self._exec("run_update", (count, total, period, task_type, outcome, bucket,
+                                             0)).rowcount == 0:
+                    self._exec("run_insert", (period, task_type, outcome, bucket, 0, count, total))
+
+    def stats(self, lease_limit=1000):
+        def runs(since):
+            return [(t, o, b, int(n), int(ms))
+                    for t, o, b, n, ms in self._exec("stats_runs", (since,)).fetchall()]
+
+        def work():
+            period = int(self._exec("current_period").fetchone()[0])
+            oldest = self._exec("stats_oldest_pending").fetchone()
+            return {
+                "counts": [(t, st, int(n)) for t, st, n in self._exec("stats_counts").fetchall()],
+                "oldest_pending_seconds": None if oldest is None else max(0.0, float(oldest[0])),
+                "runs_hour": runs(period - 3600 // PERIOD_SECONDS),
+                "runs_day": runs(period - 86400 // PERIOD_SECONDS),
+                "leases": [(w, int(n)) for w, n in self._exec("stats_leases", (lease_limit,)).fetchall()],
+            }
+
+        return self._read(work)
+
+    # -- API keys --------------------------------------------------------
+    def create_key(self, name, role, prefix, key_hash):
+        from ..errors import Conflict
+
+        def work():
+            try:
+                self._exec("insert_key", (name, role, prefix, key_hash))
+            except pymysql.err.IntegrityError as exc:
+                if _errno(exc) != DUPLICATE_KEY:
+                    raise
+                raise Conflict("An API key named %r exists; revoke it first or pick another name"
+                               % name) from None
+            return self._one("get_key", (name,))
+
+        return self._transaction(work)
+
+    def list_keys(self):
+        return self._read(lambda: self._all("list_keys"))
+
+    def revoke_key(self, name):
+        return self._read(lambda: self._exec("delete_key", (name,)).rowcount == 1)
+
+    def key_by_hash(self, key_hash):
+        def work():
+            row = self._exec("key_by_hash", (key_hash,)).fetchone()
+            if row is None:
+                return None
+            key_id, name, role, stale = row
+            if stale:
+                self._exec("touch_key", (key_id,))  # autocommit: one short write a minute
+            return {"id": key_id, "name": name, "role": role}
+
+        return self._read(work)
+
+    def has_keys(self):
+        return self._read(lambda: bool(self._exec("any_key").fetchall()))
+
+    # -- retention -------------------------------------------------------
+    def purge(self, days, history_days, batch):
+        def work():
+            done = {}
+            for status, keep in sorted(days.items()):
+                if keep:
+                    done[status] = self._purge_tasks(status, keep, batch)
+            if history_days:
+                done["history"] = self._purge_history(history_days, batch * HISTORY_BATCH_FACTOR)
+            period = int(self._exec("current_period").fetchone()[0])
+            bound = runs_purge_bound(self._exec("oldest_run_period").fetchone()[0],
+                                     period - 2 * 86400 // PERIOD_SECONDS)
+            done["runs"] = 0 if bound is None else self._exec("purge_runs", (bound,)).rowcount
+            return done
+
+        return self._transaction(work)
+
+    def _purge_tasks(self, status, keep_days, batch):
+        rows = self._exec("purge_pick_tasks", (status, keep_days, batch)).fetchall()
+        if not rows:
+            return 0
+        ids = [row[0] for row in rows]
+        self._exec("purge_tasks", ids, ids=_placeholders(ids))
+        self._tally([(task_type, status, None) for _, task_type in rows])
+        return len(ids)
+
+    def _purge_history(self, keep_days, batch):
+        last = None
+        for history_id, old in self._exec("purge_history_head", (keep_days, batch)).fetchall():
+            if not old:
+                break
+            last = history_id
+        if last is None:
+            return 0
+        return self._exec("purge_history", (last, keep_days)).rowcount
 
     # -- dashboard -----------------------------------------------------
     def queue_counts(self):

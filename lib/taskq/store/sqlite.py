@@ -13,9 +13,11 @@ import sqlite3
 import time
 
 from ..errors import DiskFull, Unavailable
-from .base import (STEER_FROM, Store, capped_heads, check_lease, claim_caps, client_error,
+from .base import (HISTORY_BATCH_FACTOR, KEY_TOUCH_SECONDS, PERIOD_SECONDS, STEER_FROM, Store,
+                   capped_heads, check_lease, claim_caps, client_error, count_deltas,
                    dedupe_conflict, expired_message, holds_lease, like_escape_free, load_queries,
-                   order_candidates, repeated_outcome, steer_event, steer_key, steer_refusal)
+                   order_candidates, repeated_outcome, run_deltas, runs_purge_bound, steer_event,
+                   steer_key, steer_refusal)
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "sqlite_schema.sql")
 # sqlite_migrations/NNNN_name.sql bring a database at version NNNN-1 to NNNN;
@@ -36,7 +38,9 @@ def iso(ms):
 
 
 TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at",
-               "expires_at")
+               "last_used_at", "expires_at")
+PERIOD_MS = PERIOD_SECONDS * 1000
+DAY_MS = 86400 * 1000
 
 
 def _row(cursor, values):
@@ -201,7 +205,7 @@ class SQLiteStore(Store):
     # -- tasks ---------------------------------------------------------
     def create_tasks(self, items):
         def work(now):
-            out = []
+            out, changes = [], []
             for item in items:
                 cursor = self.conn.execute(Q["insert_task"], (
                     item["type_id"], item["type"], item["params_json"], item["dedupe_key"],
@@ -209,28 +213,36 @@ class SQLiteStore(Store):
                     item.get("dedupe_scope", "always")))
                 if cursor.rowcount == 1:
                     task_id = cursor.lastrowid
+                    changes.append((item["type"], None, "pending"))
                     self._event(task_id, "created", None, None, now)
                     out.append(({"id": task_id, "type": item["type"], "status": "pending",
                                  "priority": item["priority"], "dedupe_key": item["dedupe_key"]},
                                 False))
                 else:
                     out.append((self._one("task_by_dedupe_key", (item["dedupe_key"],)), True))
+            self._tally(changes, (), now)
             return out
 
         return self._write(work)
 
     def _expire_leases(self, now):
         """Release or fail tasks whose lease ran out: no reaper runs between requests."""
-        for task_id, attempts, max_attempts in self.conn.execute(
+        changes, runs = [], []
+        for task_id, attempts, max_attempts, task_type in self.conn.execute(
                 Q["expired_leases"], (now, EXPIRE_BATCH)).fetchall():
             if attempts < max_attempts:
                 self.conn.execute(Q["release_expired"], (now, task_id))
+                changes.append((task_type, "claimed", "pending"))
+                runs.append((task_type, "retry", None))
                 self._event(task_id, "lease_expired", None, "returned to pending", now)
             else:
+                changes.append((task_type, "claimed", "failed"))
+                runs.append((task_type, "failed", None))
                 message = expired_message(attempts)
                 self.conn.execute(Q["fail_expired"], (message, now, now, task_id))
                 self._event(task_id, "lease_expired", None, message, now)
                 self._event(task_id, "failed", None, message, now)
+        self._tally(changes, runs, now)
 
     def _candidates(self, type_pattern, limit, now):
         restricted = {row[0]: (row[1], row[2]) for row in self.conn.execute(Q["restricted_types"])}
@@ -281,6 +293,7 @@ class SQLiteStore(Store):
                         self.conn.execute(Q["mark_request_key"], (request_key, task_id))
                     self._event(task_id, "claimed", worker_id, None, now)
                     claimed.append(self._one("get_task", (task_id,)))
+            self._tally([(row["type"], "pending", "claimed") for row in claimed], (), now)
             if request_key is not None and not claimed:
                 self.conn.execute(Q["remember_empty"], (worker_id, request_key, now))
                 if os.urandom(1)[0] < 4:  # about one empty claim in 64 clears old entries
@@ -316,21 +329,23 @@ class SQLiteStore(Store):
 
     def complete_many(self, worker_id, items):
         def work(now):
-            outcomes = []
+            outcomes, changes, runs = [], [], []
             for task_id, success, result_json, error in items:
                 try:
                     outcomes.append(self._finish(task_id, worker_id, success, result_json,
-                                                 error, now))
+                                                 error, now, changes, runs))
                 except Exception as exc:
                     if not client_error(exc):
                         raise
                     outcomes.append(exc)
+            self._tally(changes, runs, now)
             return outcomes
 
         return self._write(work)
 
-    def _finish(self, task_id, worker_id, success, result_json, error, now):
-        """One item of complete_many: check the lease, write, record the event."""
+    def _finish(self, task_id, worker_id, success, result_json, error, now, changes, runs):
+        """One item of complete_many: check the lease, write, record the event;
+        the counter changes go to `changes` and `runs`."""
         state = self._one("lease_state", (task_id,))
         live = state is not None and (state["lease_ms"] or 0) > now
         if not holds_lease(state, worker_id, live):
@@ -352,6 +367,9 @@ class SQLiteStore(Store):
             self.conn.execute(Q["complete_failure"], (error, now, now, task_id))
             self._event(task_id, "failed", worker_id, error, now)
             status, will_retry = "failed", False
+        changes.append((state["type"], "claimed", status))
+        runs.append((state["type"], "retry" if will_retry else status,
+                     now - state["claimed_ms"] if state["claimed_ms"] is not None else None))
         return {"id": task_id, "status": status, "attempts": attempts, "will_retry": will_retry}
 
     def get_task(self, task_id):
@@ -441,7 +459,98 @@ class SQLiteStore(Store):
             status = "pending"
         event, message = steer_event(action, state)
         self._event(task_id, event, None, message, now)
+        self._tally([(state["type"], state["status"], status)], (), now)
         return {"id": task_id, "previous_status": state["status"], "status": status}
+
+    # -- counters (GET /stats) -------------------------------------------
+    def _tally(self, changes, runs=(), now=None):
+        """Apply status changes and finished runs to the counters; runs inside
+        the caller's write transaction (SQLite has one writer: one slot)."""
+        for (task_type, status), delta in count_deltas(changes):
+            self.conn.execute(Q["count_add"], (task_type, status, delta))
+        if runs:
+            period = (now if now is not None else now_ms()) // PERIOD_MS
+            for (task_type, outcome, bucket), count, total in run_deltas(runs):
+                self.conn.execute(Q["run_add"], (period, task_type, outcome, bucket, count, total))
+
+    def stats(self, lease_limit=1000):
+        now = now_ms()
+        period = now // PERIOD_MS
+        conn = self.conn
+        oldest = conn.execute(Q["stats_oldest_pending"]).fetchone()
+        return {
+            "counts": conn.execute(Q["stats_counts"]).fetchall(),
+            "oldest_pending_seconds": None if oldest is None else max(0, now - oldest[0]) / 1000.0,
+            "runs_hour": conn.execute(Q["stats_runs"], (period - 3600000 // PERIOD_MS,)).fetchall(),
+            "runs_day": conn.execute(Q["stats_runs"], (period - DAY_MS // PERIOD_MS,)).fetchall(),
+            "leases": conn.execute(Q["stats_leases"], (now, lease_limit)).fetchall(),
+        }
+
+    # -- API keys --------------------------------------------------------
+    def create_key(self, name, role, prefix, key_hash):
+        from ..errors import Conflict
+
+        def work(now):
+            cursor = self.conn.execute(Q["insert_key"], (name, role, prefix, key_hash, now))
+            if cursor.rowcount != 1:
+                raise Conflict("An API key named %r exists; revoke it first or pick another name" % name)
+            return self._one("get_key", (name,))
+
+        return self._write(work)
+
+    def list_keys(self):
+        return self._all("list_keys")
+
+    def revoke_key(self, name):
+        return self._write(lambda now: self.conn.execute(Q["delete_key"], (name,)).rowcount == 1)
+
+    def key_by_hash(self, key_hash):
+        row = self.conn.execute(Q["key_by_hash"], (key_hash,)).fetchone()
+        if row is None:
+            return None
+        key_id, name, role, last_used = row
+        if last_used is None or now_ms() - last_used > KEY_TOUCH_SECONDS * 1000:
+            self._write(lambda now: self.conn.execute(Q["touch_key"], (now, key_id)))
+        return {"id": key_id, "name": name, "role": role}
+
+    def has_keys(self):
+        return self.conn.execute(Q["any_key"]).fetchone() is not None
+
+    # -- retention -------------------------------------------------------
+    def purge(self, days, history_days, batch):
+        def work(now):
+            done = {}
+            for status, keep in sorted(days.items()):
+                if keep:
+                    done[status] = self._purge_tasks(status, now - keep * DAY_MS, batch)
+            if history_days:
+                done["history"] = self._purge_history(now - history_days * DAY_MS,
+                                                      batch * HISTORY_BATCH_FACTOR)
+            bound = runs_purge_bound(self.conn.execute(Q["oldest_run_period"]).fetchone()[0],
+                                     now // PERIOD_MS - 2 * DAY_MS // PERIOD_MS)
+            done["runs"] = 0 if bound is None else self.conn.execute(Q["purge_runs"], (bound,)).rowcount
+            return done
+
+        return self._write(work)
+
+    def _purge_tasks(self, status, cutoff, batch):
+        rows = self.conn.execute(Q["purge_pick_tasks"], (status, cutoff, batch)).fetchall()
+        if not rows:
+            return 0
+        ids = [row[0] for row in rows]
+        self.conn.execute(Q["purge_tasks"].format(ids=", ".join("?" * len(ids))), ids)
+        self._tally([(task_type, status, None) for _, task_type in rows])
+        return len(ids)
+
+    def _purge_history(self, cutoff, batch):
+        last = None
+        for history_id, old in self.conn.execute(Q["purge_history_head"], (cutoff, batch)).fetchall():
+            if not old:
+                break
+            last = history_id
+        if last is None:
+            return 0
+        return self.conn.execute(Q["purge_history"], (last, cutoff)).rowcount
 
     # -- dashboard -----------------------------------------------------
     def queue_counts(self):

@@ -55,6 +55,8 @@ CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (status, lease_expires_at);
 CREATE INDEX IF NOT EXISTS tasks_status_id ON tasks (status, id);
 -- a claim repeated with its request_key finds the tasks it handed out
 CREATE INDEX IF NOT EXISTS tasks_claim_request ON tasks (claim_request_key);
+-- retention: finished tasks of one status, oldest change first
+CREATE INDEX IF NOT EXISTS tasks_retention ON tasks (status, updated_at);
 
 CREATE TABLE IF NOT EXISTS task_history (
     id         INTEGER PRIMARY KEY,
@@ -73,6 +75,39 @@ CREATE TABLE IF NOT EXISTS taskq_claim_requests (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS taskq_claim_requests_age ON taskq_claim_requests (created_at);
+-- API keys: only the SHA-256 of each key is kept (the key is shown once).
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    role         TEXT NOT NULL,
+    prefix       TEXT NOT NULL,
+    key_hash     TEXT NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER
+);
+
+-- Tasks per type and status, written in the transaction that changes a status.
+CREATE TABLE IF NOT EXISTS task_counts (
+    type   TEXT NOT NULL,
+    status TEXT NOT NULL,
+    slot   INTEGER NOT NULL,
+    n      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (type, status, slot)
+) WITHOUT ROWID;
+
+-- Finished attempts per 5-minute period (ms // 300000), type, outcome and
+-- run-time bucket, for the last hour and day of GET /stats.
+CREATE TABLE IF NOT EXISTS task_runs (
+    period  INTEGER NOT NULL,
+    type    TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    bucket  INTEGER NOT NULL,
+    slot    INTEGER NOT NULL,
+    n       INTEGER NOT NULL DEFAULT 0,
+    run_ms  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (period, type, outcome, bucket, slot)
+) WITHOUT ROWID;
+
 
 -- dashboard sessions (keyed by the SHA-256 of the cookie's token) and failed logins
 CREATE TABLE IF NOT EXISTS dashboard_sessions (

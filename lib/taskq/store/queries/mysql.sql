@@ -61,7 +61,7 @@ VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(6))
 
 -- name: expired_leases
 -- a plain (non-locking) read; each release below is a conditional write
-SELECT id, attempts, max_attempts FROM tasks FORCE INDEX (tasks_lease)
+SELECT id, attempts, max_attempts, type FROM tasks FORCE INDEX (tasks_lease)
 WHERE status = 'claimed' AND lease_expires_at <= UTC_TIMESTAMP(6)
 ORDER BY lease_expires_at LIMIT %s
 
@@ -165,7 +165,8 @@ WHERE id IN ({ids}) AND status = 'pending'
 
 -- name: lease_state
 SELECT id, status, claimed_by, attempts, max_attempts,
-       COALESCE(lease_expires_at > UTC_TIMESTAMP(6), 0) AS live
+       COALESCE(lease_expires_at > UTC_TIMESTAMP(6), 0) AS live, type,
+       TIMESTAMPDIFF(MICROSECOND, claimed_at, UTC_TIMESTAMP(6)) DIV 1000 AS run_ms
 FROM tasks WHERE id = %s FOR UPDATE
 
 -- name: lease_states
@@ -173,7 +174,8 @@ FROM tasks WHERE id = %s FOR UPDATE
 -- finished_* columns and what was stored let a repeated complete be recognised
 SELECT id, status, claimed_by, attempts, max_attempts,
        COALESCE(lease_expires_at > UTC_TIMESTAMP(6), 0) AS live,
-       finished_by, finished_status, finished_attempt, result_json, error_message
+       finished_by, finished_status, finished_attempt, result_json, error_message,
+       type, TIMESTAMPDIFF(MICROSECOND, claimed_at, UTC_TIMESTAMP(6)) DIV 1000 AS run_ms
 FROM tasks WHERE id IN ({ids}) ORDER BY id FOR UPDATE
 
 -- name: claimed_with_key
@@ -335,6 +337,108 @@ WHERE id = %s AND status IN (%s, %s)
 
 -- name: steer_select
 SELECT id FROM tasks WHERE {where} ORDER BY id LIMIT %s
+
+-- Counters for GET /stats (Store._tally), written in the transaction that
+-- changes the status. A plain UPDATE of an existing row takes only that
+-- row's lock; the upsert (which also locks the gap under a duplicate-key
+-- check) runs only the first time a key is seen.
+
+-- name: count_update
+UPDATE task_counts SET n = n + %s WHERE type = %s AND status = %s AND slot = %s
+
+-- name: count_insert
+INSERT INTO task_counts (type, status, slot, n) VALUES (%s, %s, %s, %s)
+ON DUPLICATE KEY UPDATE n = n + VALUES(n)
+
+-- name: run_update
+UPDATE task_runs SET n = n + %s, run_ms = run_ms + %s
+WHERE period = %s AND type = %s AND outcome = %s AND bucket = %s AND slot = %s
+
+-- name: run_insert
+INSERT INTO task_runs (period, type, outcome, bucket, slot, n, run_ms)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON DUPLICATE KEY UPDATE n = n + VALUES(n), run_ms = run_ms + VALUES(run_ms)
+
+-- name: current_period
+SELECT UNIX_TIMESTAMP() DIV 300
+
+-- name: stats_counts
+SELECT type, status, SUM(n) FROM task_counts GROUP BY type, status HAVING SUM(n) <> 0
+ORDER BY type, status
+
+-- name: stats_oldest_pending
+-- the head of tasks_status_id: one index dive, whatever the queue's size
+SELECT TIMESTAMPDIFF(MICROSECOND, created_at, UTC_TIMESTAMP(6)) / 1000000
+FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'pending' ORDER BY id LIMIT 1
+
+-- name: stats_runs
+-- a primary key range of at most 288 periods x types x outcomes x buckets
+-- rows, summed here: the answer has one row per type, outcome and bucket
+SELECT type, outcome, bucket, SUM(n), SUM(run_ms) FROM task_runs
+WHERE period > %s GROUP BY type, outcome, bucket
+
+-- name: stats_leases
+-- the live leases only (tasks_lease range), never the finished rows
+SELECT claimed_by, COUNT(*) FROM tasks FORCE INDEX (tasks_lease)
+WHERE status = 'claimed' AND lease_expires_at > UTC_TIMESTAMP(6)
+GROUP BY claimed_by ORDER BY COUNT(*) DESC, claimed_by LIMIT %s
+
+-- API keys: the lookup is one step of the api_keys_hash unique index.
+
+-- name: key_by_hash
+SELECT id, name, role,
+       COALESCE(last_used_at < UTC_TIMESTAMP(6) - INTERVAL 60 SECOND, 1) AS stale
+FROM api_keys WHERE key_hash = %s
+
+-- name: touch_key
+UPDATE api_keys SET last_used_at = UTC_TIMESTAMP(6) WHERE id = %s
+
+-- name: any_key
+SELECT 1 FROM api_keys LIMIT 1
+
+-- name: insert_key
+INSERT INTO api_keys (name, role, prefix, key_hash, created_at)
+VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(6))
+
+-- name: get_key
+SELECT id, name, role, prefix, created_at, last_used_at FROM api_keys WHERE name = %s
+
+-- name: list_keys
+SELECT id, name, role, prefix, created_at, last_used_at FROM api_keys ORDER BY name
+
+-- name: delete_key
+DELETE FROM api_keys WHERE name = %s
+
+-- Retention (Store.purge): each read walks an index from its oldest end and
+-- locks only the finished rows it returns (READ COMMITTED: no gap locks),
+-- rows no claim reads.
+
+-- name: purge_pick_tasks
+SELECT id, type FROM tasks FORCE INDEX (tasks_retention)
+WHERE status = %s AND updated_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY
+ORDER BY updated_at LIMIT %s FOR UPDATE
+
+-- name: purge_tasks
+DELETE FROM tasks WHERE id IN ({ids})
+
+-- name: purge_history_head
+SELECT id, created_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY FROM task_history
+ORDER BY id LIMIT %s
+
+-- name: purge_history
+-- the head rows just read were all old; the time condition again keeps a
+-- late-committing row with a low id
+DELETE FROM task_history WHERE id <= %s AND created_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY
+
+-- name: oldest_run_period
+-- a plain read: a subquery inside the DELETE would take shared locks on the
+-- rows it reads, the current period's among them, and deadlock completers
+SELECT MIN(period) FROM task_runs
+
+-- name: purge_runs
+-- periods older than two days, at most 12 periods per batch (the caller
+-- passes the bound); locks only the old rows it deletes
+DELETE FROM task_runs WHERE period < %s
 
 -- name: queue_counts
 -- dashboard overview: tasks per type and status (reads tasks_type_claim, no table rows)

@@ -43,7 +43,7 @@ SELECT id, type, status, priority, dedupe_key FROM tasks WHERE dedupe_key = ?
 INSERT INTO task_history (task_id, event, worker_id, message, created_at) VALUES (?, ?, ?, ?, ?)
 
 -- name: expired_leases
-SELECT id, attempts, max_attempts FROM tasks
+SELECT id, attempts, max_attempts, type FROM tasks
 WHERE status = 'claimed' AND lease_expires_at <= ?
 ORDER BY lease_expires_at LIMIT ?
 
@@ -79,7 +79,8 @@ WHERE id = ? AND status = 'pending'
 
 -- name: lease_state
 SELECT id, status, claimed_by, attempts, max_attempts, lease_expires_at AS lease_ms,
-       finished_by, finished_status, finished_attempt, result_json, error_message
+       finished_by, finished_status, finished_attempt, result_json, error_message,
+       type, claimed_at AS claimed_ms
 FROM tasks WHERE id = ?
 
 -- name: claimed_with_key
@@ -202,6 +203,83 @@ WHERE id = ? AND status IN (?, ?)
 -- bulk steering: the first matching tasks in id order (one more than asked,
 -- to tell whether more remain)
 SELECT id FROM tasks WHERE {where} ORDER BY id LIMIT ?
+
+-- Counters for GET /stats (Store._tally): one upsert per changed key.
+
+-- name: count_add
+INSERT INTO task_counts (type, status, slot, n) VALUES (?, ?, 0, ?)
+ON CONFLICT (type, status, slot) DO UPDATE SET n = n + excluded.n
+
+-- name: run_add
+INSERT INTO task_runs (period, type, outcome, bucket, slot, n, run_ms) VALUES (?, ?, ?, ?, 0, ?, ?)
+ON CONFLICT (period, type, outcome, bucket, slot)
+DO UPDATE SET n = n + excluded.n, run_ms = run_ms + excluded.run_ms
+
+-- name: stats_counts
+SELECT type, status, SUM(n) FROM task_counts GROUP BY type, status HAVING SUM(n) <> 0
+ORDER BY type, status
+
+-- name: stats_oldest_pending
+-- the head of tasks_status_id: one index step, whatever the queue's size
+SELECT created_at FROM tasks WHERE status = 'pending' ORDER BY id LIMIT 1
+
+-- name: stats_runs
+-- a primary key range of at most 288 periods x types x outcomes x buckets
+-- rows, summed here: the answer has one row per type, outcome and bucket
+SELECT type, outcome, bucket, SUM(n), SUM(run_ms) FROM task_runs
+WHERE period > ? GROUP BY type, outcome, bucket
+
+-- name: stats_leases
+-- the live leases only (tasks_lease range), never the finished rows
+SELECT claimed_by, COUNT(*) FROM tasks WHERE status = 'claimed' AND lease_expires_at > ?
+GROUP BY claimed_by ORDER BY COUNT(*) DESC, claimed_by LIMIT ?
+
+-- API keys: the lookup is one step of the key_hash unique index.
+
+-- name: key_by_hash
+SELECT id, name, role, last_used_at AS last_used_ms FROM api_keys WHERE key_hash = ?
+
+-- name: touch_key
+UPDATE api_keys SET last_used_at = ? WHERE id = ?
+
+-- name: any_key
+SELECT 1 FROM api_keys LIMIT 1
+
+-- name: insert_key
+INSERT INTO api_keys (name, role, prefix, key_hash, created_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (name) DO NOTHING
+
+-- name: get_key
+SELECT id, name, role, prefix, created_at, last_used_at FROM api_keys WHERE name = ?
+
+-- name: list_keys
+SELECT id, name, role, prefix, created_at, last_used_at FROM api_keys ORDER BY name
+
+-- name: delete_key
+DELETE FROM api_keys WHERE name = ?
+
+-- Retention (Store.purge): each read walks an index from its oldest end.
+
+-- name: purge_pick_tasks
+SELECT id, type FROM tasks INDEXED BY tasks_retention
+WHERE status = ? AND updated_at < ? ORDER BY updated_at LIMIT ?
+
+-- name: purge_tasks
+DELETE FROM tasks WHERE id IN ({ids})
+
+-- name: purge_history_head
+SELECT id, created_at < ? FROM task_history ORDER BY id LIMIT ?
+
+-- name: purge_history
+DELETE FROM task_history WHERE id <= ? AND created_at < ?
+
+-- name: oldest_run_period
+SELECT MIN(period) FROM task_runs
+
+-- name: purge_runs
+-- periods older than two days, at most 12 periods per batch (the caller
+-- passes the bound)
+DELETE FROM task_runs WHERE period < ?
 
 -- name: queue_counts
 -- dashboard overview: tasks per type and status (reads the type-claim index)

@@ -1,0 +1,197 @@
+"""Retention: only rows older than their days go, in bounded batches, through
+indexes; the lottery, POST /admin/purge and install.py --purge."""
+
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, ApiClient, claim, create, db_execute, register
+from taskq.app import Application
+
+
+def age(config, table, column, days, where="1 = 1"):
+    """Move `column` of matching rows `days` into the past."""
+    if config.backend == "sqlite":
+        db_execute(config, "UPDATE %s SET %s = %s - ? WHERE %s" % (table, column, column, where),
+                   (days * 86400000,))
+    else:
+        db_execute(config, "UPDATE %s SET %s = %s - INTERVAL ? DAY WHERE %s" % (table, column, column, where),
+                   (days,))
+
+
+def statuses(config):
+    return sorted(db_execute(config, "SELECT id, status FROM tasks ORDER BY id"))
+
+
+def finish(api, worker, count, success=True):
+    ids = []
+    for _ in range(count):
+        task = claim(api, worker).data
+        body = {"worker_id": worker, "success": success}
+        assert api.post("/tasks/%d/complete" % task["id"], body).status == 200
+        ids.append(task["id"])
+    return ids
+
+
+def test_purge_deletes_only_rows_older_than_their_days(api_factory, backend_config):
+    api = api_factory(retention={"completed_days": 7, "failed_days": 30, "history_days": 10,
+                                 "gc_probability": 0})
+    config = api.app.config
+    register(api, "keep", max_attempts=1)
+    for n in range(12):
+        create(api, {"n": n}, type="keep")
+    done = finish(api, "w", 6)
+    failed = finish(api, "w", 4, success=False)
+    old_done, new_done = done[:3], done[3:]
+    ids = lambda xs: ", ".join(str(i) for i in xs)  # noqa: E731
+    age(config, "tasks", "updated_at", 8, "id IN (%s)" % ids(old_done))           # past 7 days
+    age(config, "tasks", "updated_at", 20, "id IN (%s)" % ids(failed))            # under 30 days
+    pending = [row[0] for row in db_execute(config, "SELECT id FROM tasks WHERE status = 'pending'")]
+    age(config, "tasks", "updated_at", 400, "id IN (%s)" % ids(pending))          # never purged
+    history_before = db_execute(config, "SELECT COUNT(*) FROM task_history")[0][0]
+    first_event = db_execute(config, "SELECT MIN(id) FROM task_history")[0][0]
+    age(config, "task_history", "created_at", 11, "id < %d" % (first_event + 5))  # past 10 days
+    age(config, "task_history", "created_at", 9, "id = %d" % (first_event + 5))   # under 10 days
+
+    response = api.post("/admin/purge", {})
+    assert response.status == 200, response
+    assert response.data["deleted"]["completed"] == 3 and response.data["deleted"]["failed"] == 0
+    assert response.data["more"] is False
+    left = dict(statuses(config))
+    assert not set(old_done) & set(left)
+    assert all(left[i] == "completed" for i in new_done)
+    assert all(left[i] == "failed" for i in failed) and all(left[i] == "pending" for i in pending)
+    history_after = db_execute(config, "SELECT COUNT(*) FROM task_history")[0][0]
+    assert history_after == history_before - response.data["deleted"]["history"]
+    assert response.data["deleted"]["history"] == 5
+    assert db_execute(config, "SELECT MIN(id) FROM task_history")[0][0] == first_event + 5
+    stats = api.get("/stats").data
+    assert stats["types"]["keep"]["counts"] == {"pending": 2, "completed": 3, "failed": 4}
+    assert api.post("/admin/purge", {}).data["total"] == 0
+
+
+def test_lottery_purges_at_most_gc_batch_rows_per_request(api_factory, backend_config):
+    api = api_factory(retention={"completed_days": 1, "gc_probability": 1, "gc_batch": 4})
+    config = api.app.config
+    register(api, "many")
+    api.post("/tasks", {"tasks": [{"type": "many", "params": {"n": n}} for n in range(11)]})
+    finish(api, "w", 11)
+    age(config, "tasks", "updated_at", 2)
+    counts = []
+    for _ in range(4):
+        assert api.get("/task-types").status == 200  # any request may win the lottery
+        counts.append(db_execute(config, "SELECT COUNT(*) FROM tasks")[0][0])
+    assert counts == [7, 3, 0, 0]
+
+
+def test_lottery_deletes_at_most_four_gc_batches_of_history_per_request(api_factory):
+    api = api_factory(retention={"history_days": 1, "gc_probability": 0, "gc_batch": 3})
+    config = api.app.config
+    register(api, "events")
+    api.post("/tasks", {"tasks": [{"type": "events", "params": {"n": n}} for n in range(10)]})
+    finish(api, "w", 10)  # 30 events
+    age(config, "task_history", "created_at", 2)
+    config.retention = dict(config.retention, gc_probability=1)
+    lottery = ApiClient(Application(config=config))
+    left = []
+    for _ in range(3):
+        lottery.get("/task-types")
+        left.append(db_execute(config, "SELECT COUNT(*) FROM task_history")[0][0])
+    assert left == [18, 6, 0]
+
+
+def test_lottery_off_deletes_nothing(api_factory):
+    api = api_factory(retention={"completed_days": 1, "gc_probability": 0})
+    register(api, "few")
+    create(api, type="few")
+    finish(api, "w", 1)
+    age(api.app.config, "tasks", "updated_at", 5)
+    for _ in range(5):
+        api.get("/tasks")
+    assert db_execute(api.app.config, "SELECT COUNT(*) FROM tasks")[0][0] == 1
+
+
+def test_admin_purge_is_bounded_by_max_rows_and_says_more_remain(api_factory):
+    api = api_factory(retention={"completed_days": 1, "gc_probability": 0, "gc_batch": 5,
+                                 "history_days": 0})
+    register(api, "bulk")
+    api.post("/tasks", {"tasks": [{"type": "bulk", "params": {"n": n}} for n in range(30)]})
+    finish(api, "w", 30)
+    age(api.app.config, "tasks", "updated_at", 3)
+    first = api.post("/admin/purge", {"max_rows": 12})
+    assert first.status == 200 and first.data["deleted"]["completed"] <= 12 and first.data["more"]
+    assert api.post("/admin/purge", {"max_rows": 0}).status == 400
+    assert "max_rows" in api.post("/admin/purge", {"max_rows": "x"}).error
+    rest = api.post("/admin/purge", {})
+    assert first.data["deleted"]["completed"] + rest.data["deleted"]["completed"] == 30
+    assert rest.data["more"] is False
+
+
+def test_install_py_purge_deletes_old_rows(backend_config, tmp_path):
+    from conftest import make_config
+
+    api = ApiClient(Application(config=backend_config))
+    register(api, "cron")
+    create(api, type="cron")
+    finish(api, "w", 1)
+    age(backend_config, "tasks", "updated_at", 45)
+    env = dict(os.environ, TASKQ_CONFIG=str(backend_config.path))
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "install.py"), "--purge"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "completed 1" in run.stderr
+    assert db_execute(backend_config, "SELECT COUNT(*) FROM tasks")[0][0] == 0
+
+
+# -- purge and stats read indexes, never the whole table ---------------------------
+INDEXED = {  # statement: (SQLite params, MySQL params, index)
+    "purge_pick_tasks": (("completed", 0, 10), ("completed", 1, 10), "tasks_retention"),
+    "stats_oldest_pending": ((), (), "tasks_status_id"),
+    "stats_leases": ((0, 10), (10,), "tasks_lease"),
+}
+
+
+def test_purge_and_stats_statements_read_their_index(backend_config):
+    from taskq.store import open_store
+
+    api = ApiClient(Application(config=backend_config))
+    register(api, "plan")
+    api.post("/tasks", {"tasks": [{"type": "plan", "params": {"n": n}} for n in range(50)]})
+    finish(api, "w", 10)
+    store = open_store(backend_config)
+    try:
+        if backend_config.backend == "sqlite":
+            from taskq.store.sqlite import Q
+
+            store.conn.execute("ANALYZE")
+            for name, (params, _, index) in INDEXED.items():
+                plan = " | ".join(row[-1] for row in store.conn.execute("EXPLAIN QUERY PLAN " + Q[name], params))
+                assert index in plan and "SCAN tasks" not in plan.replace("USING INDEX", ""), (name, plan)
+                if name != "stats_leases":  # GROUP BY worker sorts the live leases only
+                    assert "TEMP B-TREE" not in plan, (name, plan)
+        else:
+            from taskq.store.mysql import Q
+
+            for name, (_, params, index) in INDEXED.items():
+                cursor = store.conn.cursor()
+                cursor.execute("EXPLAIN " + Q[name], params)
+                columns = [c[0] for c in cursor.description]
+                plan = [dict(zip(columns, row)) for row in cursor.fetchall()]
+                assert [row["key"] for row in plan] == [index], (name, plan)
+                assert all(row["type"] in ("range", "ref") for row in plan), (name, plan)
+            cursor = store.conn.cursor()
+            cursor.execute("EXPLAIN " + Q["purge_history_head"], (1, 10))
+            columns = [c[0] for c in cursor.description]
+            plan = [dict(zip(columns, row)) for row in cursor.fetchall()]
+            assert plan[0]["key"] == "PRIMARY" and "filesort" not in (plan[0]["Extra"] or ""), plan
+    finally:
+        store.close()
+
+
+def test_runs_purge_bound_takes_at_most_twelve_old_periods():
+    from taskq.store.base import runs_purge_bound
+
+    assert runs_purge_bound(None, 1000) is None
+    assert runs_purge_bound(1000, 1000) is None
+    assert runs_purge_bound(900, 1000) == 912
+    assert runs_purge_bound(995, 1000) == 1000

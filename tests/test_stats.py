@@ -1,0 +1,142 @@
+"""GET /stats and GET /metrics: figures after a known sequence, counters that
+match a recount, Prometheus text that the official parser reads."""
+
+import pytest
+
+from conftest import claim, create, db_execute, register
+from taskq import stats
+
+
+def recount(config):
+    rows = db_execute(config, "SELECT type, status, COUNT(*) FROM tasks GROUP BY type, status")
+    return {(t, s): int(n) for t, s, n in rows}
+
+
+def counted(data):
+    return {(t, s): n for t, info in data["types"].items() for s, n in info["counts"].items()}
+
+
+def complete(api, task_id, worker, success=True, error="boom"):
+    body = {"worker_id": worker, "success": success}
+    if not success:
+        body["error"] = error
+    response = api.post("/tasks/%d/complete" % task_id, body)
+    assert response.status == 200, response
+    return response.data
+
+
+def test_stats_after_a_known_sequence_of_creates_claims_completes_and_fails(api, backend_config):
+    register(api, "alpha", max_attempts=1)
+    register(api, "beta", max_attempts=2)
+    for n in range(5):
+        create(api, {"n": n}, type="alpha")
+    create(api, {"n": 0}, type="alpha")  # a duplicate: counted once
+    for n in range(3):
+        create(api, {"n": n}, type="beta")
+    empty = api.get("/stats").data
+    assert empty["counts"] == {"pending": 8} and empty["total"] == 8
+    assert empty["oldest_pending_age_seconds"] >= 0
+    assert empty["last_hour"]["completed"] == 0 and empty["last_hour"]["run_seconds"]["p95"] is None
+
+    a1 = claim(api, "w1", type_pattern="alpha").data
+    a2 = claim(api, "w1", type_pattern="alpha").data
+    a3 = claim(api, "w2", type_pattern="alpha").data
+    b1 = claim(api, "w2", type_pattern="beta").data
+    complete(api, a1["id"], "w1")
+    complete(api, a2["id"], "w1", success=False)      # alpha: final failure
+    assert complete(api, b1["id"], "w2", success=False)["will_retry"]  # beta: back to pending
+
+    data = api.get("/stats").data
+    assert data["types"]["alpha"]["counts"] == {"pending": 2, "claimed": 1, "completed": 1, "failed": 1}
+    assert data["types"]["beta"]["counts"] == {"pending": 3}
+    assert data["counts"] == {"pending": 5, "claimed": 1, "completed": 1, "failed": 1}
+    assert data["leases"] == {"w2": 1}
+    assert a3["id"] not in (a1["id"], a2["id"])
+    for window in ("last_hour", "last_day"):
+        assert data[window]["completed"] == 1 and data[window]["failed"] == 1
+        assert data[window]["retried"] == 1
+        assert data[window]["run_seconds"]["count"] == 1
+        assert data[window]["run_seconds"]["avg"] >= 0
+        assert data[window]["run_seconds"]["p95"] is not None
+    assert data["types"]["alpha"]["last_hour"] == {"completed": 1, "failed": 1, "retry": 0}
+    assert data["types"]["beta"]["last_day"] == {"completed": 0, "failed": 0, "retry": 1}
+    assert counted(data) == recount(backend_config)
+
+
+def test_expired_leases_and_batches_keep_the_counters_equal_to_a_recount(api, backend_config):
+    register(api, "gamma", max_attempts=2)
+    created = api.post("/tasks", {"tasks": [{"type": "gamma", "params": {"n": n}} for n in range(20)]})
+    assert created.data["created"] == 20
+    batch = api.post("/tasks/claim", {"worker_id": "w", "limit": 10, "type_pattern": "gamma"}).data
+    ids = [t["id"] for t in batch["tasks"]]
+    results = [{"id": i, "success": i % 3 != 0, "error": "no"} for i in ids[:6]]
+    assert api.post("/tasks/complete", {"worker_id": "w", "results": results}).status == 200
+    # the other four leases ran out: the next claim returns them to pending
+    past = ("UPDATE tasks SET lease_expires_at = ? WHERE status = 'claimed'",
+            (0,) if backend_config.backend == "sqlite" else ("2000-01-01 00:00:00",))
+    db_execute(backend_config, *past)
+    claim(api, "w2", limit=2)
+    data = api.get("/stats").data
+    assert counted(data) == recount(backend_config)
+    assert data["last_hour"]["retried"] >= 4
+    assert sum(data["leases"].values()) == 2
+
+
+def test_quantile_interpolates_inside_the_histogram_bucket():
+    histogram = [0] * len(stats.RUN_BUCKETS)
+    histogram[3] = 100  # all in (0.5, 1] seconds
+    assert stats.quantile(histogram, 0.95) == pytest.approx(0.975)
+    histogram[0] = 900  # 90% under 0.1 s: p95 halfway through the (0.5, 1] bucket
+    assert stats.quantile(histogram, 0.95) == pytest.approx(0.75)
+    assert stats.quantile([0] * len(stats.RUN_BUCKETS), 0.95) is None
+
+
+def test_metrics_parse_as_prometheus_text_with_the_stats_figures(api):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    register(api, "delta")
+    for n in range(3):
+        create(api, {"n": n}, type="delta")
+    task = claim(api, "w\"odd\\name").data
+    complete(api, task["id"], "w\"odd\\name")
+    claim(api, "w\"odd\\name")
+    response = api.get("/metrics")
+    assert response.status == 200
+    assert response.header("Content-Type").startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in text_string_to_metric_families(response.raw.decode("utf-8"))}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in families.values() for s in f.samples}
+    assert samples[("taskq_tasks", (("status", "pending"), ("type", "delta")))] == 1
+    assert samples[("taskq_tasks", (("status", "completed"), ("type", "delta")))] == 1
+    assert samples[("taskq_live_leases", (("worker", "w\"odd\\name"),))] == 1
+    assert samples[("taskq_finished_last_hour", (("outcome", "completed"), ("type", "delta")))] == 1
+    assert samples[("taskq_oldest_pending_age_seconds", ())] >= 0
+    assert all(f.type == "gauge" for f in families.values())
+
+
+def test_stats_and_metrics_need_only_the_read_only_role(api_factory):
+    api = api_factory()
+    key = api.post("/admin/keys", {"name": "grafana", "role": "read-only"}).data["key"]
+    assert api.get("/stats").status == 401
+    assert api.get("/stats", headers={"Authorization": "Bearer " + key}).status == 200
+    assert api.get("/metrics", headers={"Authorization": "Bearer " + key}).status == 200
+
+
+def test_steering_keeps_the_counters_equal_to_a_recount(api, backend_config):
+    register(api, "steer", max_attempts=1)
+    ids = [create(api, {"n": n}, type="steer")["id"] for n in range(6)]
+    assert api.post("/tasks/%d/cancel" % ids[0]).status == 200          # pending -> cancelled
+    held = claim(api, "w", type_pattern="steer").data
+    assert api.post("/tasks/%d/requeue" % held["id"]).status == 200     # claimed -> pending
+    done = claim(api, "w", type_pattern="steer").data
+    complete(api, done["id"], "w")
+    assert api.post("/tasks/%d/rerun" % done["id"]).status == 200       # completed -> pending
+    failed = claim(api, "w", type_pattern="steer").data
+    complete(api, failed["id"], "w", success=False)
+    assert api.post("/tasks/%d/retry" % failed["id"]).status == 200     # failed -> pending
+    assert api.post("/tasks/%d/retry" % ids[0]).status == 200           # cancelled -> pending
+    bulk = api.post("/tasks/bulk/cancel", {"filter": {"type": "steer", "status": "pending"}, "limit": 2})
+    assert bulk.status == 200 and bulk.data["changed"] == 2
+    data = api.get("/stats").data
+    assert counted(data) == recount(backend_config)
+    assert data["types"]["steer"]["counts"] == {"pending": 4, "cancelled": 2}
