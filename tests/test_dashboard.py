@@ -493,3 +493,28 @@ def test_keys_of_other_roles_cannot_log_in(browser, app):
         page = browser.login(make_key(app, "k-" + role, role))
         assert page.status == 401 and "not an admin key" in page.body
     assert "taskq_session" not in browser.cookies
+
+
+def test_hourly_chart_scales_bars_to_the_tallest_hour_and_keeps_24_slots():
+    from taskq.dashboard import hourly_chart
+
+    chart = hourly_chart(1000, [(1000, "completed", 10), (1000, "failed", 5), (999, "retry", 1),
+                                (990, "completed", 4), (900, "completed", 99)])
+    bars = chart["bars"]
+    assert len(bars) == 24 and chart["tallest"] == 10
+    assert (bars[-1]["completed"], bars[-1]["failed"]) == (10, 5)
+    assert bars[-1]["h_done"] == 130.0 and bars[-1]["y_done"] == 10.0
+    assert bars[-2]["failed"] == 1 and bars[-11]["completed"] == 4
+    assert chart["total_done"] == 14  # hour 900 is outside the day
+    empty = hourly_chart(5, [])
+    assert empty["tallest"] == 1 and all(b["h_done"] == 0 for b in empty["bars"])
+
+
+def test_overview_shows_the_last_hour_in_its_chart(browser, app):
+    task_id = seed(app)
+    api_call(app, "POST", "/tasks/claim", {"worker_id": "w1"})
+    api_call(app, "POST", "/tasks/%d/complete" % task_id, {"worker_id": "w1", "success": True})
+    browser.login()
+    body = browser.get("/dashboard").body
+    assert "1 completed and 0 failed attempts in the last 24 hours" in body
+    assert "Last hour: 1 completed, 0 failed" in body

@@ -311,23 +311,45 @@ def _age(iso_text):
         then = calendar.timegm(time.strptime(iso_text, "%Y-%m-%dT%H:%M:%SZ"))
     except ValueError:
         return None
-    seconds = max(0, int(time.time() - then))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return "%d %s" % (seconds // size, unit)
-    return "%d s" % seconds
+    return _seconds(max(0, time.time() - then))
+
+
+CHART = {"width": 720, "height": 160, "bottom": 140, "slot": 30}
+
+
+def hourly_chart(current_hour, rows, hours=24):
+    """Bars for the overview's SVG chart (pure): completed and failed attempts per hour,
+    oldest hour first, scaled to the tallest; retries count as failed attempts."""
+    counts = {}
+    for hour, outcome, n in rows:
+        key = "completed" if outcome == "completed" else "failed"
+        counts[(hour, key)] = counts.get((hour, key), 0) + n
+    first = current_hour - hours + 1
+    tallest = max([1] + list(counts.values()))
+    scale = (CHART["bottom"] - 10) / float(tallest)
+    bars = []
+    for index in range(hours):
+        hour = first + index
+        done, failed = counts.get((hour, "completed"), 0), counts.get((hour, "failed"), 0)
+        x = index * CHART["slot"]
+        bars.append({"hour": "%02d:00" % (hour % 24), "completed": done, "failed": failed,
+                     "x_done": x + 4, "x_failed": x + 15,
+                     "h_done": round(done * scale, 1), "h_failed": round(failed * scale, 1),
+                     "y_done": round(CHART["bottom"] - done * scale, 1),
+                     "y_failed": round(CHART["bottom"] - failed * scale, 1),
+                     "label": index % 3 == 0, "x_label": x + 2})
+    return {"bars": bars, "tallest": tallest, "total_done": sum(b["completed"] for b in bars),
+            "total_failed": sum(b["failed"] for b in bars)}
 
 
 @_guarded
 def overview(ctx, session):
-    counts, oldest = ctx.store.queue_counts()
-    by_type, totals = {}, dict.fromkeys(STATUSES, 0)
-    for row in counts:
-        entry = by_type.setdefault(row["type"], dict.fromkeys(STATUSES, 0))
-        entry[row["status"]] = entry.get(row["status"], 0) + row["count"]
-        totals[row["status"]] = totals.get(row["status"], 0) + row["count"]
-    types = [{"name": name, "counts": [entry.get(s, 0) for s in STATUSES]}
-             for name, entry in sorted(by_type.items())]
+    from .stats import figures
+
+    numbers = figures(ctx.store.stats())
+    types = [{"name": name, "counts": [entry["counts"].get(s, 0) for s in STATUSES]}
+             for name, entry in sorted(numbers["types"].items())
+             if any(entry["counts"].values())]
     workers = {}
     for lease in ctx.store.claimed_tasks(200):
         worker = workers.setdefault(lease["claimed_by"], {"id": lease["claimed_by"], "tasks": [],
@@ -336,11 +358,21 @@ def overview(ctx, session):
         worker["seen"] = max(worker["seen"], lease["updated_at"])
     for worker in workers.values():
         worker["seen_ago"] = _age(worker["seen"])
+    oldest = numbers["oldest_pending_age_seconds"]
     return _page(ctx, "overview.html", "Overview", session, active="overview",
-                 statuses=STATUSES, types=types,
-                 tiles=[{"name": name, "count": totals.get(name, 0)} for name in STATUSES],
-                 oldest=oldest, oldest_age=_age(oldest), refresh=15,
+                 statuses=STATUSES, types=types, chart=hourly_chart(*ctx.store.hourly_runs()),
+                 tiles=[{"name": name, "count": numbers["counts"].get(name, 0)} for name in STATUSES],
+                 oldest_age=None if oldest is None else _seconds(oldest), refresh=15,
+                 last_hour=numbers["last_hour"],
                  workers=sorted(workers.values(), key=lambda w: w["seen"], reverse=True))
+
+
+def _seconds(seconds):
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return "%d %s" % (seconds // size, unit)
+    return "%d s" % seconds
 
 
 @_guarded
@@ -391,11 +423,14 @@ def task(ctx, session, id):
 def types(ctx, session):
     from .handlers import type_view
 
+    from .stats import figures
+
     rows = [type_view(row) for row in ctx.store.list_types(False)]
-    counts, _ = ctx.store.queue_counts()
+    counted = figures(ctx.store.stats())["types"]
     for row in rows:
-        row["counts"] = ", ".join("%d %s" % (c["count"], c["status"]) for c in counts
-                                  if c["type"] == row["name"]) or "no tasks"
+        counts = counted.get(row["name"], {}).get("counts", {})
+        row["counts"] = ", ".join("%d %s" % (counts[s], s) for s in STATUSES
+                                  if counts.get(s)) or "no tasks"
     return _page(ctx, "types.html", "Types", session, active="types", types=rows,
                  notice=_notice(ctx.request.query), scopes=("always", "active", "off"),
                  backoffs=("fixed", "exponential"))

@@ -247,14 +247,14 @@ class Store:
         raise NotImplementedError
 
     # -- dashboard -----------------------------------------------------
-    def queue_counts(self):
-        """[{type, status, count}] over all tasks, and the oldest pending task's
-        created_at (or None): the dashboard's overview."""
-        raise NotImplementedError
-
     def claimed_tasks(self, limit):
         """Claimed tasks, newest first: {id, type, claimed_by, claimed_at, lease_expires_at,
         progress, updated_at}; the dashboard's "workers seen" list."""
+        raise NotImplementedError
+
+    def hourly_runs(self):
+        """(the current hour since the epoch by the database clock, [(hour, outcome, n)])
+        for the finished attempts of the last 24 hours, from task_runs."""
         raise NotImplementedError
 
     def schema_version(self):

@@ -1114,16 +1114,16 @@ class MySQLStore(Store):
         return self._exec("purge_history", (last, keep_days)).rowcount
 
     # -- dashboard -----------------------------------------------------
-    def queue_counts(self):
-        def work():
-            counts = self._all("queue_counts")
-            oldest = self._exec("oldest_pending").fetchone()[0]
-            return counts, iso(oldest)
-
-        return self._read(work)
-
     def claimed_tasks(self, limit):
         return self._read(lambda: self._all("claimed_tasks", (limit,)))
+
+    def hourly_runs(self):
+        def work():
+            rows = self._exec("hourly_runs").fetchall()
+            hour = rows[0][3] if rows else self._exec("current_hour").fetchone()[0]
+            return int(hour), [(int(h), o, int(n)) for h, o, n, _ in rows]
+
+        return self._read(work)
 
     def schema_version(self):
         from ..migrate import current_version

@@ -553,16 +553,16 @@ class SQLiteStore(Store):
         return self.conn.execute(Q["purge_history"], (last, cutoff)).rowcount
 
     # -- dashboard -----------------------------------------------------
-    def queue_counts(self):
-        counts = [{"type": t, "status": st, "count": n}
-                  for t, st, n in self.conn.execute(Q["queue_counts"]).fetchall()]
-        return counts, iso(self.conn.execute(Q["oldest_pending"]).fetchone()[0])
-
     def claimed_tasks(self, limit):
         return self._all("claimed_tasks", (limit,))
 
     def schema_version(self):
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def hourly_runs(self):
+        now = now_ms()
+        rows = self.conn.execute(Q["hourly_runs"], (now // PERIOD_MS - 288,)).fetchall()
+        return now // 3600000, [(int(h), o, int(n)) for h, o, n in rows]
 
     def failed_groups(self, limit):
         return [{"error": e, "count": n, "last_at": iso(at), "last_id": i}

@@ -440,13 +440,6 @@ SELECT MIN(period) FROM task_runs
 -- passes the bound); locks only the old rows it deletes
 DELETE FROM task_runs WHERE period < %s
 
--- name: queue_counts
--- dashboard overview: tasks per type and status (reads tasks_type_claim, no table rows)
-SELECT type, status, COUNT(*) AS count FROM tasks GROUP BY type_id, type, status ORDER BY type, status
-
--- name: oldest_pending
-SELECT MIN(created_at) FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'pending'
-
 -- name: create_session
 INSERT INTO dashboard_sessions (token_hash, csrf_token, key_ref, created_at, expires_at)
 VALUES (%s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL %s SECOND)
@@ -486,3 +479,12 @@ SELECT LEFT(COALESCE(error_message, ''), 200) AS error, COUNT(*) AS count,
        MAX(completed_at) AS last_at, MAX(id) AS last_id
 FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'failed'
 GROUP BY LEFT(COALESCE(error_message, ''), 200) ORDER BY count DESC, last_at DESC LIMIT %s
+
+-- name: hourly_runs
+-- dashboard chart: finished attempts per hour and outcome over the last day
+-- (task_runs' primary key range; 12 five-minute periods an hour)
+SELECT period DIV 12 AS hour, outcome, SUM(n), UNIX_TIMESTAMP() DIV 3600 FROM task_runs
+WHERE period > UNIX_TIMESTAMP() DIV 300 - 288 GROUP BY period DIV 12, outcome
+
+-- name: current_hour
+SELECT UNIX_TIMESTAMP() DIV 3600

@@ -281,13 +281,6 @@ SELECT MIN(period) FROM task_runs
 -- passes the bound)
 DELETE FROM task_runs WHERE period < ?
 
--- name: queue_counts
--- dashboard overview: tasks per type and status (reads the type-claim index)
-SELECT type, status, COUNT(*) AS count FROM tasks GROUP BY type_id, status ORDER BY type, status
-
--- name: oldest_pending
-SELECT MIN(created_at) FROM tasks WHERE status = 'pending'
-
 -- name: create_session
 INSERT INTO dashboard_sessions (token_hash, csrf_token, key_ref, created_at, expires_at)
 VALUES (?, ?, ?, ?, ?)
@@ -325,3 +318,9 @@ SELECT substr(COALESCE(error_message, ''), 1, 200) AS error, COUNT(*) AS count,
        MAX(completed_at) AS last_at, MAX(id) AS last_id
 FROM tasks WHERE status = 'failed'
 GROUP BY substr(COALESCE(error_message, ''), 1, 200) ORDER BY count DESC, last_at DESC LIMIT ?
+
+-- name: hourly_runs
+-- dashboard chart: finished attempts per hour and outcome over the last day
+-- (task_runs' primary key range; 12 five-minute periods an hour)
+SELECT period / 12 AS hour, outcome, SUM(n) FROM task_runs
+WHERE period > ? GROUP BY period / 12, outcome
