@@ -325,7 +325,7 @@ def hourly_chart(current_hour, rows, hours=24):
         key = "completed" if outcome == "completed" else "failed"
         counts[(hour, key)] = counts.get((hour, key), 0) + n
     first = current_hour - hours + 1
-    tallest = max([1] + list(counts.values()))
+    tallest = max([1] + [n for (hour, _), n in counts.items() if hour >= first])
     scale = (CHART["bottom"] - 10) / float(tallest)
     bars = []
     for index in range(hours):
