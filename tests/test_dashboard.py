@@ -244,7 +244,8 @@ def test_without_any_key_the_dashboard_is_read_only_and_says_how_to_set_one(conf
 
 # -- pages ---------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/dashboard", "/dashboard/tasks", "/dashboard/tasks/1",
-                                  "/dashboard/failed", "/dashboard/types", "/dashboard/health",
+                                  "/dashboard/failed", "/dashboard/types", "/dashboard/keys",
+                                  "/dashboard/health",
                                   "/dashboard/login"])
 def test_every_page_sends_a_csp_without_inline_script(browser, app, path):
     task_id = seed(app)
@@ -518,3 +519,43 @@ def test_overview_shows_the_last_hour_in_its_chart(browser, app):
     body = browser.get("/dashboard").body
     assert "1 completed and 0 failed attempts in the last 24 hours" in body
     assert "Last hour: 1 completed, 0 failed" in body
+
+
+def test_keys_page_creates_a_key_once_and_revokes_it(browser, app):
+    browser.login()
+    page = browser.get("/dashboard/keys")
+    assert "No keys in the database yet." in page.body
+    created = browser.post("/dashboard/keys", {"csrf": page.csrf(), "name": "gpu-1",
+                                               "role": "worker"})
+    assert created.status == 201
+    key = re.search(r'id="new-key">([^<]+)<', created.body).group(1)
+    assert key.startswith("tqk_")
+    listing = browser.get("/dashboard/keys").body
+    assert "gpu-1" in listing and key not in listing  # shown once, never again
+    assert [tuple(r)[0] for r in db_execute(app.config, "SELECT name FROM api_keys")] == ["gpu-1"]
+    assert key not in repr(db_execute(app.config, "SELECT * FROM api_keys"))
+    status, _ = api_call_with(app, key, "POST", "/tasks/claim", {"worker_id": "w"})
+    assert status == 404  # the worker key works: nothing to claim
+    done = browser.post("/dashboard/keys/gpu-1/revoke", {"csrf": page.csrf()})
+    assert done.status == 303
+    assert api_call_with(app, key, "POST", "/tasks/claim", {"worker_id": "w"})[0] == 401
+
+
+def test_a_bad_key_request_is_a_400_page_and_creates_nothing(browser, app):
+    browser.login()
+    csrf = browser.get("/dashboard/keys").csrf()
+    page = browser.post("/dashboard/keys", {"csrf": csrf, "name": "x", "role": "superuser"})
+    assert page.status == 400 and "role" in page.body
+    assert db_execute(app.config, "SELECT COUNT(*) FROM api_keys")[0][0] == 0
+
+
+def api_call_with(app, key, method, path, body=None):
+    import json
+
+    raw = json.dumps(body).encode() if body is not None else b""
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "",
+               "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "application/json",
+               "wsgi.input": io.BytesIO(raw), "HTTP_X_API_KEY": key}
+    out = {}
+    body = b"".join(app(environ, lambda s, h, e=None: out.update(status=s)))
+    return int(out["status"].split()[0]), json.loads(body)

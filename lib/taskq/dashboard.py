@@ -32,7 +32,7 @@ PAGE_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", 
 from .validation import TASK_STATUSES as STATUSES  # noqa: E402
 
 NAV = (("overview", "", "Overview"), ("tasks", "/tasks", "Tasks"), ("failed", "/failed", "Failed"),
-       ("types", "/types", "Types"), ("health", "/health", "Health"))
+       ("types", "/types", "Types"), ("keys", "/keys", "Keys"), ("health", "/health", "Health"))
 
 
 # -- plumbing ------------------------------------------------------------------
@@ -489,7 +489,8 @@ NOTICES = {"cancel": "Task cancelled.", "retry": "Task queued for retry.",
            "paused": "Type paused: claims pass over it.", "resumed": "Type resumed.",
            "activated": "Type active: it takes new tasks.",
            "deactivated": "Type inactive: new tasks are refused; queued ones still run.",
-           "saved": "Settings saved.", "bulk": "Done."}
+           "saved": "Settings saved.", "bulk": "Done.",
+           "revoked": "Key revoked: requests with it now get 401, and its sessions are over."}
 TASK_ACTIONS = ("cancel", "retry", "requeue", "rerun")
 TYPE_ACTIONS = ("pause", "resume", "activate", "deactivate", "settings")
 MAX_SELECTED = 1000
@@ -677,6 +678,39 @@ def failed(ctx, session):
     groups = ctx.store.failed_groups(50)
     return _page(ctx, "failed.html", "Failed", session, active="failed", groups=groups,
                  notice=_notice(ctx.request.query))
+
+
+@_guarded
+def keys(ctx, session):
+    from .admin import list_keys
+    from .router import ROLE_GRANTS
+
+    _, _, data = list_keys(ctx)
+    return _page(ctx, "keys.html", "API keys", session, active="keys", keys=data["keys"],
+                 roles=sorted(ROLE_GRANTS), notice=_notice(ctx.request.query),
+                 config_key=bool(ctx.config.api["api_key"]))
+
+
+@_acting
+def key_create(ctx, session, form):
+    """A new key with a role, through the admin route; shown once, on this answer only."""
+    from . import admin
+    from .router import ROLE_GRANTS
+
+    _, _, view = _run(ctx, admin.create_key, {"name": form.get("name", ""),
+                                              "role": form.get("role", "")})
+    _, _, data = admin.list_keys(ctx)
+    return _page(ctx, "keys.html", "API keys", session, status=201, active="keys",
+                 keys=data["keys"], roles=sorted(ROLE_GRANTS), created=view,
+                 config_key=bool(ctx.config.api["api_key"]))
+
+
+@_acting
+def key_revoke(ctx, session, form, name):
+    from . import admin
+
+    _run(ctx, admin.revoke_key, name=name)
+    return _redirect(ctx, "/keys?done=revoked")
 
 
 def static(ctx, name):

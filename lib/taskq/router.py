@@ -51,6 +51,9 @@ ROUTES = (
     ("POST", "/dashboard/failed/retry", "dashboard.failed_retry"),
     ("GET", "/dashboard/types", "dashboard.types"),
     ("POST", "/dashboard/types/{name}/{action}", "dashboard.type_action"),
+    ("GET", "/dashboard/keys", "dashboard.keys"),
+    ("POST", "/dashboard/keys", "dashboard.key_create"),
+    ("POST", "/dashboard/keys/{name}/revoke", "dashboard.key_revoke"),
     ("GET", "/dashboard/health", "dashboard.health"),
     ("GET", "/dashboard/static/{name}", "dashboard.static"),
 )
