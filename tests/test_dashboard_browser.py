@@ -235,3 +235,23 @@ def test_phone_sized_viewport(driver, site, backend):
         shot(driver, backend, "dashboard-phone", width=390)
     finally:
         driver.set_window_size(1100, 900)
+
+
+def test_keys_in_the_browser(driver, site, backend):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    url, _ = site
+    log_in(driver, url)
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Keys"))
+    driver.find_element(By.NAME, "name").send_keys("gpu-box-1")
+    Select(driver.find_element(By.NAME, "role")).select_by_value("worker")
+    click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "form.settings button"))
+    key = driver.find_element(By.ID, "new-key").text
+    assert key.startswith("tqk_")
+    shot(driver, backend, "dashboard-keys")
+    open_page(driver, url + "/dashboard/keys")
+    assert key not in driver.page_source and "gpu-box-1" in driver.page_source
+    confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "button.cancel"))
+    assert "Key revoked" in driver.find_element(By.CSS_SELECTOR, ".notice").text
+    assert "No keys in the database yet." in driver.page_source
