@@ -18,6 +18,9 @@ CREATE TABLE task_types (
     is_active         TINYINT(1) NOT NULL DEFAULT 1,
     max_attempts      INT NULL,
     claim_timeout     INT NULL,
+    -- tasks created of this type, and when the last was (kept by create)
+    usage_count       BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    last_used_at      DATETIME(6) NULL,
     created_at        DATETIME(6) NOT NULL,
     updated_at        DATETIME(6) NOT NULL,
     -- at most this many live leases of the type at once (NULL: no limit)
@@ -74,6 +77,12 @@ CREATE TABLE tasks (
     KEY tasks_lease (status, lease_expires_at),
     -- GET /tasks?status=: newest first
     KEY tasks_status_id (status, id),
+    -- claim orders (migration 0003): attempts (ASC in order, DESC group by
+    -- group), also inside one type; id and created_at order inside one type.
+    -- priority ASC steps through tasks_claim's groups and needs none.
+    KEY tasks_attempts (status, attempts, id),
+    KEY tasks_type_attempts (type_id, status, attempts, id),
+    KEY tasks_type_status_id (type_id, status, id),
     -- a claim repeated with its request_key finds the tasks it handed out
     KEY tasks_claim_request (claim_request_key),
     -- retention: finished tasks of one status, oldest change first
@@ -174,4 +183,5 @@ CREATE TABLE login_failures (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6)), (2, UTC_TIMESTAMP(6)),
-    (4, UTC_TIMESTAMP(6)), (5, UTC_TIMESTAMP(6)), (7, UTC_TIMESTAMP(6)), (8, UTC_TIMESTAMP(6));
+    (3, UTC_TIMESTAMP(6)), (4, UTC_TIMESTAMP(6)), (5, UTC_TIMESTAMP(6)), (7, UTC_TIMESTAMP(6)),
+    (8, UTC_TIMESTAMP(6));

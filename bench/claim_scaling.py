@@ -9,6 +9,9 @@ statement a claim runs, and drops the database again.
 
     python bench/claim_scaling.py                  # 1,000,000 rows
     python bench/claim_scaling.py --rows 100000 --samples 20
+    python bench/claim_scaling.py --orders         # every claim order at 1,000 and --rows pending
+    python bench/claim_scaling.py --write-cost     # create/complete throughput with and
+                                                   # without migration 0003's claim-order indexes
     TASKQ_TEST_MYSQL="host=127.0.0.1 port=3306 user=root password=" python bench/claim_scaling.py
 
 Numbers go in docs/performance.md, never in test assertions.
@@ -28,7 +31,10 @@ import pymysql  # noqa: E402
 
 from taskq import config as config_module  # noqa: E402
 from taskq.errors import Unavailable  # noqa: E402
-from taskq.store.mysql import Q, MySQLStore  # noqa: E402
+from taskq.store.base import DEFAULT_ORDER  # noqa: E402
+from taskq.store.mysql import CLAIM_ORDERS, Q, MySQLStore  # noqa: E402
+
+ORDER_INDEXES = ("tasks_attempts", "tasks_type_attempts", "tasks_type_status_id")
 
 TYPES = ("bench.alpha", "bench.beta", "other.gamma")
 DIGITS = "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL " \
@@ -80,7 +86,7 @@ def fill(conn, rows, status, start):
                 "neg_priority, progress, attempts, max_attempts, completed_at, created_at, updated_at) "
                 "SELECT 1 + n MOD 3, ELT(1 + n MOD 3, %s, %s, %s), %s, CONCAT('{{\"n\":', n, '}}'), "
                 "LPAD(HEX(n), 64, '0'), n MOD 10, -(n MOD 10), IF(%s = 'completed', 100, 0), "
-                "IF(%s = 'completed', 1, 0), 3, {finished}, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) "
+                "IF(%s = 'completed', 1, n MOD 7 MOD 3), 3, {finished}, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) "
                 "FROM (SELECT {base} + {number} AS n FROM {digits}) AS seq WHERE n < %s".format(
                     finished=finished, base=base, number=number, digits=digits),
                 TYPES + (status, status, status, start + rows))
@@ -146,8 +152,21 @@ def _table(columns, rows):
     return "\n".join(lines)
 
 
-def explain_claim(conn, type_ids, mariadb):
+def explain_claim(conn, type_ids, mariadb, order=DEFAULT_ORDER):
     lease = ("bench-explain", None, 300)
+    fmt = CLAIM_ORDERS[order]
+    if "group" in fmt:  # stepped orders: the next group's value, then its rows
+        top = 3 if order[0] == "attempts" else fmt["start"]
+        for name, args in (("group_top", (top,)), ("group_top_of_type", (type_ids[0], top)),
+                           ("group_rows", (-5 if order[0] == "priority" else 1, 10)),
+                           ("group_rows_of_type", (type_ids[0], -5 if order[0] == "priority" else 1, 10))):
+            explain(conn, name + " (locking: + FOR UPDATE [SKIP LOCKED])",
+                    globals()["Q"][name].format(lock="", **fmt), args, mariadb)
+        return
+    Q = dict(globals()["Q"])
+    for name in ("claim_next", "claim_next_of_type", "lock_head", "lock_head_of_type", "lock_next",
+                 "lock_next_of_type", "head_of_type"):
+        Q[name] = Q[name].format(**fmt)
     explain(conn, "expired leases (non-locking read)", Q["expired_leases"], (50,), mariadb)
     explain(conn, "claim_next: portable claim, no type_pattern", Q["claim_next"], lease, mariadb)
     explain(conn, "claim_next_of_type: portable claim, type_pattern naming one type",
@@ -159,7 +178,7 @@ def explain_claim(conn, type_ids, mariadb):
     explain(conn, "lock_next: SKIP LOCKED claim, no type_pattern", Q["lock_next"], (1,), mariadb)
     explain(conn, "lock_next_of_type: SKIP LOCKED claim, one type", Q["lock_next_of_type"],
             (type_ids[0], 1), mariadb)
-    union = " UNION ALL ".join([Q["head_of_type"]] * 2)
+    union = " UNION ALL ".join([Q["head_of_type"]] * 2)  # formatted above
     explain(conn, "head_of_type x2: heads of two types matched by a pattern (non-locking)",
             union, (type_ids[0], 1, type_ids[1], 1), mariadb)
 
@@ -270,6 +289,174 @@ def server_deadlocks(conn):
     return int(row[1]) if row else None
 
 
+def time_orders(store, type_id, samples):
+    """{order: (claim ms list)} for single claims in every order, all types and one type id."""
+    out = {}
+    for order in sorted(CLAIM_ORDERS):
+        for label, filter_id in (("all types", None), ("task_type_id", type_id)):
+            claims = []
+            for _ in range(samples):
+                started = time.perf_counter()
+                rows = store.claim("bench-worker", None, 1, None, task_type_id=filter_id, order=order)
+                claims.append((time.perf_counter() - started) * 1000)
+                if not rows:
+                    raise SystemExit("claim in order %r found nothing" % (order,))
+                store.complete(rows[0]["id"], "bench-worker", True, "{}", None)
+            out[(order, label)] = claims
+    return out
+
+
+def orders_run(params, database, conn, sizes, samples, type_ids, mariadb):
+    """Every claim order on both paths at each queue size: flat means the same at 1k and 1M."""
+    results = {}
+    for rows in sizes:
+        with conn.cursor() as cur:
+            cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+            cur.execute("TRUNCATE TABLE tasks")
+            cur.execute("TRUNCATE TABLE task_history")
+            cur.execute("SET FOREIGN_KEY_CHECKS = 1")
+        started = time.perf_counter()
+        fill(conn, rows, "pending", 0)
+        print("\nfilled %d pending tasks in %.1f s" % (rows, time.perf_counter() - started))
+        for skip_locked in ("off", "on"):
+            store = store_for(params, database, skip_locked)
+            if skip_locked == "on" and not store.skip_locked:
+                store.close()
+                continue
+            path = "SKIP LOCKED" if store.skip_locked else "portable"
+            for key, claims in time_orders(store, type_ids[0], samples).items():
+                results.setdefault((path,) + key, {})[rows] = statistics.median(claims)
+            store.close()
+    print("\n## claim median ms by order, %d claims each (+ a complete after each)" % samples)
+    print("| path | order | filter | " + " | ".join("%d pending" % rows for rows in sizes) + " |")
+    print("|---|---|---|" + "---|" * len(sizes))
+    for (path, order, label), by_size in sorted(results.items()):
+        name = "%s %s" % (order[0], "DESC" if order[1] else "ASC")
+        print("| %s | %s | %s | %s |" % (path, name, label,
+                                         " | ".join("%.2f" % by_size[rows] for rows in sizes)))
+    if mariadb:
+        for order in sorted(CLAIM_ORDERS):
+            print("\n### EXPLAIN, order %s %s" % (order[0], "DESC" if order[1] else "ASC"))
+            explain_claim(conn, type_ids, False, order)
+
+
+def write_cost(params, database, conn, type_ids, tasks, seconds):
+    """Create and complete throughput with the claim-order indexes and without them."""
+    import multiprocessing
+
+    print("\n## create and complete throughput: with and without migration 0003's indexes")
+    for label in ("with the 0003 indexes", "without them (schema version 2)"):
+        if label.startswith("without"):
+            with conn.cursor() as cur:
+                cur.execute("ALTER TABLE tasks " + ", ".join("DROP INDEX %s" % name
+                                                             for name in ORDER_INDEXES))
+        with conn.cursor() as cur:
+            cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+            cur.execute("TRUNCATE TABLE tasks")
+            cur.execute("TRUNCATE TABLE task_history")
+            cur.execute("SET FOREIGN_KEY_CHECKS = 1")
+        fill(conn, tasks, "completed", 0)  # a table that is not empty
+        for what, batch in (("single creates", 1), ("batch creates of 100", 100)):
+            jobs = [(params, database, type_ids[0], batch, seconds, n) for n in range(4)]
+            with multiprocessing.Pool(4) as pool:
+                made = sum(pool.map(_creator, jobs))
+            print("%-34s %-22s %7.0f tasks/s (4 processes, %d s)" % (label, what, made / seconds,
+                                                                     seconds))
+        with multiprocessing.Pool(4) as pool:
+            done = sum(pool.map(_completer, [(params, database, seconds, n) for n in range(4)]))
+        print("%-34s %-22s %7.0f tasks/s (4 processes: claim 10 + batch complete)"
+              % (label, "claim + complete", done / seconds))
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE tasks " + ", ".join(
+            "ADD KEY %s (%s)" % (name, cols) for name, cols in (
+                ("tasks_attempts", "status, attempts, id"),
+                ("tasks_type_attempts", "type_id, status, attempts, id"),
+                ("tasks_type_status_id", "type_id, status, id"))))
+
+
+def _creator(args):
+    params, database, type_id, batch, seconds, n = args
+    store = store_for(params, database, "auto")
+    made, until = 0, time.time() + seconds
+    while time.time() < until:
+        store.create_tasks([{"type_id": type_id, "type": TYPES[0], "params_json": "{}",
+                             "dedupe_key": uuid.uuid4().hex * 2, "priority": made % 10,
+                             "max_attempts": 3, "claim_timeout": None} for _ in range(batch)])
+        made += batch
+    store.close()
+    return made
+
+
+def _completer(args):
+    params, database, seconds, n = args
+    store = store_for(params, database, "auto")
+    done, until = 0, time.time() + seconds
+    while time.time() < until:
+        rows = store.claim("w%d" % n, None, 10, None)
+        if not rows:
+            break
+        store.complete_many("w%d" % n, [(row["id"], True, "{}", None) for row in rows])
+        done += len(rows)
+    store.close()
+    return done
+
+
+def sqlite_orders(sizes, samples):
+    """The same order table on the SQLite store: a file per size, filled by a recursive CTE."""
+    import shutil
+    import sqlite3
+    import tempfile
+
+    from taskq.store.sqlite import CLAIM_ORDERS as SQLITE_ORDERS, Q as SQ, STEPS, SQLiteStore
+
+    folder = tempfile.mkdtemp(prefix="taskq-bench-sqlite-")
+    results = {}
+    try:
+        for rows in sizes:
+            path = os.path.join(folder, "q%d.sqlite3" % rows)
+            store = SQLiteStore(config_module.parse("[database]\nsqlite_path = %s\n" % path))
+            type_ids = [store.register_type(name, "1", "{}", None, None)[0]["id"] for name in TYPES]
+            started = time.perf_counter()
+            conn = sqlite3.connect(path)
+            conn.execute(
+                "WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n + 1 < ?) "
+                "INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, attempts, "
+                "max_attempts, created_at, updated_at) "
+                "SELECT ? + n % 3 - 1, 'bench', 'pending', '{}', printf('%064d', n), n % 10, n % 7 % 3, "
+                "3, 0, 0 FROM seq", (rows, type_ids[0]))
+            conn.commit()
+            conn.execute("ANALYZE")
+            conn.close()
+            print("sqlite: filled %d pending tasks in %.1f s" % (rows, time.perf_counter() - started))
+            for key, claims in time_orders(store, type_ids[0], samples).items():
+                results.setdefault(key, {})[rows] = statistics.median(claims)
+            if rows == sizes[-1]:
+                for order in sorted(SQLITE_ORDERS):
+                    index, type_index, order_by = SQLITE_ORDERS[order]
+                    cmp, direction, _ = STEPS.get(order, (None, None, None))
+                    statements = ((("next_pending", index, (1,)),
+                                   ("next_pending_of_type", type_index, (type_ids[0], 1)))
+                                  if order_by else
+                                  (("group_top", index, (0,)), ("group_rows", index, (0, 1)),
+                                   ("group_top_of_type", type_index, (type_ids[0], 0)),
+                                   ("group_rows_of_type", type_index, (type_ids[0], 0, 1))))
+                    for name, fmt_index, args in statements:
+                        sql = SQ[name].format(column=order[0], group=order[0], index=fmt_index,
+                                              order=order_by, cmp=cmp, dir=direction)
+                        plan = " | ".join(r[-1] for r in store.conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+                        print("sqlite plan %-9s %-4s %-20s %s" % (order[0], "DESC" if order[1] else "ASC",
+                                                                   name, plan))
+            store.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print("\n## SQLite claim median ms by order, %d claims each (+ a complete after each)" % samples)
+    print("| order | filter | " + " | ".join("%d pending" % rows for rows in sizes) + " |")
+    print("|---|---|" + "---|" * len(sizes))
+    for (order, label), by_size in sorted(results.items()):
+        print("| %s %s | %s | %s |" % (order[0], "DESC" if order[1] else "ASC", label,
+                                       " | ".join("%.2f" % by_size[rows] for rows in sizes)))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1000000)
@@ -278,8 +465,18 @@ def main():
     parser.add_argument("--contention-tasks", type=int, default=20000)
     parser.add_argument("--contention-seconds", type=int, default=8)
     parser.add_argument("--only-contention", action="store_true")
+    parser.add_argument("--orders", action="store_true",
+                        help="only: every claim order at 1,000 and --rows pending tasks")
+    parser.add_argument("--write-cost", action="store_true",
+                        help="only: create/complete throughput with and without the order indexes")
+    parser.add_argument("--write-seconds", type=int, default=6)
     parser.add_argument("--keep", action="store_true", help="do not drop the database (debugging)")
+    parser.add_argument("--sqlite", action="store_true",
+                        help="with --orders: the SQLite store instead of MySQL (needs no server)")
     args = parser.parse_args()
+    if args.orders and args.sqlite:
+        sqlite_orders((1000, args.rows), args.samples)
+        return
 
     params = connection_params()
     admin = connect(params)
@@ -298,6 +495,12 @@ def main():
         cases = (("plain", None), ("type_pattern one type", "bench.alpha"),
                  ("type_pattern two types", "bench.%"))
 
+        if args.orders:
+            orders_run(params, database, conn, (1000, args.rows), args.samples, type_ids, mariadb)
+            return
+        if args.write_cost:
+            write_cost(params, database, conn, type_ids, args.rows, args.write_seconds)
+            return
         if args.only_contention:
             contention(params, database, conn, args.processes, args.contention_tasks,
                        args.contention_seconds, type_ids[0])

@@ -207,7 +207,7 @@ def count_status(api, status):
     code, payload = api.call("GET", "/tasks?status=%s&limit=1" % status)
     if code != 200:
         raise RuntimeError("GET /tasks?status=%s answered %s: %r" % (status, code, payload))
-    return payload["data"]["total"]
+    return payload["pagination"]["total"]
 
 
 def run_backend(base_url, args, name, carry=False):

@@ -5,7 +5,9 @@
 #
 # Environment: TASKQ_URL (the API base, e.g. https://example.com/cgi-bin/api.py),
 # TASKQ_API_KEY (if the API has one), TASKQ_WORKER_ID (default host-pid),
-# TASKQ_ONCE=1 to exit when the queue is empty instead of polling.
+# TASKQ_ONCE=1 to exit when the queue is empty instead of polling,
+# TASKQ_TASK_TYPE_ID (claim only that type id), TASKQ_SORT_BY (created_at,
+# priority, id or attempts) and TASKQ_SORT_ORDER (ASC or DESC) for the claim order.
 # The optional argument is a type pattern (SQL LIKE: % any run, _ one character).
 #
 # The loop: claim -> work (with a heartbeat) -> complete. Replace handle() with your work:
@@ -54,12 +56,16 @@ trap 'rm -f "$errors"' EXIT
 idle=1
 
 while [ -z "$stop" ]; do
-    # 1. Claim: 200 with the task, or 404 {"success": false, "error": "No available tasks"}.
-    claim=$(jq -nc --arg w "$WORKER" --arg p "$PATTERN" \
-        '{worker_id: $w} + (if $p == "" then {} else {type_pattern: $p} end)')
+    # 1. Claim: 200 with the task in full, or 404 {"success": false, "message": "No available tasks"}.
+    claim=$(jq -nc --arg w "$WORKER" --arg p "$PATTERN" --arg t "${TASKQ_TASK_TYPE_ID:-}" \
+        --arg by "${TASKQ_SORT_BY:-}" --arg order "${TASKQ_SORT_ORDER:-}" \
+        '{worker_id: $w} + (if $p == "" then {} else {type_pattern: $p} end)
+         + (if $t == "" then {} else {task_type_id: ($t | tonumber)} end)
+         + (if $by == "" then {} else {sort_by: $by} end)
+         + (if $order == "" then {} else {sort_order: $order} end)')
     answer=$(api POST /tasks/claim "$claim") || { nap 5; continue; }   # network error
     if [ "$(jq -r '.success' <<<"$answer")" != true ]; then
-        [ "$(jq -r '.error' <<<"$answer")" = "No available tasks" ] || echo "claim: $answer" >&2
+        [ "$(jq -r '.message' <<<"$answer")" = "No available tasks" ] || echo "claim: $answer" >&2
         [ -n "${TASKQ_ONCE:-}" ] && break
         nap "$idle"; [ "$idle" -lt 16 ] && idle=$((idle * 2))   # back off while empty
         continue

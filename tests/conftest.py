@@ -152,6 +152,7 @@ class Response:
         self.headers = headers
         self.raw = body
         kind = self.header("Content-Type") or "application/json"
+        # /docs answers HTML, CSS and JavaScript, /metrics text
         self.json = json.loads(body.decode("utf-8")) if body and "json" in kind else None
 
     @property
@@ -257,9 +258,9 @@ def claim(api, worker_id="w1", **extra):
 
 def snapshot(api):
     """Everything a request could change, as the API shows it."""
-    tasks = api.get("/tasks", query="limit=1000").data["tasks"]
+    tasks = api.get("/tasks", query="limit=1000").data
     return {"tasks": tasks,
-            "types": api.get("/task-types").data["task_types"],
+            "types": api.get("/task-types").data,
             "history": {t["id"]: api.get("/tasks/%d/history" % t["id"]).data["events"]
                         for t in tasks}}
 

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import socket
+import time
 
 import pytest
 
@@ -16,6 +17,10 @@ from taskq.app import Application
 from taskq.router import ROUTES
 
 JSON_TYPE = "application/json; charset=utf-8"
+
+
+def without_timestamp(envelope):
+    return {key: value for key, value in envelope.items() if key != "timestamp"}
 
 
 def assert_json_headers(response):
@@ -28,7 +33,9 @@ def assert_error(response, status):
     assert_json_headers(response)
     assert response.json["success"] is False
     assert isinstance(response.json["error"], str) and response.json["error"]
-    assert set(response.json) <= {"success", "error", "details"}
+    assert response.json["message"] == response.json["error"]
+    assert isinstance(response.json["timestamp"], int)
+    assert set(response.json) <= {"success", "error", "message", "timestamp", "details"}
 
 
 # -- envelope and headers ----------------------------------------------------
@@ -37,7 +44,8 @@ def test_success_envelope_has_success_message_data_and_json_headers(api):
                                                   "param_schema": {"type": "object"}})
     assert response.status == 201
     assert_json_headers(response)
-    assert set(response.json) == {"success", "message", "data"}
+    assert set(response.json) == {"success", "message", "data", "timestamp"}
+    assert abs(response.json["timestamp"] - time.time()) < 60
     assert response.json["success"] is True
     assert isinstance(response.json["message"], str) and response.json["message"]
     assert isinstance(response.data["id"], int)
@@ -121,7 +129,7 @@ def test_body_over_max_body_bytes_is_413_and_creates_nothing(api_factory):
     register(api)
     response = api.post("/tasks", {"type": "demo", "params": {"s": "x" * 5000}})
     assert_error(response, 413)
-    assert api.get("/tasks").data["total"] == 0
+    assert api.get("/tasks").json["pagination"]["total"] == 0
 
 
 def test_413_is_decided_from_content_length_before_reading_the_body(backend_config):
@@ -197,7 +205,7 @@ def test_401_changes_nothing(keyed_api):
                                             "param_schema": {"type": "object"}}, headers=auth)
     response = keyed_api.post("/tasks", {"type": "demo", "params": {}})
     assert_error(response, 401)
-    assert keyed_api.get("/tasks", headers=auth).data["total"] == 0
+    assert keyed_api.get("/tasks", headers=auth).json["pagination"]["total"] == 0
 
 
 # -- CORS ----------------------------------------------------------------------
@@ -304,8 +312,9 @@ LEAKS = ("Traceback", "SELECT", "UPDATE", "progress_message", "sqlite3", "pymysq
 
 
 def test_unexpected_database_error_is_generic_500_without_details(backend, tmp_path, request):
-    # A column dropped behind the service's back: the store meets an error it
-    # cannot translate. On MariaDB this breaks a database of its own.
+    # A row corrupted behind the service's back (params that are not JSON):
+    # the answer meets an error nothing translates. (A missing table or column
+    # reads as "run the installer", a 503.) On MariaDB this breaks a database of its own.
     if backend == "mysql":
         config = make_config("mysql", tmp_path, request.getfixturevalue("scratch_mysql_database")())
     else:
@@ -313,10 +322,11 @@ def test_unexpected_database_error_is_generic_500_without_details(backend, tmp_p
     api = ApiClient(Application(config=config))
     register(api)
     task = create(api)
-    db_execute(config, "ALTER TABLE tasks DROP COLUMN progress_message")
+    db_execute(config, "UPDATE tasks SET params_json = ? WHERE id = ?", ("{not json", task["id"]))
     response = api.get("/tasks/%d" % task["id"])
     assert_error(response, 500)
-    assert response.json == {"success": False, "error": "Internal server error"}
+    assert without_timestamp(response.json) == {"success": False, "error": "Internal server error",
+                                                "message": "Internal server error"}
     text = response.raw.decode()
     for leak in LEAKS + (str(tmp_path),):
         assert leak not in text

@@ -184,3 +184,16 @@ def test_install_py_creates_lists_and_revokes_keys(backend_config):
     assert again.returncode == 1 and "No API key" in again.stderr
     bad = _install(backend_config.path, "--create-key", "x")
     assert bad.returncode != 0 and "--role" in bad.stderr
+
+
+def test_key_stats_and_purge_envelopes_carry_timestamp_and_message(admin_api):
+    admin, raw = admin_api
+    reader = keyed(raw, make_key(admin, "reader", "read-only")["key"])
+    for response in (admin.get("/stats"), admin.request("GET", "/admin/keys"),
+                     admin.post("/admin/purge", {"max_rows": 10})):
+        assert response.status == 200, response
+        assert isinstance(response.json["timestamp"], int) and response.json["message"]
+    refused = reader.post("/admin/purge", {})
+    assert refused.status == 403
+    assert refused.json["message"] == refused.json["error"] and "admin" in refused.json["error"]
+    assert isinstance(refused.json["timestamp"], int)

@@ -13,7 +13,7 @@ SCHEMA = {"type": "object",
                          "tags": {"type": "array", "items": {"type": "string"}}},
           "required": ["url"]}
 
-TASK_FIELDS = {"id", "type", "status", "params", "result", "error_message", "priority", "progress",
+TASK_FIELDS = {"id", "type", "type_id", "status", "params", "result", "error_message", "priority", "progress",
                "attempts", "max_attempts", "claimed_by", "claimed_at", "lease_expires_at",
                "completed_at", "created_at", "updated_at"}
 
@@ -31,8 +31,11 @@ def test_create_task_is_201_pending_not_deduplicated(api):
     assert response.status == 201
     data = response.data
     assert isinstance(data["id"], int)
-    assert data == {"id": data["id"], "type": "crawl", "status": "pending", "priority": 5,
-                    "dedupe_key": expected_dedupe_key("crawl", params), "deduplicated": False}
+    assert data == dict(api.get("/tasks/%d" % data["id"]).data,
+                        dedupe_key=expected_dedupe_key("crawl", params), deduplicated=False)
+    assert (data["type"], data["status"], data["priority"], data["params"]) == (
+        "crawl", "pending", 5, params)
+    assert data["type_id"] == api.get("/task-types/crawl").data["id"]
 
 
 def test_create_priority_defaults_to_zero(api):
@@ -49,7 +52,9 @@ def test_identical_create_is_200_deduplicated_with_same_id(api):
     assert second.data["id"] == first.data["id"]
     assert second.data["status"] == "pending"
     assert second.data["dedupe_key"] == first.data["dedupe_key"]
-    assert api.get("/tasks").data["total"] == 1
+    assert {k: v for k, v in second.data.items() if k != "deduplicated"} == \
+        {k: v for k, v in first.data.items() if k != "deduplicated"}
+    assert api.get("/tasks").json["pagination"]["total"] == 1
 
 
 def test_dedupe_ignores_key_order_at_every_depth(api):
@@ -64,7 +69,7 @@ def test_dedupe_ignores_key_order_at_every_depth(api):
     assert first.status == 201
     assert second.status == 200 and third.status == 200
     assert first.data["id"] == second.data["id"] == third.data["id"]
-    assert api.get("/tasks").data["total"] == 1
+    assert api.get("/tasks").json["pagination"]["total"] == 1
 
 
 def test_dedupe_reports_the_existing_tasks_status(api):
@@ -91,7 +96,7 @@ def test_create_unknown_type_is_404_and_creates_nothing(api):
     response = api.post("/tasks", {"type": "missing", "params": {}})
     assert response.status == 404
     assert response.json["success"] is False
-    assert api.get("/tasks").data["total"] == 0
+    assert api.get("/tasks").json["pagination"]["total"] == 0
 
 
 def test_create_invalid_params_is_400_with_details_path_and_message(api):
@@ -109,7 +114,7 @@ def test_create_invalid_params_is_400_with_details_path_and_message(api):
     assert any("url" in p for p in paths)
     assert any("depth" in p for p in paths)
     assert any("tags" in p and "1" in p for p in paths)
-    assert api.get("/tasks").data["total"] == 0
+    assert api.get("/tasks").json["pagination"]["total"] == 0
 
 
 def test_create_missing_required_param_is_400_with_details(api):
@@ -260,46 +265,49 @@ def populated(api):
 
 def test_list_tasks_newest_first_with_counts(populated):
     api, ids, _, _ = populated
-    data = api.get("/tasks").data
-    assert [t["id"] for t in data["tasks"]] == sorted(ids, reverse=True)
-    assert data["count"] == 6 and data["total"] == 6
-    assert data["limit"] == 50 and data["offset"] == 0
-    assert isinstance(data["tasks"][0]["params"], dict)
+    answer = api.get("/tasks").json
+    assert [t["id"] for t in answer["data"]] == sorted(ids, reverse=True)
+    assert answer["pagination"] == {"total": 6, "page": 1, "per_page": 50, "total_pages": 1,
+                                    "limit": 50, "offset": 0}
+    assert isinstance(answer["data"][0]["params"], dict)
 
 
 def test_list_tasks_filters_by_status(populated):
     api, ids, first, second = populated
-    claimed = api.get("/tasks", query="status=claimed").data
-    assert [t["id"] for t in claimed["tasks"]] == [first] and claimed["total"] == 1
+    claimed = api.get("/tasks", query="status=claimed").json
+    assert [t["id"] for t in claimed["data"]] == [first] and claimed["pagination"]["total"] == 1
     completed = api.get("/tasks", query="status=completed").data
-    assert [t["id"] for t in completed["tasks"]] == [second]
-    pending = api.get("/tasks", query="status=pending").data
-    assert pending["total"] == 4 and all(t["status"] == "pending" for t in pending["tasks"])
-    assert api.get("/tasks", query="status=failed").data["total"] == 0
+    assert [t["id"] for t in completed] == [second]
+    pending = api.get("/tasks", query="status=pending").json
+    assert pending["pagination"]["total"] == 4
+    assert all(t["status"] == "pending" for t in pending["data"])
+    assert api.get("/tasks", query="status=failed").json["pagination"]["total"] == 0
 
 
 def test_list_tasks_type_is_a_like_pattern(populated):
     api, ids, _, _ = populated
-    a_all = api.get("/tasks", query="type=a.%25").data
-    assert a_all["total"] == 4 and {t["type"] for t in a_all["tasks"]} == {"a.one", "a.two"}
-    exact = api.get("/tasks", query="type=b.one").data
-    assert exact["total"] == 2 and {t["type"] for t in exact["tasks"]} == {"b.one"}
+    a_all = api.get("/tasks", query="type=a.%25").json
+    assert a_all["pagination"]["total"] == 4
+    assert {t["type"] for t in a_all["data"]} == {"a.one", "a.two"}
+    exact = api.get("/tasks", query="type=b.one").json
+    assert exact["pagination"]["total"] == 2 and {t["type"] for t in exact["data"]} == {"b.one"}
     ones = api.get("/tasks", query="type=%25.one&status=pending").data
-    assert {t["type"] for t in ones["tasks"]} <= {"a.one", "b.one"}
-    assert api.get("/tasks", query="type=zzz%25").data["total"] == 0
+    assert {t["type"] for t in ones} <= {"a.one", "b.one"}
+    assert api.get("/tasks", query="type=zzz%25").json["pagination"]["total"] == 0
 
 
 def test_list_tasks_limit_and_offset_page_through(populated):
     api, ids, _, _ = populated
     newest_first = sorted(ids, reverse=True)
-    page1 = api.get("/tasks", query="limit=4").data
-    page2 = api.get("/tasks", query="limit=4&offset=4").data
-    assert [t["id"] for t in page1["tasks"]] == newest_first[:4]
-    assert [t["id"] for t in page2["tasks"]] == newest_first[4:]
-    assert page1["total"] == page2["total"] == 6
-    assert page2["count"] == 2 and page2["limit"] == 4 and page2["offset"] == 4
-    beyond = api.get("/tasks", query="offset=100").data
-    assert beyond["tasks"] == [] and beyond["total"] == 6
+    page1 = api.get("/tasks", query="limit=4").json
+    page2 = api.get("/tasks", query="limit=4&offset=4").json
+    assert [t["id"] for t in page1["data"]] == newest_first[:4]
+    assert [t["id"] for t in page2["data"]] == newest_first[4:]
+    assert page1["pagination"]["total"] == page2["pagination"]["total"] == 6
+    assert page2["pagination"] == {"total": 6, "page": 2, "per_page": 4, "total_pages": 2,
+                                   "limit": 4, "offset": 4}
+    beyond = api.get("/tasks", query="offset=100").json
+    assert beyond["data"] == [] and beyond["pagination"]["total"] == 6
 
 
 @pytest.mark.parametrize("query", ["status=done", "status=PENDING", "limit=0", "limit=1001",
@@ -313,7 +321,7 @@ def test_list_tasks_bad_query_is_400(api, query):
 
 def test_list_tasks_accepts_limit_bounds(api):
     assert api.get("/tasks", query="limit=1").status == 200
-    assert api.get("/tasks", query="limit=1000").data["limit"] == 1000
+    assert api.get("/tasks", query="limit=1000").json["pagination"]["limit"] == 1000
 
 
 def test_priority_accepts_the_32_bit_range_and_orders_by_it(api):

@@ -28,7 +28,7 @@ def test_register_existing_name_is_200_updated_with_same_id(api):
     got = api.get("/task-types/demo").data
     assert got["version"] == "2.0"
     assert got["param_schema"] == {"type": "object"}
-    assert api.get("/task-types").data["count"] == 1
+    assert len(api.get("/task-types").data) == 1
 
 
 @pytest.mark.parametrize("missing", ["name", "version", "param_schema"])
@@ -38,7 +38,7 @@ def test_register_without_a_required_field_is_400_naming_it(api, missing):
     response = api.post("/task-types/register", body)
     assert response.status == 400
     assert missing in response.error
-    assert api.get("/task-types").data["count"] == 0
+    assert len(api.get("/task-types").data) == 0
 
 
 @pytest.mark.parametrize("name", ["", "has space", "a/b", "x" * 256, "naïve", "semi;colon",
@@ -47,7 +47,7 @@ def test_register_bad_name_is_400(api, name):
     response = api.post("/task-types/register", {"name": name, "version": "1", "param_schema": SCHEMA})
     assert response.status == 400, response
     assert response.json["success"] is False
-    assert api.get("/task-types").data["count"] == 0
+    assert len(api.get("/task-types").data) == 0
 
 
 @pytest.mark.parametrize("name", ["a", "x" * 255, "PrismQ.Script:v2_final-1", "A.b_C:d-9"])
@@ -62,7 +62,7 @@ def test_register_param_schema_not_an_object_is_400(api, schema):
     response = api.post("/task-types/register", {"name": "demo", "version": "1", "param_schema": schema})
     assert response.status == 400
     assert "param_schema" in response.error
-    assert api.get("/task-types").data["count"] == 0
+    assert len(api.get("/task-types").data) == 0
 
 
 @pytest.mark.parametrize("schema, why", [
@@ -76,7 +76,7 @@ def test_register_invalid_json_schema_is_400_saying_why(api, schema, why):
     assert response.status == 400
     assert "JSON Schema" in response.error
     assert why in response.error
-    assert api.get("/task-types").data["count"] == 0
+    assert len(api.get("/task-types").data) == 0
 
 
 def test_register_stores_max_attempts_and_claim_timeout_overrides(api):
@@ -122,7 +122,7 @@ def test_register_bad_override_is_400(api, field, value):
                                                   field: value})
     assert response.status == 400, response
     assert field in response.error
-    assert api.get("/task-types").data["count"] == 0
+    assert len(api.get("/task-types").data) == 0
 
 
 @pytest.mark.parametrize("field, value", [("name", 5), ("name", None), ("version", 1),
@@ -132,7 +132,7 @@ def test_register_wrong_json_type_is_400(api, field, value):
     body[field] = value
     response = api.post("/task-types/register", body)
     assert response.status == 400, response
-    assert api.get("/task-types").data["count"] == 0
+    assert len(api.get("/task-types").data) == 0
 
 
 def test_get_type_returns_param_schema_as_object(api):
@@ -155,10 +155,10 @@ def test_get_unknown_type_is_404(api):
 def test_list_types_returns_all_with_count(api):
     for name in ("b.type", "a.type", "c.type"):
         register(api, name)
-    data = api.get("/task-types").data
-    assert data["count"] == 3
-    assert sorted(t["name"] for t in data["task_types"]) == ["a.type", "b.type", "c.type"]
-    assert all(isinstance(t["param_schema"], dict) for t in data["task_types"])
+    answer = api.get("/task-types").json
+    assert answer["pagination"]["total"] == 3 and len(answer["data"]) == 3
+    assert sorted(t["name"] for t in answer["data"]) == ["a.type", "b.type", "c.type"]
+    assert all(isinstance(t["param_schema"], dict) for t in answer["data"])
 
 
 def test_list_types_active_only_leaves_out_inactive(api, backend_config):
@@ -167,9 +167,9 @@ def test_list_types_active_only_leaves_out_inactive(api, backend_config):
     db_execute(backend_config, "UPDATE task_types SET is_active = 0 WHERE name = ?", ("off",))
     everything = api.get("/task-types").data
     active = api.get("/task-types", query="active_only=true").data
-    assert everything["count"] == 2
-    assert active["count"] == 1 and active["task_types"][0]["name"] == "on"
-    assert api.get("/task-types", query="active_only=false").data["count"] == 2
+    assert len(everything) == 2
+    assert len(active) == 1 and active[0]["name"] == "on"
+    assert len(api.get("/task-types", query="active_only=false").data) == 2
     assert api.get("/task-types/off").data["is_active"] is False
 
 
@@ -196,7 +196,7 @@ def test_register_with_is_active_false_deactivates_and_keeps_queued_tasks_claima
                                                  "param_schema": {"type": "object"}})
     assert response.status == 200 and response.data["is_active"] is False
     assert api.post("/tasks", {"type": "demo", "params": {"n": 2}}).status == 400
-    assert api.get("/task-types", query="active_only=true").data["count"] == 0
+    assert len(api.get("/task-types", query="active_only=true").data) == 0
     assert api.post("/tasks/claim", {"worker_id": "w"}).data["params"] == {"n": 1}
 
 

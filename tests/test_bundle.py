@@ -150,6 +150,24 @@ def test_cgi_entry_in_bundle_answers_health_with_only_vendored_packages(unpacked
     assert b'"status":"ok"' in body
 
 
+def test_cgi_entry_in_bundle_serves_the_docs_page_and_its_vendored_assets(unpacked, tmp_path):
+    (tmp_path / "config.ini").write_text(
+        "[database]\nbackend = sqlite\nsqlite_path = %s\n" % (tmp_path / "t.sqlite3"))
+    for path, content_type in (("/docs", b"text/html"),
+                               ("/docs/swagger-ui/swagger-ui-bundle.js", b"text/javascript")):
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "REQUEST_METHOD": "GET",
+               "PATH_INFO": path, "SCRIPT_NAME": "/cgi-bin/api.py", "QUERY_STRING": "",
+               "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+               "GATEWAY_INTERFACE": "CGI/1.1", "TASKQ_CONFIG": str(tmp_path / "config.ini")}
+        result = subprocess.run([sys.executable, "-S", os.path.join(unpacked, "cgi-bin", "api.py")],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        head, _, body = result.stdout.partition(b"\r\n\r\n")
+        assert b"Status: 200" in head and b"Content-Type: " + content_type in head, head
+        name = "docs.html" if path == "/docs" else "swagger-ui/swagger-ui-bundle.js"
+        with open(os.path.join(ROOT, "lib", "taskq", "static", name), "rb") as handle:
+            assert body == handle.read()
+
+
 def test_bundle_for_python_3_8_brings_its_backports_and_not_the_running_pythons(tmp_path):
     target = "3.8" if VERSION != "3.8" else "3.13"
     path = built_bundle(target)

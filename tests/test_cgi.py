@@ -89,13 +89,14 @@ def test_task_lifecycle_through_cgi(backend_config):
     listed = run_cgi("GET", "/tasks", query="status=completed&type=PrismQ.%25&limit=5",
                      config_path=path)
     assert_cgi_json(listed, 200)
-    assert [t["id"] for t in listed.data["tasks"]] == [task_id] and listed.data["limit"] == 5
+    assert [t["id"] for t in listed.data] == [task_id]
+    assert listed.json["pagination"]["limit"] == 5
     empty = run_cgi("POST", "/tasks/claim", {"worker_id": "cgi-1"}, config_path=path)
     assert_cgi_json(empty, 404)
     assert empty.error == "No available tasks"
     types = run_cgi("GET", "/task-types", query="active_only=true", config_path=path)
     assert_cgi_json(types, 200)
-    assert types.data["count"] == 1
+    assert len(types.data) == 1 and types.json["pagination"]["total"] == 1
 
 
 def test_routes_come_from_path_info_behind_a_rewrite(backend_config):
@@ -230,7 +231,8 @@ def test_unexpected_error_through_cgi_is_generic_and_logged_not_sent(tmp_path):
     db_execute(config, "DROP TABLE task_history")
     response = run_cgi("POST", "/tasks/claim", {"worker_id": "w"}, config_path=config.path)
     assert_cgi_json(response, 500)
-    assert response.json == {"success": False, "error": "Internal server error"}
+    assert response.json["error"] == response.json["message"] == "Internal server error"
+    assert set(response.json) == {"success", "error", "message", "timestamp"}
     assert b"task_history" not in response.raw and str(tmp_path).encode() not in response.raw
     assert b"Traceback" in response.stderr  # the web server's error log gets it
     after = run_cgi("GET", "/tasks/%d" % created.data["id"], config_path=config.path)

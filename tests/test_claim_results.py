@@ -152,7 +152,8 @@ def test_client_falls_back_to_the_separate_routes_on_an_older_server(backend_con
         # remembered: the next claim does not send `results` at all
         answer = client.claim_after("w1", [done(ids[1])], 1)
         assert answer["completed"] == 1 and [t["id"] for t in answer["tasks"]] == [ids[2]]
-        assert old.claims[-1] == ["limit", "worker_id"]
+        assert "results" not in old.claims[-1]
+        assert {"limit", "worker_id"} <= set(old.claims[-1])
     finally:
         old.close()
     assert [api.get("/tasks/%d" % i).data["status"] for i in ids] == ["completed", "completed",

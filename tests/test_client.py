@@ -66,6 +66,28 @@ def test_client_drives_every_route_and_returns_plain_data(server, client, backen
     assert client.list_tasks(status="pending")["total"] == 0
 
 
+def test_client_claims_by_type_id_and_order_and_pages_lists(server, client):
+    alpha = client.register_type("c.alpha", "1", {"type": "object"})["id"]
+    client.register_type("c.beta", "1", {"type": "object"})
+    old = client.create_task("c.alpha", {"n": 1})["id"]
+    new = client.create_task("c.alpha", {"n": 2}, priority=5)["id"]
+    client.create_task("c.beta", {"n": 3}, priority=9)
+    task = client.claim("w", task_type_id=alpha, sort_by="created_at", sort_order="ASC")
+    assert task["id"] == old and task["type_id"] == alpha and task["status"] == "claimed"
+    assert [t["id"] for t in client.claim_batch("w", 5, task_type_id=alpha)] == [new]
+    assert client.claim("w", task_type_id=alpha) is None
+    with pytest.raises(BadRequest) as caught:
+        client.claim("w", sort_by="name")
+    assert "created_at, priority, id, attempts" in caught.value.message
+    listed = client.list_tasks(limit=2, offset=1)
+    assert listed["pagination"] == {"total": 3, "page": 1, "per_page": 2, "total_pages": 2,
+                                    "limit": 2, "offset": 1}
+    assert (listed["total"], listed["count"], listed["limit"], listed["offset"]) == (3, 2, 2, 1)
+    types = client.list_types()
+    assert types["count"] == 2 and types["pagination"]["total"] == 2
+    assert {t["name"]: t["usage_count"] for t in types["task_types"]} == {"c.alpha": 2, "c.beta": 1}
+
+
 def test_falsy_results_and_failures_round_trip(server, client):
     client.register_type("job", "1", {"type": "object"})
     first = client.create_task("job", {"n": 1})["id"]

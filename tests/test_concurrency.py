@@ -45,7 +45,14 @@ def _caller(mode, config_path):
     return call
 
 
-def _work(name, mode, config_path, pattern, out_path, deadline):
+# claim options per worker: every order, and filters by type id alone and with a pattern
+CLAIM_MIXES = [{}, {"sort_by": "created_at", "sort_order": "DESC"},
+               {"sort_by": "priority", "sort_order": "ASC"}, {"sort_by": "attempts", "sort_order": "DESC"},
+               {"sort_by": "id"}, {"sort_by": "attempts", "sort_order": "ASC", "type_id": "load.a"},
+               {"sort_by": "created_at", "type_id": "load.b"}, {"type_id": "load.a"}]
+
+
+def _work(name, mode, config_path, pattern, out_path, deadline, extra=None):
     """Claim and complete until the queue is empty; write what happened to out_path."""
     record = {"name": name, "mode": mode, "claims": [], "completed": [], "errors": []}
     call = _caller(mode, config_path)
@@ -57,6 +64,7 @@ def _work(name, mode, config_path, pattern, out_path, deadline):
                 record["errors"].append("deadline passed")
                 break
             body = {"worker_id": name, "limit": limit}
+            body.update(extra or {})
             if pattern:
                 body["type_pattern"] = pattern
             status, payload = call("POST", "/tasks/claim", body)
@@ -103,9 +111,10 @@ def _run_workers(specs, tmp_path):
     """specs: [(name, mode, pattern)]; returns the workers' records."""
     deadline = time.time() + WORKER_DEADLINE
     processes = []
-    for name, mode, pattern, config_path in specs:
+    for name, mode, pattern, config_path, extra in specs:
         out = tmp_path / ("%s.json" % name)
-        process = FORK.Process(target=_work, args=(name, mode, config_path, pattern, str(out), deadline))
+        process = FORK.Process(target=_work, args=(name, mode, config_path, pattern, str(out), deadline,
+                                                   extra))
         process.start()
         processes.append((process, out))
     records = []
@@ -158,17 +167,22 @@ def _server_deadlocks(config):
 
 
 def _race_and_check(api, backend_config, tmp_path):
-    """8 workers (2 through CGI, half with a type_pattern) drain 2,000 tasks; check every one."""
-    register(api, "load.a", {"type": "object"})
-    register(api, "load.b", {"type": "object"})
+    """8 workers (2 through CGI, half with a type_pattern, each with its own claim
+    order, some filtered to one type id) drain 2,000 tasks; check every one."""
+    type_ids = {name: register(api, name, {"type": "object"})["id"] for name in ("load.a", "load.b")}
     ids = _create_many(api, TASKS)
     path = str(backend_config.path)
     specs = []
-    for n in range(IN_PROCESS_WORKERS):
+    for n in range(IN_PROCESS_WORKERS + CGI_WORKERS):
+        extra = dict(CLAIM_MIXES[n % len(CLAIM_MIXES)])
+        if "type_id" in extra:
+            extra["task_type_id"] = type_ids[extra.pop("type_id")]
         # half claim through type_pattern: the PHP original deadlocked there
-        specs.append(("proc-%d" % n, "wsgi", "load.%" if n % 2 else None, path))
-    for n in range(CGI_WORKERS):
-        specs.append(("cgi-%d" % n, "cgi", "load.%" if n % 2 else None, path))
+        pattern = "load.%" if n % 2 else None
+        if n < IN_PROCESS_WORKERS:
+            specs.append(("proc-%d" % n, "wsgi", pattern, path, extra))
+        else:
+            specs.append(("cgi-%d" % (n - IN_PROCESS_WORKERS), "cgi", pattern, path, extra))
     records = _run_workers(specs, tmp_path / "")
 
     errors = [(r["name"], e) for r in records for e in r["errors"]]
@@ -199,8 +213,8 @@ def _race_and_check(api, backend_config, tmp_path):
     for task_id in ids:
         worker = claimed_by[task_id]
         assert events[task_id] == [("created", None), ("claimed", worker), ("completed", worker)]
-    counts = api.get("/tasks", query="status=pending&limit=1").data["total"], \
-        api.get("/tasks", query="status=claimed&limit=1").data["total"]
+    counts = api.get("/tasks", query="status=pending&limit=1").json["pagination"]["total"], \
+        api.get("/tasks", query="status=claimed&limit=1").json["pagination"]["total"]
     assert counts == (0, 0)
 
 

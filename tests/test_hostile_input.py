@@ -260,4 +260,4 @@ def test_rows_stored_before_the_fix_still_leave_as_strict_json(hostile, stored, 
     one = strict_json(api.get("/tasks/%d" % task_id).raw)
     assert one["data"]["result"] == shown
     listed = strict_json(api.get("/tasks", query="limit=10").raw)
-    assert [t["result"] for t in listed["data"]["tasks"] if t["id"] == task_id] == [shown]
+    assert [t["result"] for t in listed["data"] if t["id"] == task_id] == [shown]

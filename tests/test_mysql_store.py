@@ -18,6 +18,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import IN_CI, ROOT, empty_mysql, make_config, mysql_connect
+from taskq.store.base import DEFAULT_ORDER
+from taskq.store.mysql import CLAIM_ORDERS
 
 pytestmark = pytest.mark.mysql
 
@@ -74,6 +76,11 @@ def add_tasks(store, type_row, priorities, tag=""):
 
 # -- the claim reads indexes in order ------------------------------------------------
 CLAIM_STATEMENTS = {
+    # stepped orders (priority ASC, attempts DESC): the next group, then its rows
+    "group_top": ((2 ** 31,), "tasks_claim"),
+    "group_top_of_type": ((1, 2 ** 31), "tasks_type_claim"),
+    "group_rows": ((1, 5), "tasks_claim"),
+    "group_rows_of_type": ((1, 1, 5), "tasks_type_claim"),
     "claim_next": (("w", None, 300), "tasks_claim"),
     "claim_next_of_type": (("w", None, 300, 1), "tasks_type_claim"),
     "lock_head": ((2,), "tasks_claim"),
@@ -88,17 +95,36 @@ CLAIM_STATEMENTS = {
 }
 
 
+def _order_id(order):
+    return "%s-%s" % (order[0], "desc" if order[1] else "asc")
+
+
+@pytest.mark.parametrize("order", sorted(CLAIM_ORDERS), ids=_order_id)
 @pytest.mark.parametrize("name", sorted(CLAIM_STATEMENTS))
-def test_claim_statement_reads_its_index_without_sort_or_scan(store_factory, name):
+def test_claim_statement_reads_its_index_without_sort_or_scan(store_factory, name, order):
     from taskq.store.mysql import Q
 
+    if (name == "expired_leases" or name.startswith("cluster_")) and order != DEFAULT_ORDER:
+        pytest.skip("one statement, whatever the claim order")
+    if ("group" in CLAIM_ORDERS[order]) != name.startswith("group_"):
+        pytest.skip("a statement this order does not run")
     store = store_factory()
     alpha = add_type(store, "plan.alpha")
-    add_tasks(store, alpha, [n % 7 for n in range(300)])
+    ids = add_tasks(store, alpha, [n % 7 for n in range(300)])
+    db_conn = mysql_connect(store.config.database["name"])
+    with db_conn.cursor() as cur:  # attempts that vary, as retries leave them
+        cur.execute("UPDATE tasks SET attempts = id %% 4 WHERE id <= %s", (ids[150],))
+    db_conn.commit()
+    db_conn.close()
     store.claim("w", None, 20, None)
     params, index = CLAIM_STATEMENTS[name]
+    fmt = CLAIM_ORDERS[order]
+    if index == "tasks_claim":
+        index = fmt["index"]
+    elif index == "tasks_type_claim":
+        index = fmt["type_index"]
     cursor = store.conn.cursor()
-    cursor.execute("EXPLAIN " + Q[name], params)
+    cursor.execute("EXPLAIN " + Q[name].format(lock=" FOR UPDATE", **fmt), params)
     columns = [c[0] for c in cursor.description]
     plan = [dict(zip(columns, row)) for row in cursor.fetchall()]
     assert [row["key"] for row in plan] == [index], plan
@@ -119,7 +145,8 @@ def test_claim_reads_one_index_entry_past_a_thousand_finished_tasks(store_factor
         cur.execute("BEGIN")
         from taskq.store.mysql import Q
 
-        cur.execute("ANALYZE " + Q["claim_next"], ("w", None, 300))
+        cur.execute("ANALYZE " + Q["claim_next"].format(**CLAIM_ORDERS[DEFAULT_ORDER]),
+                    ("w", None, 300))
         columns = [c[0] for c in cur.description]
         plan = [dict(zip(columns, row)) for row in cur.fetchall()]
         cur.execute("ROLLBACK")
@@ -141,6 +168,49 @@ def test_claim_takes_highest_priority_then_oldest_on_each_path(store_factory, sk
     assert [row["id"] for row in store.claim("w1", "order.%", 1, None)] == [b[1]]
     assert [row["id"] for row in store.claim("w1", "order.%", 5, None)] == [b[2]]
     assert store.claim("w1", None, 5, None) == []
+
+
+def _expected(rows, order):
+    """rows: {id: (priority, attempts)} -> ids in claim order (ties oldest first)."""
+    column, descending = order
+    sign = -1 if descending else 1
+    if column == "id":
+        return sorted(rows, key=lambda task_id: sign * task_id)
+    pick = 0 if column == "priority" else 1
+    return sorted(rows, key=lambda task_id: (sign * rows[task_id][pick], task_id))
+
+
+@pytest.mark.parametrize("order", sorted(CLAIM_ORDERS), ids=_order_id)
+@pytest.mark.parametrize("skip_locked", CLAIM_PATHS)
+def test_every_claim_order_holds_on_each_path_single_batch_one_type_and_pattern(
+        store_factory, skip_locked, order):
+    store = store_factory(skip_locked)
+    types = [add_type(store, "ord.t%d" % n) for n in range(3)]
+    rows = {}
+    conn = mysql_connect(store.config.database["name"])
+    with conn.cursor() as cur:
+        for n, type_row in enumerate(types):
+            priorities = [(n * 3 + k) % 4 for k in range(5)]
+            for k, task_id in enumerate(add_tasks(store, type_row, priorities)):
+                attempts = (task_id * 7 + k) % 3
+                cur.execute("UPDATE tasks SET attempts = %s WHERE id = %s", (attempts, task_id))
+                rows[task_id] = (priorities[k], attempts, type_row["id"])
+    conn.commit()
+    conn.close()
+    one_type = {i: r for i, r in rows.items() if r[2] == types[1]["id"]}
+    got = [store.claim("w", None, 1, None, task_type_id=types[1]["id"], order=order)[0]["id"]]
+    got += [r["id"] for r in store.claim("w", None, 2, None, task_type_id=types[1]["id"],
+                                         order=order)]
+    assert got == _expected(one_type, order)[:3]
+    left = {i: r for i, r in rows.items() if i not in got}
+    pattern = {i: r for i, r in left.items() if r[2] != types[1]["id"]}
+    taken = [store.claim("w", "ord.t_", 1, None, task_type_id=None, order=order)[0]["id"]]
+    assert taken == _expected(left, order)[:1]
+    batch = [r["id"] for r in store.claim("w", "ord.t%", 4, None, order=order)]
+    assert batch == _expected({i: r for i, r in left.items() if i not in taken}, order)[:4]
+    rest = {i: r for i, r in left.items() if i not in taken + batch}
+    assert [r["id"] for r in store.claim("w", None, 100, None, order=order)] == _expected(rest, order)
+    assert pattern  # the pattern claims merged heads of two or three types
 
 
 @pytest.mark.parametrize("skip_locked", CLAIM_PATHS)

@@ -4,9 +4,11 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from taskq import config
-from taskq.store.sqlite import SCHEMA_VERSION, SQLiteStore
+from taskq.store.sqlite import CLAIM_ORDERS, SCHEMA_VERSION, STEPS, SQLiteStore  # noqa: E402
 
 
 def sqlite_store(path):
@@ -43,17 +45,27 @@ def test_missing_data_folder_is_created(tmp_path):
     assert path.exists()
 
 
-def test_claim_uses_indexes_not_a_scan_or_sort(tmp_path):
+@pytest.mark.parametrize("order", sorted(CLAIM_ORDERS), ids=lambda o: "%s-%s" % (o[0], "desc" if o[1] else "asc"))
+def test_claim_uses_indexes_not_a_scan_or_sort(tmp_path, order):
     from taskq import config
     from taskq.store import open_store
 
     store = open_store(config.parse("[database]\nsqlite_path = %s\n" % (tmp_path / "x.sqlite3")))
     from taskq.store.sqlite import Q
 
+    index, type_index, order_by = CLAIM_ORDERS[order]
+    if order_by is None:  # a stepped order: the next group's value, then that group's rows
+        cmp, direction, _ = STEPS[order]
+        statements = (("group_top", (0,), index), ("group_top_of_type", (1, 0), type_index),
+                      ("group_rows", (0, 5), index), ("group_rows_of_type", (1, 0, 5), type_index))
+    else:
+        cmp = direction = None
+        statements = (("next_pending", (1,), index), ("next_pending_of_type", (1, 1), type_index))
     plans = {}
-    for name, params in (("next_pending", (1,)), ("next_pending_of_type", (1, 1)),
-                         ("expired_leases", (0, 50))):
-        plans[name] = " | ".join(row[-1] for row in store.conn.execute("EXPLAIN QUERY PLAN " + Q[name], params))
+    for name, params, use in statements + (("expired_leases", (0, 50), None),):
+        sql = Q[name] if use is None else Q[name].format(
+            column=order[0], group=order[0], order=order_by, index=use, cmp=cmp, dir=direction)
+        plans[name] = " | ".join(row[-1] for row in store.conn.execute("EXPLAIN QUERY PLAN " + sql, params))
     store.close()
     for name, plan in plans.items():
         assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (name, plan)

@@ -140,3 +140,26 @@ def test_steering_keeps_the_counters_equal_to_a_recount(api, backend_config):
     data = api.get("/stats").data
     assert counted(data) == recount(backend_config)
     assert data["types"]["steer"]["counts"] == {"pending": 4, "cancelled": 2}
+
+
+@pytest.mark.parametrize("sort_by,sort_order", [
+    ("priority", "DESC"), ("priority", "ASC"), ("attempts", "ASC"), ("attempts", "DESC"),
+    ("id", "ASC"), ("created_at", "DESC")])
+def test_every_claim_order_and_the_type_filter_keep_the_counters_equal_to_a_recount(
+        api, backend_config, sort_by, sort_order):
+    kinds = {name: register(api, name)["id"] for name in ("order-a", "order-b")}
+    batch = [{"type": name, "params": {"n": n}, "priority": n % 3}
+             for name in kinds for n in range(6)]
+    assert api.post("/tasks", {"tasks": batch}).data["created"] == 12
+    create(api, {"n": 0}, type="order-a")  # a duplicate: the type's usage and counters stay
+    for body in ({"limit": 3}, {"task_type_id": kinds["order-b"], "limit": 2},
+                 {"task_type_id": kinds["order-a"]}, {"type_pattern": "order-%", "limit": 2}):
+        response = api.post("/tasks/claim", dict(body, worker_id="w", sort_by=sort_by,
+                                                 sort_order=sort_order))
+        assert response.status == 200, response
+    data = api.get("/stats").data
+    assert counted(data) == recount(backend_config)
+    assert data["counts"] == {"pending": 4, "claimed": 8}
+    assert data["leases"] == {"w": 8}
+    usage = {t["name"]: t["usage_count"] for t in api.get("/task-types").data}
+    assert usage == {"order-a": 6, "order-b": 6}

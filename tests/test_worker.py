@@ -339,6 +339,23 @@ def test_result_that_is_not_json_is_stored_as_stdout(server, client, tmp_path):
     assert json.dumps(client.get_task(task_id)["params"]) == '{"n": 0}'
 
 
+def test_worker_claims_only_its_task_type_id_in_the_order_asked(server, client, tmp_path):
+    wanted = client.register_type("w.wanted", "1", {"type": "object"})["id"]
+    client.register_type("w.other", "1", {"type": "object"})
+    ids = [client.create_task("w.wanted", {"n": n}, priority=n)["id"] for n in range(3)]
+    other = client.create_task("w.other", {"n": 9}, priority=99)["id"]
+    seen = tmp_path / "seen.txt"
+    proc = start_worker(server.url, "--once", "--worker-id", "typed", "--task-type-id", wanted,
+                        "--sort-by", "created_at", "--sort-order", "ASC",
+                        "--exec", 'echo "$TASKQ_TASK_ID" >> %s; echo {}' % seen,
+                        log_path=tmp_path / "w.log")
+    assert finish(proc) == 0
+    assert all(client.get_task(task_id)["status"] == "completed" for task_id in ids)
+    # oldest first, whatever the priority, and never the other type
+    assert seen.read_text().split() == [str(task_id) for task_id in ids]
+    assert client.get_task(other)["status"] == "pending"
+
+
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
@@ -356,6 +373,22 @@ def test_shell_example_worker_speaks_the_http_contract(server, client, tmp_path)
     assert task["result"] == {"type": "Demo.Echo", "echo": {"text": "hi"}, "keys": ["text"]}
     assert client.get_task(other)["status"] == "pending"
     assert b"outcome=completed" in proc.stderr
+
+
+def test_shell_example_worker_claims_by_type_id_in_the_order_asked(server, client, tmp_path):
+    wanted = client.register_type("Demo.Echo", "1", {"type": "object"})["id"]
+    client.register_type("Other", "1", {"type": "object"})
+    first = client.create_task("Demo.Echo", {"text": "a"}, priority=1)["id"]
+    second = client.create_task("Demo.Echo", {"text": "b"}, priority=5)["id"]
+    other = client.create_task("Other", {"x": 1}, priority=9)["id"]
+    env = python_env(TASKQ_URL=server.url, TASKQ_ONCE="1", TASKQ_WORKER_ID="shell",
+                     TASKQ_TASK_TYPE_ID=str(wanted), TASKQ_SORT_BY="id", TASKQ_SORT_ORDER="ASC")
+    proc = subprocess.run(["bash", os.path.join(EXAMPLES, "worker.sh")], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    order = [line.split()[0] for line in proc.stderr.decode().splitlines() if "outcome=" in line]
+    assert order == ["task=%d" % first, "task=%d" % second]
+    assert client.get_task(other)["status"] == "pending"
 
 
 def test_python_example_worker_runs_its_handlers(server, client, tmp_path):

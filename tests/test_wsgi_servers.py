@@ -318,7 +318,7 @@ def test_concurrent_claims_in_threads_keep_apart(served, api):
         thread.join(120)
     assert errors == []
     assert len(done) == 200 and all(len(workers) == 1 for workers in done.values())
-    listed = api.get("/tasks?status=completed&limit=1000").data["tasks"]
+    listed = api.get("/tasks?status=completed&limit=1000").data
     assert len(listed) == 200
     for task in listed:
         assert task["result"] == {"by": done[task["id"]][0], "n": task["params"]["n"]}

@@ -8,9 +8,10 @@ reach a client.
 
 import json
 import sys
+import time
 
 from . import errors, transport
-from .router import PUBLIC, ROLE_GRANTS, ROUTE_ROLES, SELF_AUTHORIZED, Router
+from .router import FILES, PUBLIC, ROLE_GRANTS, ROUTE_ROLES, SELF_AUTHORIZED, Router
 
 STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 303: "See Other",
                304: "Not Modified", 400: "Bad Request",
@@ -242,10 +243,16 @@ class Application:
         try:
             config = self.config
             request = Request(environ, config.api["max_body_bytes"])
-            headers.extend(self._cors_headers(request, config))
+            cors = self._cors_headers(request, config)
+            headers.extend(cors)
             if request.method == "OPTIONS":
                 return self._preflight(request, headers)
             name, params = self.router.match(request.method, request.path)
+            if name in FILES:  # /docs: HTML and its assets, no database, no key
+                from . import docs_ui
+
+                status, file_headers, body = getattr(docs_ui, FILES[name])(request, **params)
+                return status, file_headers + cors, body
             context = Context(request, config, self._pool_for(environ))
             if name not in PUBLIC and not name.startswith(SELF_AUTHORIZED):
                 self._authorize(request, config, context, name)
@@ -256,11 +263,17 @@ class Application:
                 headers[:] = [h for h in headers if h[0] not in ("Content-Type", "Cache-Control")]
                 headers.extend(answer.headers)
                 return answer.status, headers, answer.body
-            status, message, data = answer
+            status, message, data = answer[:3]
             if isinstance(data, Raw):
                 headers[0] = ("Content-Type", data.content_type)
                 raw = data.body
-            payload = data if message is None else {"success": True, "message": message, "data": data}
+            if message is None:
+                payload = data
+            else:
+                payload = {"success": True, "message": message, "data": data}
+                if len(answer) > 3:
+                    payload.update(answer[3])
+                payload["timestamp"] = int(time.time())
             failed = False
             if name not in PUBLIC and _lottery(config.retention["gc_probability"]):
                 self._collect(context, environ)
@@ -268,19 +281,18 @@ class Application:
             status = exc.status
             failed = status >= 500
             headers.extend(exc.headers())
-            payload = {"success": False, "error": exc.message}
+            payload = _error(exc.message)
             if exc.details is not None:
                 payload["details"] = exc.details
             if status >= 500:
                 _log_error(self._config, environ, exc, traceback=False)
         except ImportError as exc:  # a package missing from lib/: name it (issue 3)
             status = 500
-            payload = {"success": False,
-                       "error": "Missing Python package: %s" % (exc.name or "unknown")}
+            payload = _error("Missing Python package: %s" % (exc.name or "unknown"))
             _log_error(self._config, environ, exc, traceback=True)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             status = 500
-            payload = {"success": False, "error": "Internal server error"}
+            payload = _error("Internal server error")
             _log_error(self._config, environ, exc, traceback=True)
         finally:
             if context is not None:
@@ -387,6 +399,11 @@ def _lottery(probability):
     import os
 
     return int.from_bytes(os.urandom(4), "big") < probability * 4294967296.0
+
+
+def _error(text):
+    """An error envelope: the text in `error` and in `message` (TaskManager clients read either)."""
+    return {"success": False, "error": text, "message": text, "timestamp": int(time.time())}
 
 
 def _log_error(config, environ, exc, traceback):

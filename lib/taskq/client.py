@@ -275,12 +275,16 @@ class Client:
     def get_type(self, name):
         return self.request("GET", "/task-types/" + urllib.parse.quote(name, safe=""))
 
-    def list_types(self, active_only=False):
-        return self.request("GET", "/task-types", query={"active_only": active_only or None})
+    def list_types(self, active_only=False, limit=None, offset=None):
+        """{task_types: [...], count, pagination: {total, page, per_page, total_pages, limit, offset}}."""
+        answer = self.request_envelope("GET", "/task-types", query={
+            "active_only": active_only or None, "limit": limit, "offset": offset})
+        return {"task_types": answer["data"], "count": len(answer["data"]),
+                "pagination": answer["pagination"]}
 
     # -- tasks -----------------------------------------------------------
     def create_task(self, type, params, priority=None):  # noqa: A002 - the API's field name
-        """{id, type, status, priority, dedupe_key, deduplicated}."""
+        """The task in full (as get_task answers it) with `deduplicated`."""
         body = {"type": type, "params": params}
         _put(body, priority=priority)
         return self.request("POST", "/tasks", body)
@@ -294,14 +298,20 @@ class Client:
         """
         return self.request("POST", "/tasks", {"tasks": list(tasks)})
 
-    def claim(self, worker_id, type_pattern=None, lease_seconds=None, request_key=None):
-        """One task {id, type, params, attempts, ...}, or None when none is available.
+    def claim(self, worker_id, type_pattern=None, lease_seconds=None, request_key=None,
+              task_type_id=None, sort_by=None, sort_order=None):
+        """One task in full {id, type, type_id, params, attempts, lease_expires_at, ...},
+        or None when none is available.
 
         request_key: see new_request_key(); one is made when not given, and
-        the retries of this call repeat it.
+        the retries of this call repeat it. task_type_id restricts the claim to
+        one type (with type_pattern, both must hold); sort_by is created_at,
+        priority, id or attempts and sort_order ASC or DESC (default: priority
+        DESC, ties oldest first).
         """
         body = {"worker_id": worker_id, "request_key": request_key or new_request_key()}
-        _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds)
+        _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds,
+             task_type_id=task_type_id, sort_by=sort_by, sort_order=sort_order)
         try:
             return self.request("POST", "/tasks/claim", body)
         except NotFound as exc:
@@ -310,15 +320,18 @@ class Client:
             raise
 
     def claim_batch(self, worker_id, limit, type_pattern=None, lease_seconds=None,
-                    request_key=None):
-        """Up to `limit` (1-100) tasks as a list; empty when none is available."""
+                    request_key=None, task_type_id=None, sort_by=None, sort_order=None):
+        """Up to `limit` (1-100) tasks as a list; empty when none is available.
+
+        The filters and the order are claim()'s."""
         body = {"worker_id": worker_id, "limit": limit,
                 "request_key": request_key or new_request_key()}
-        _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds)
+        _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds,
+             task_type_id=task_type_id, sort_by=sort_by, sort_order=sort_order)
         return self.request("POST", "/tasks/claim", body)["tasks"]
 
     def claim_after(self, worker_id, results, limit, type_pattern=None, lease_seconds=None,
-                    request_key=None):
+                    request_key=None, task_type_id=None, sort_by=None, sort_order=None):
         """Report finished tasks and claim up to `limit` more, in one request where the
         server can (a claim carrying `results`); otherwise POST /tasks/complete, then claim.
 
@@ -326,17 +339,20 @@ class Client:
         completed, failed, count}: the claimed tasks (a list, empty when none
         is available; count is their number) and one outcome per result, as
         complete_batch answers them. Which way the server took is remembered
-        in `claim_results`. request_key: as for claim(), made when not given.
+        in `claim_results`. request_key: as for claim(), made when not given. The
+        filters and the order are claim()'s.
         """
+        options = {"task_type_id": task_type_id, "sort_by": sort_by, "sort_order": sort_order}
         results = list(results)
         request_key = request_key or new_request_key()
         if not results:
-            tasks = self.claim_batch(worker_id, limit, type_pattern, lease_seconds, request_key)
+            tasks = self.claim_batch(worker_id, limit, type_pattern, lease_seconds, request_key,
+                                     **options)
             return {"tasks": tasks, "count": len(tasks), "results": [], "completed": 0, "failed": 0}
         if self.claim_results is not False:
             body = {"worker_id": worker_id, "limit": limit, "results": results,
                     "request_key": request_key}
-            _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds)
+            _put(body, type_pattern=type_pattern, lease_seconds=lease_seconds, **options)
             try:
                 answer = self.request("POST", "/tasks/claim", body)
             except BadRequest as exc:
@@ -352,7 +368,8 @@ class Client:
                 done.update(tasks=answer["tasks"], count=len(answer["tasks"]))
                 return done
         done = self.complete_batch(worker_id, results)
-        tasks = self.claim_batch(worker_id, limit, type_pattern, lease_seconds, request_key)
+        tasks = self.claim_batch(worker_id, limit, type_pattern, lease_seconds, request_key,
+                                 **options)
         done.update(tasks=tasks, count=len(tasks))
         return done
 
@@ -394,8 +411,15 @@ class Client:
         return self.request("GET", "/tasks/%d/history" % task_id)
 
     def list_tasks(self, status=None, type=None, limit=None, offset=None):  # noqa: A002
-        return self.request("GET", "/tasks", query={"status": status, "type": type,
-                                                    "limit": limit, "offset": offset})
+        """Newest first: {tasks: [...], count, total, limit, offset, pagination}.
+
+        The API answers `data` as the array and `pagination` beside it; this
+        keeps the client's dict (tasks, total, ...) and adds pagination."""
+        answer = self.request_envelope("GET", "/tasks", query={"status": status, "type": type,
+                                                               "limit": limit, "offset": offset})
+        page = answer["pagination"]
+        return {"tasks": answer["data"], "count": len(answer["data"]), "total": page["total"],
+                "limit": page["limit"], "offset": page["offset"], "pagination": page}
 
     # -- operations (admin): type settings and steering ---------------------
     _UNSET = object()

@@ -1,8 +1,9 @@
 """One function per route: validate, call the store, shape the answer.
 
-Each returns (status, message, data); a None message serves data bare,
-without the envelope (only /openapi.json does). Validation happens before the store is
-touched, so a bad request changes nothing.
+Each returns (status, message, data) or (status, message, data, extra): extra
+holds top-level envelope fields besides data (`pagination`). A None message
+serves data bare, without the envelope (only /openapi.json does). Validation
+happens before the store is touched, so a bad request changes nothing.
 """
 
 import json
@@ -17,6 +18,8 @@ MAX_CLAIM_LIMIT = 100
 MAX_LIST_LIMIT = 1000
 # What /health announces to clients that want to know before they rely on it.
 FEATURES = ("claim_results",)  # POST /tasks/claim completes the `results` it carries
+MAX_OFFSET = 10 ** 12
+MAX_PAGE = 10 ** 9
 
 
 def _loads(text):
@@ -37,9 +40,28 @@ def task_view(row):
 
 
 def claim_view(row):
-    return {"id": row["id"], "type": row["type"], "params": _loads(row["params_json"]),
-            "attempts": row["attempts"], "max_attempts": row["max_attempts"],
-            "priority": row["priority"], "lease_expires_at": row["lease_expires_at"]}
+    """A claimed task: the full task view (lease_expires_at and all)."""
+    return task_view(row)
+
+
+def _page(query, default_limit, max_limit):
+    """(limit, offset) from limit/offset or page/per_page (1-based), one pair or the other."""
+    if query.get("per_page", "") != "" and query.get("limit", "") != "":
+        raise BadRequest("Query parameters 'limit' and 'per_page' are the same; give one")
+    if query.get("page", "") != "" and query.get("offset", "") != "":
+        raise BadRequest("Query parameters 'offset' and 'page' both set where to start; give one")
+    name = "per_page" if query.get("per_page", "") != "" else "limit"
+    limit = v.query_int(query, name, default_limit, 1, max_limit)
+    if query.get("page", "") != "":
+        page = v.query_int(query, "page", 1, 1, MAX_PAGE)
+        return limit, (page - 1) * limit
+    return limit, v.query_int(query, "offset", 0, 0, MAX_OFFSET)
+
+
+def pagination(total, limit, offset):
+    """The `pagination` member of a list answer: both the page and the offset views."""
+    return {"total": total, "page": offset // limit + 1, "per_page": limit,
+            "total_pages": (total + limit - 1) // limit, "limit": limit, "offset": offset}
 
 
 def type_view(row):
@@ -71,7 +93,20 @@ def health(ctx):
 def openapi(ctx):
     from .openapi import document
 
-    return 200, None, document()  # served bare: OpenAPI tools read it at the top level
+    # served bare: OpenAPI tools read it at the top level
+    return 200, None, document(ctx.config, base_url(ctx.request.environ))
+
+
+def base_url(environ):
+    """Where this API answers, as the client addressed it (for `servers`): the
+    request's URI less /openapi.json, so /api, /cgi-bin/api.py and the dev
+    server's / all work."""
+    uri = environ.get("REQUEST_URI")
+    if uri:
+        path = uri.split("?", 1)[0]
+        if path.endswith("/openapi.json"):
+            return path[:-len("/openapi.json")] or "/"
+    return environ.get("SCRIPT_NAME", "") or "/"
 
 
 # -- task types --------------------------------------------------------------
@@ -79,7 +114,7 @@ def register_type(ctx):
     body = ctx.request.json()
     name = v.type_name(body.get("name")) if "name" in body else v.string(body, "name")
     version = v.string(body, "version", max_length=64)
-    schema = v.obj(body, "param_schema")
+    schema = v.schema_object(body, "param_schema")
     max_attempts = v.integer(body, "max_attempts", low=1, high=1000)
     claim_timeout = v.integer(body, "claim_timeout", low=1, high=ctx.config.queue["max_lease_seconds"])
     is_active = v.boolean(body, "is_active", required=False, default=True)
@@ -88,9 +123,8 @@ def register_type(ctx):
 
     row, created = ctx.store.register_type(name, version, canonical_json(schema),
                                            max_attempts, claim_timeout, is_active)
-    data = {"id": row["id"], "name": row["name"], "version": row["version"],
-            "is_active": bool(row["is_active"]), "max_attempts": row["max_attempts"],
-            "claim_timeout": row["claim_timeout"], "created": created, "updated": not created}
+    data = type_view(row)
+    data.update(created=created, updated=not created)
     if created:
         return 201, "Task type registered", data
     return 200, "Task type updated", data
@@ -105,9 +139,12 @@ def get_type(ctx, name):
 
 
 def list_types(ctx):
-    active_only = v.query_bool(ctx.request.query, "active_only", False)
-    rows = [type_view(row) for row in ctx.store.list_types(active_only)]
-    return 200, "Task types", {"task_types": rows, "count": len(rows)}
+    query = ctx.request.query
+    active_only = v.query_bool(query, "active_only", False)
+    limit, offset = _page(query, MAX_LIST_LIMIT, MAX_LIST_LIMIT)
+    rows = ctx.store.list_types(active_only)  # types are few: paged here, not in SQL
+    page = [type_view(row) for row in rows[offset:offset + limit]]
+    return 200, "Task types", page, {"pagination": pagination(len(rows), limit, offset)}
 
 
 # -- tasks -------------------------------------------------------------------
@@ -151,10 +188,12 @@ def _shown_key(key):
     return None if key is None or key.startswith("~") else key
 
 
-def _created_view(row, deduplicated):
-    return {"id": row["id"], "type": row["type"], "status": row["status"],
-            "priority": row["priority"], "dedupe_key": _shown_key(row["dedupe_key"]),
-            "deduplicated": deduplicated}
+def _created_view(row, deduplicated, dedupe_key):
+    """A created (or found) task in full, as GET /tasks/{id} shows it, with its
+    dedupe_key and whether it was deduplicated."""
+    out = task_view(row)
+    out.update(dedupe_key=_shown_key(dedupe_key), deduplicated=deduplicated)
+    return out
 
 
 def create_task(ctx):
@@ -164,8 +203,8 @@ def create_task(ctx):
     item = _prepare_task(ctx, body, {})
     (row, deduplicated), = ctx.store.create_tasks([item])
     if deduplicated:
-        return 200, "Task already exists", _created_view(row, True)
-    return 201, "Task created successfully", _created_view(row, False)
+        return 200, "Task already exists", _created_view(row, True, item["dedupe_key"])
+    return 201, "Task created successfully", _created_view(row, False, item["dedupe_key"])
 
 
 def _create_batch(ctx, body):
@@ -186,8 +225,8 @@ def _create_batch(ctx, body):
                 results[index]["details"] = exc.details
     if prepared:
         rows = ctx.store.create_tasks([item for _, item in prepared])
-        for (index, _), (row, deduplicated) in zip(prepared, rows):
-            result = _created_view(row, deduplicated)
+        for (index, item), (row, deduplicated) in zip(prepared, rows):
+            result = _created_view(row, deduplicated, item["dedupe_key"])
             result.update(index=index, ok=True)
             results[index] = result
     created = sum(1 for r in results if r["ok"] and not r["deduplicated"])
@@ -203,17 +242,23 @@ def _lease_seconds(ctx, body):
 
 
 def claim(ctx):
+    from .store.base import SORT_FIELDS, SORT_ORDERS, claim_order
+
     body = ctx.request.json()
     worker_id = v.string(body, "worker_id")
     pattern = v.like_pattern(v.string(body, "type_pattern", required=False), "type_pattern")
     limit = v.integer(body, "limit", low=1, high=MAX_CLAIM_LIMIT)
     lease = _lease_seconds(ctx, body)
     request_key = v.request_key(body)
+    task_type_id = v.integer(body, "task_type_id", low=1, high=2 ** 32 - 1)
+    order = claim_order(v.choice(body, "sort_by", SORT_FIELDS),
+                        v.choice(body, "sort_order", SORT_ORDERS, upper=True))
     finished = None
     if "results" in body:  # the worker's last tasks ride along: one request per batch
         finished = _checked_results(body)
         done = _complete_results(ctx, worker_id, finished)
-    rows = ctx.store.claim(worker_id, pattern, limit or 1, lease, request_key=request_key)
+    rows = ctx.store.claim(worker_id, pattern, limit or 1, lease, request_key=request_key,
+                           task_type_id=task_type_id, order=order)
     if finished is not None:  # always the list form: the outcomes must reach the worker
         tasks = [claim_view(row) for row in rows]
         done.update(tasks=tasks, count=len(tasks))
@@ -332,9 +377,7 @@ def list_tasks(ctx):
     if status is not None and status not in v.TASK_STATUSES:
         raise BadRequest("Unknown status %r; use one of %s" % (status, ", ".join(v.TASK_STATUSES)))
     pattern = v.like_pattern(query.get("type") or None, "type", "Query parameter")
-    limit = v.query_int(query, "limit", 50, 1, MAX_LIST_LIMIT)
-    offset = v.query_int(query, "offset", 0, 0, 10 ** 12)
+    limit, offset = _page(query, 50, MAX_LIST_LIMIT)
     rows, total = ctx.store.list_tasks(status, pattern, limit, offset)
     tasks = [task_view(row) for row in rows]
-    return 200, "Tasks", {"tasks": tasks, "count": len(tasks), "total": total,
-                          "limit": limit, "offset": offset}
+    return 200, "Tasks", tasks, {"pagination": pagination(total, limit, offset)}

@@ -90,6 +90,20 @@ def pending(conn, directory=MIGRATIONS_DIR):
     return [m for m in migrations if m.number not in recorded]
 
 
+# "Duplicate column name" / "Duplicate key name": an ALTER TABLE is atomic, so
+# it failing this way means an earlier, interrupted run applied it whole.
+ALREADY_APPLIED = frozenset((1060, 1061))
+
+
+def _execute(cur, statement):
+    try:
+        cur.execute(statement)
+    except Exception as exc:  # noqa: BLE001 - PyMySQL is imported by the caller only
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        if code not in ALREADY_APPLIED or not statement.upper().startswith("ALTER TABLE"):
+            raise
+
+
 def migrate(conn, directory=MIGRATIONS_DIR, lock_timeout=LOCK_TIMEOUT):
     """Apply every pending migration under the migration lock; returns their numbers.
 
@@ -109,7 +123,7 @@ def migrate(conn, directory=MIGRATIONS_DIR, lock_timeout=LOCK_TIMEOUT):
                 script = handle.read()
             with conn.cursor() as cur:
                 for statement in statements(script):
-                    cur.execute(statement)
+                    _execute(cur, statement)
                 cur.execute("INSERT IGNORE INTO taskq_schema_version (version, applied_at) "
                             "VALUES (%s, UTC_TIMESTAMP(6))", (migration.number,))
             conn.commit()

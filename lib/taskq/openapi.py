@@ -15,10 +15,13 @@ def _body(schema, required=True):
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
-def _ok(description, data_schema=None, status="200"):
+def _ok(description, data_schema=None, status="200", extra=None):
     schema = {"allOf": [_ref("Success")]}
-    if data_schema is not None:
-        schema = {"allOf": [_ref("Success"), {"type": "object", "properties": {"data": data_schema}}]}
+    if data_schema is not None or extra:
+        props = {} if data_schema is None else {"data": data_schema}
+        props.update(extra or {})
+        schema = {"allOf": [_ref("Success"), {"type": "object", "properties": props,
+                                              "required": sorted(props)}]}
     return {status: {"description": description, "content": {"application/json": {"schema": schema}}}}
 
 
@@ -48,190 +51,294 @@ def _query(name, schema, description):
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_ID = {"name": "id", "in": "path", "required": True,
+       "schema": {"type": "integer", "minimum": 0, "maximum": 999999999999999999}}
+_NAME_PATTERN = "^[A-Za-z0-9_.:-]{1,255}$"
 _NAME = {"name": "name", "in": "path", "required": True,
-         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"}}
+         "schema": {"type": "string", "pattern": _NAME_PATTERN}}
 _TS = {"type": ["string", "null"], "format": "date-time"}
+_INT32 = {"type": "integer", "minimum": -2147483647, "maximum": 2147483647}
+STATUSES = ["pending", "claimed", "completed", "failed", "cancelled"]
+SORT_BY = ["created_at", "priority", "id", "attempts"]
+SORT_ORDER = ["ASC", "DESC", "asc", "desc"]
+DEFAULT_SERVERS = ("/api", "/cgi-bin/api.py")
 
 
 def _ops_paths(s):
     """Stats, metrics, API keys and retention (stats.py, admin.py)."""
-    window = {"type": "object", "properties": {
+    window = {"type": "object", "required": ["completed", "failed", "retried", "run_seconds"],
+              "properties": {
         "completed": {"type": "integer"}, "failed": {"type": "integer"}, "retried": {"type": "integer"},
-        "run_seconds": {"type": "object", "properties": {
+        "run_seconds": {"type": "object", "required": ["count", "avg", "p95"], "properties": {
             "count": {"type": "integer"}, "avg": {"type": ["number", "null"]},
             "p95": {"type": ["number", "null"]}}}}}
     by_outcome = {"type": "object", "additionalProperties": {"type": "integer"}}
-    s["Stats"] = {"type": "object", "properties": {
+    s["Stats"] = {"type": "object", "required": ["counts", "total", "oldest_pending_age_seconds",
+                                                 "last_hour", "last_day", "types", "leases"],
+                  "properties": {
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
         "total": {"type": "integer"},
         "oldest_pending_age_seconds": {"type": ["number", "null"]},
         "last_hour": window, "last_day": window,
-        "types": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+        "types": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["counts", "last_hour", "last_day"], "properties": {
             "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
             "last_hour": by_outcome, "last_day": by_outcome}}},
         "leases": {"type": "object", "additionalProperties": {"type": "integer"}}}}
-    s["ApiKey"] = {"type": "object", "properties": {
+    s["ApiKey"] = {"type": "object", "required": ["id", "name", "role", "prefix", "created_at",
+                                                  "last_used_at"], "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"},
         "role": {"enum": ["producer", "worker", "admin", "read-only"]},
         "prefix": {"type": "string"}, "created_at": _TS, "last_used_at": _TS}}
     key_name = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}
     return {
         "/stats": {"get": _op("Queue statistics: counts, oldest pending, last hour and day, leases",
-                              {**_ok("Statistics", _ref("Stats")), **_errors("401", "403")})},
+                              {**_ok("Statistics", _ref("Stats")), **_errors("401")})},
         "/metrics": {"get": _op("The statistics in the Prometheus text exposition format", {
             "200": {"description": "Prometheus text (version 0.0.4)",
                     "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}}},
-            **_errors("401", "403")})},
+            **_errors("401")})},
         "/admin/keys": {
             "post": _op("Create an API key with a role (admin); the key is in this answer only",
                         {**_ok("Created: the key view plus `key`", {"allOf": [
-                            _ref("ApiKey"), {"type": "object", "properties": {"key": {"type": "string"}}}]},
-                            status="201"), **_errors("400", "401", "403", "409")},
+                            _ref("ApiKey"), {"type": "object", "required": ["key"],
+                                             "properties": {"key": {"type": "string"}}}]},
+                            status="201"), **_errors("400", "401", "403", "409", "413")},
                         _body({"type": "object", "required": ["name", "role"], "properties": {
                             "name": key_name, "role": {"enum": ["producer", "worker", "admin", "read-only"]}}})),
             "get": _op("List API keys (admin): names and prefixes, never the keys",
-                       {**_ok("Keys", {"type": "object", "properties": {
+                       {**_ok("Keys", {"type": "object", "required": ["keys", "count"], "properties": {
                            "keys": {"type": "array", "items": _ref("ApiKey")},
                            "count": {"type": "integer"}}}), **_errors("401", "403")}),
         },
         "/admin/keys/{name}": {"delete": _op(
-            "Revoke an API key (admin)", {**_ok("Revoked"), **_errors("401", "403", "404")},
+            "Revoke an API key (admin)",
+            {**_ok("Revoked", {"type": "object", "required": ["name", "revoked"], "properties": {
+                "name": {"type": "string"}, "revoked": {"const": True}}}),
+             **_errors("401", "403", "404")},
             params=[{"name": "name", "in": "path", "required": True, "schema": key_name}])},
         "/admin/purge": {"post": _op(
             "Delete tasks and history older than the [retention] days now (admin)",
-            {**_ok("Rows deleted per kind; `more` when old rows may remain"), **_errors("400", "401", "403")},
+            {**_ok("Rows deleted per kind; `more` when old rows may remain", {
+                "type": "object", "required": ["deleted", "total", "more", "retention"], "properties": {
+                    "deleted": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                    "total": {"type": "integer", "minimum": 0}, "more": {"type": "boolean"},
+                    "retention": {"type": "object", "additionalProperties": {"type": "integer"}}}}),
+             **_errors("400", "401", "403", "413")},
             _body({"type": "object", "properties": {
                 "max_rows": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 10000}}},
                 required=False))},
     }
 
 
-def document():
+def _paging(default_limit):
+    return [_query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": default_limit},
+                   "Page size (or per_page; give one)"),
+            _query("offset", {"type": "integer", "minimum": 0, "maximum": 10 ** 12, "default": 0},
+                   "Rows to skip (or page; give one)"),
+            _query("page", {"type": "integer", "minimum": 1, "maximum": 10 ** 9},
+                   "1-based page of per_page (or limit) rows"),
+            _query("per_page", {"type": "integer", "minimum": 1, "maximum": 1000},
+                   "Page size, as limit")]
+
+
+def _batch_result(ok_schema):
+    """A batch answer item: an ok one, or one that failed with its own HTTP status."""
+    failed = {"type": "object", "required": ["index", "ok", "status", "error"], "properties": {
+        "index": {"type": "integer"}, "ok": {"const": False}, "id": {},
+        "status": {"type": "integer", "enum": [400, 403, 404, 409, 413]},
+        "error": {"type": "string"}, "details": {}}}
+    return {"oneOf": [ok_schema, failed]}
+
+
+def document(config=None, base_url=None):
+    """The document; config bounds lease_seconds, base_url (where this API answers
+    the request for the document) goes first in `servers`."""
+    max_lease = config.queue["max_lease_seconds"] if config is not None else 86400
+    lease = {"type": "integer", "minimum": 1, "maximum": max_lease}
+    task_props = {
+        "id": {"type": "integer"}, "type": {"type": "string"}, "type_id": {"type": "integer"},
+        "status": {"enum": STATUSES},
+        "params": {"type": "object"}, "result": {}, "error_message": {"type": ["string", "null"]},
+        "priority": {"type": "integer"}, "progress": {"type": "integer"},
+        "progress_message": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
+        "max_attempts": {"type": "integer"}, "claimed_by": {"type": ["string", "null"]},
+        "claimed_at": _TS, "lease_expires_at": _TS, "completed_at": _TS,
+        "created_at": _TS, "updated_at": _TS}
     s = {
-        "Success": {"type": "object", "required": ["success", "message", "data"],
+        "Success": {"type": "object", "required": ["success", "message", "data", "timestamp"],
                     "properties": {"success": {"const": True}, "message": {"type": "string"},
-                                   "data": {}}},
-        "Error": {"type": "object", "required": ["success", "error"],
+                                   "data": {}, "timestamp": {"type": "integer"},
+                                   "pagination": _ref("Pagination")}},
+        "Error": {"type": "object", "required": ["success", "error", "message", "timestamp"],
                   "properties": {"success": {"const": False}, "error": {"type": "string"},
+                                 "message": {"type": "string"}, "timestamp": {"type": "integer"},
                                  "details": {}}},
-        "TaskType": {"type": "object", "properties": {
+        "Pagination": {"type": "object",
+                       "required": ["total", "page", "per_page", "total_pages", "limit", "offset"],
+                       "properties": {k: {"type": "integer", "minimum": 0} for k in (
+                           "total", "page", "per_page", "total_pages", "limit", "offset")}},
+        "TaskType": {"type": "object", "required": ["id", "name", "version", "param_schema",
+                                                    "is_active", "usage_count", "last_used_at"],
+                     "properties": {
             "id": {"type": "integer"}, "name": {"type": "string"}, "version": {"type": "string"},
             "param_schema": {"type": "object"}, "is_active": {"type": "boolean"},
             "max_attempts": {"type": ["integer", "null"]}, "claim_timeout": {"type": ["integer", "null"]},
+            "usage_count": {"type": "integer", "minimum": 0}, "last_used_at": _TS,
             "created_at": _TS, "updated_at": _TS,
             "max_concurrency": {"type": ["integer", "null"]}, "is_paused": {"type": "boolean"},
             "dedupe_scope": {"enum": ["always", "active", "off"]}}},
         "NewTask": {"type": "object", "required": ["type", "params"], "properties": {
-            "type": {"type": "string"}, "params": {"type": "object"},
-            "priority": {"type": "integer", "default": 0}}},
-        "ClaimedTask": {"type": "object", "properties": {
-            "id": {"type": "integer"}, "type": {"type": "string"}, "params": {"type": "object"},
-            "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"},
-            "priority": {"type": "integer"}, "lease_expires_at": _TS}},
+            "type": {"type": "string", "pattern": _NAME_PATTERN}, "params": {"type": "object"},
+            "priority": dict(_INT32, default=0)}},
         "Completion": {"type": "object", "required": ["success"], "properties": {
-            "success": {"type": "boolean"}, "result": {}, "error": {"type": "string"}}},
-        "Task": {"type": "object", "properties": {
-            "id": {"type": "integer"}, "type": {"type": "string"},
-            "status": {"enum": ["pending", "claimed", "completed", "failed", "cancelled"]},
-            "params": {"type": "object"}, "result": {}, "error_message": {"type": ["string", "null"]},
-            "priority": {"type": "integer"}, "progress": {"type": "integer"},
-            "progress_message": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
-            "max_attempts": {"type": "integer"}, "claimed_by": {"type": ["string", "null"]},
-            "claimed_at": _TS, "lease_expires_at": _TS, "completed_at": _TS,
-            "created_at": _TS, "updated_at": _TS}},
+            "success": {"type": "boolean"}, "result": {}, "error": {"type": "string", "maxLength": 65535}}},
+        "Task": {"type": "object", "required": sorted(task_props), "properties": task_props},
+        "CreatedTask": {"allOf": [_ref("Task"), {"type": "object", "required": ["dedupe_key", "deduplicated"],
+                                                 "properties": {"dedupe_key": {"type": "string"},
+                                                                "deduplicated": {"type": "boolean"}}}]},
+        "Outcome": {"type": "object", "required": ["id", "status", "attempts", "will_retry"], "properties": {
+            "id": {"type": "integer"}, "status": {"enum": STATUSES}, "attempts": {"type": "integer"},
+            "will_retry": {"type": "boolean"}}},
     }
     worker = {"type": "string", "minLength": 1, "maxLength": 255}
+    pagination = {"pagination": _ref("Pagination")}
+    created_item = {"allOf": [_ref("CreatedTask"), {"type": "object", "required": ["index", "ok"],
+                                                    "properties": {"index": {"type": "integer"},
+                                                                   "ok": {"const": True}}}]}
+    outcome_item = {"allOf": [_ref("Outcome"), {"type": "object", "required": ["index", "ok"],
+                                                "properties": {"index": {"type": "integer"},
+                                                               "ok": {"const": True}}}]}
+    create_batch = {"type": "object", "properties": {
+        "results": {"type": "array", "items": _batch_result(created_item)},
+        "created": {"type": "integer"}, "deduplicated": {"type": "integer"},
+        "failed": {"type": "integer"}, "count": {"type": "integer"}}}
+    file_response = {"description": "The file", "content": {
+        "text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}},
+        "text/plain": {"schema": {"type": "string"}}}}
     paths = {
         "/health": {"get": _op("Service and database health", {**_ok("Healthy"), **_errors("503")},
                                public=True)},
-        "/openapi.json": {"get": _op("This document", _ok("OpenAPI document"), public=True)},
+        "/openapi.json": {"get": _op("This document", {"200": {
+            "description": "OpenAPI document (bare, not in the envelope)",
+            "content": {"application/json": {"schema": {
+                "type": "object", "required": ["openapi"],
+                "properties": {"openapi": {"type": "string"}}}}}}},
+            public=True)},
+        "/docs": {"get": _op("Interactive API documentation (Swagger UI); no key needed to open", {
+            "200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            public=True)},
+        "/docs/swagger-ui/{name}": {"get": _op(
+            "A vendored Swagger UI file for /docs",
+            {"200": file_response, "304": {"description": "Not modified (If-None-Match)"},
+             **_errors("404")},
+            params=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            public=True)},
         "/task-types/register": {"post": _op(
             "Register or update a task type",
-            {**_ok("Updated"), **_ok("Created", status="201"), **_errors("400", "401")},
+            {**_ok("Updated", _ref("TaskType")), **_ok("Created", _ref("TaskType"), status="201"),
+             **_errors("400", "401", "403", "413")},
             _body({"type": "object", "required": ["name", "version", "param_schema"], "properties": {
-                "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"},
-                "version": {"type": "string"}, "param_schema": {"type": "object"},
-                "max_attempts": {"type": "integer", "minimum": 1},
-                "claim_timeout": {"type": "integer", "minimum": 1},
+                "name": {"type": "string", "pattern": _NAME_PATTERN},
+                "version": {"type": "string", "minLength": 1, "maxLength": 64},
+                "param_schema": {"oneOf": [{"type": "object"}, {
+                    "type": "string", "description": "A JSON text holding the schema object"}]},
+                "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "claim_timeout": lease,
                 "is_active": {"type": "boolean", "default": True}}}))},
-        "/task-types": {"get": _op("List task types",
-                                   {**_ok("Task types", {"type": "object", "properties": {
-                                       "task_types": {"type": "array", "items": _ref("TaskType")},
-                                       "count": {"type": "integer"}}}), **_errors("401")},
-                                   params=[_query("active_only", {"type": "boolean"}, "Only active types")])},
+        "/task-types": {"get": _op("List task types by name, paged",
+                                   {**_ok("Task types", {"type": "array", "items": _ref("TaskType")},
+                                          extra=pagination), **_errors("400", "401")},
+                                   params=[_query("active_only", {"type": "boolean"}, "Only active types")]
+                                   + _paging(1000))},
         "/task-types/{name}": {"get": _op("Get a task type", {**_ok("Task type", _ref("TaskType")),
-                                                               **_errors("401", "404")},
+                                                               **_errors("400", "401", "404")},
                                           params=[_NAME])},
         "/tasks": {
             "post": _op("Create a task (deduplicated), or a batch with {tasks: [...]}",
-                        {**_ok("Duplicate of an existing task, or batch results"),
-                         **_ok("Created", status="201"), **_errors("400", "401", "404", "413")},
+                        {**_ok("Duplicate of an existing task (deduplicated: true), or batch results "
+                               "(items may carry their own 4xx)", {"oneOf": [_ref("CreatedTask"), create_batch]}),
+                         **_ok("Created", _ref("CreatedTask"), status="201"),
+                         **_errors("400", "401", "403", "404", "413")},
                         _body({"oneOf": [_ref("NewTask"), {"type": "object", "required": ["tasks"],
                                                            "properties": {"tasks": {
                                                                "type": "array", "minItems": 1, "maxItems": 500,
                                                                "items": _ref("NewTask")}}}]})),
-            "get": _op("List tasks, newest first",
-                       {**_ok("Tasks", {"type": "object", "properties": {
-                           "tasks": {"type": "array", "items": _ref("Task")}, "count": {"type": "integer"},
-                           "total": {"type": "integer"}, "limit": {"type": "integer"},
-                           "offset": {"type": "integer"}}}), **_errors("400", "401")},
-                       params=[_query("status", {"enum": ["pending", "claimed", "completed", "failed", "cancelled"]}, "Status"),
-                               _query("type", {"type": "string"}, "SQL LIKE pattern on the type name"),
-                               _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
-                               _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip")]),
+            "get": _op("List tasks, newest first, paged",
+                       {**_ok("Tasks", {"type": "array", "items": _ref("Task")}, extra=pagination),
+                        **_errors("400", "401")},
+                       params=[_query("status", {"enum": STATUSES}, "Status"),
+                               _query("type", {"type": "string"}, "SQL LIKE pattern on the type name")]
+                       + _paging(50)),
         },
         "/tasks/claim": {"post": _op(
-            "Claim the next task(s): highest priority, then oldest",
-            {**_ok("Claimed task, or {tasks, count} when limit is given", _ref("ClaimedTask")),
-             **_errors("400", "401", "404")},
+            "Claim the next task(s): by default highest priority, then oldest",
+            {**_ok("The claimed task in full, or {tasks, count} when limit is given", {"oneOf": [
+                _ref("Task"), {"type": "object", "required": ["tasks", "count"], "properties": {
+                    "tasks": {"type": "array", "items": _ref("Task")}, "count": {"type": "integer"}}}]}),
+             **_errors("400", "401", "403", "404", "413")},
             _body({"type": "object", "required": ["worker_id"], "properties": {
-                "worker_id": worker, "type_pattern": {"type": "string"},
+                "worker_id": worker, "type_pattern": {"type": "string", "minLength": 1, "maxLength": 255},
+                "task_type_id": {"type": "integer", "minimum": 1, "maximum": 2 ** 32 - 1},
+                "sort_by": {"enum": SORT_BY, "description": "created_at is creation (id) order"},
+                "sort_order": {"enum": SORT_ORDER,
+                               "description": "default DESC for priority, ASC otherwise; ties oldest first"},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-                "lease_seconds": {"type": "integer", "minimum": 1},
+                "lease_seconds": lease,
                 "results": {"type": "array", "minItems": 1, "maxItems": 100,
                             "description": "Finished tasks to complete first, as for POST "
                                            "/tasks/complete; the answer is then {tasks, count, "
                                            "results, completed, failed}", "items": {
                     "allOf": [_ref("Completion"), {"type": "object", "required": ["id"],
-                                                   "properties": {"id": {"type": "integer"}}}]}},
+                                                   "properties": {"id": {"type": "integer", "minimum": 1,
+                                                                         "maximum": 2 ** 62}}}]}},
                 "request_key": {"type": "string", "minLength": 1, "maxLength": 128,
                                 "pattern": "^[!-~]+$",
                                 "description": "Unique per claim; a claim repeated with it answers "
                                                "the tasks the first one handed out, while their "
                                                "leases live"}}}))},
         "/tasks/complete": {"post": _op(
-            "Complete many claimed tasks; answers per item",
-            {**_ok("Batch results"), **_errors("400", "401")},
+            "Complete many claimed tasks; answers 200 with an outcome per item (an item may carry its own 4xx)",
+            {**_ok("Batch results", {"type": "object", "properties": {
+                "results": {"type": "array", "items": _batch_result(outcome_item)},
+                "completed": {"type": "integer"}, "failed": {"type": "integer"},
+                "count": {"type": "integer"}}}), **_errors("400", "401", "403", "413")},
             _body({"type": "object", "required": ["worker_id", "results"], "properties": {
                 "worker_id": worker, "results": {"type": "array", "minItems": 1, "maxItems": 100, "items": {
                     "allOf": [_ref("Completion"), {"type": "object", "required": ["id"],
-                                                   "properties": {"id": {"type": "integer"}}}]}}}}))},
+                                                   "properties": {"id": {"type": "integer", "minimum": 1,
+                                                                         "maximum": 2 ** 62}}}]}}}}))},
         "/tasks/{id}": {"get": _op("Get a task", {**_ok("Task", _ref("Task")), **_errors("401", "404")},
                                    params=[_ID])},
         "/tasks/{id}/history": {"get": _op("A task's events, oldest first",
                                            {**_ok("Events"), **_errors("401", "404")}, params=[_ID])},
         "/tasks/{id}/progress": {"post": _op(
             "Report progress; extends the lease (heartbeat)",
-            {**_ok("Progress recorded"), **_errors("400", "401", "403", "404", "409")},
+            {**_ok("Progress recorded"), **_errors("400", "401", "403", "404", "409", "413")},
             _body({"type": "object", "required": ["worker_id", "progress"], "properties": {
                 "worker_id": worker, "progress": {"type": "number", "minimum": 0, "maximum": 100},
-                "message": {"type": "string"}, "lease_seconds": {"type": "integer", "minimum": 1}}}),
+                "message": {"type": "string", "maxLength": 1000}, "lease_seconds": lease}}),
             params=[_ID])},
         "/tasks/{id}/complete": {"post": _op(
             "Complete a claimed task (success or failure)",
-            {**_ok("Outcome: status, attempts, will_retry"), **_errors("400", "401", "403", "404", "409")},
+            {**_ok("Outcome", _ref("Outcome")), **_errors("400", "401", "403", "404", "409", "413")},
             _body({"allOf": [_ref("Completion"), {"type": "object", "required": ["worker_id"],
                                                   "properties": {"worker_id": worker}}]}),
             params=[_ID])},
     }
     paths.update(_operations())
     paths.update(_ops_paths(s))
+    servers = []
+    for url in ((base_url,) if base_url is not None else ()) + DEFAULT_SERVERS:
+        if url not in [entry["url"] for entry in servers]:
+            servers.append({"url": url})
     return {
         "openapi": "3.1.0",
         "info": {"title": "taskq", "version": __version__,
-                 "description": "A task queue served as CGI. Every response is a JSON envelope."},
-        "servers": [{"url": "/api"}, {"url": "/cgi-bin/api.py"}],
+                 "description": "A task queue served as CGI. Every response is a JSON envelope "
+                                "with a Unix `timestamp`; errors carry their text in `error` and "
+                                "`message`."},
+        "servers": servers,
         "security": [{"apiKey": []}, {"bearer": []}],
         "paths": paths,
         "components": {"schemas": s, "securitySchemes": {
@@ -247,7 +354,7 @@ def _operations():
     paths = {
         "/task-types/{name}/settings": {"post": _op(
             "Admin: set max_concurrency, dedupe_scope, is_paused",
-            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "404")},
+            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "403", "404")},
             _body({"type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
                 "max_concurrency": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000000},
                 "dedupe_scope": {"enum": ["always", "active", "off"]},
@@ -255,10 +362,10 @@ def _operations():
             params=[_NAME])},
         "/task-types/{name}/pause": {"post": _op(
             "Admin: claims pass over the type; creates go on",
-            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "404")}, params=[_NAME])},
+            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "403", "404")}, params=[_NAME])},
         "/task-types/{name}/resume": {"post": _op(
             "Admin: the type is claimed again",
-            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "404")}, params=[_NAME])},
+            {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "403", "404")}, params=[_NAME])},
     }
     summaries = {
         "cancel": "Admin: cancel a pending or claimed task",
@@ -267,7 +374,7 @@ def _operations():
         "rerun": "Admin: a completed task runs again although its dedupe key exists"}
     for action, summary in summaries.items():
         paths["/tasks/{id}/" + action] = {"post": _op(
-            summary, {**_ok("The task after the change", steered), **_errors("401", "404", "409")},
+            summary, {**_ok("The task after the change", steered), **_errors("401", "403", "404", "409")},
             params=[_ID])}
     paths["/tasks/bulk/{action}"] = {"post": _op(
         "Admin: apply an action to up to 1000 tasks matching a filter",
@@ -277,7 +384,7 @@ def _operations():
             "skipped": {"type": "array", "items": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "status": {"type": "integer"}, "error": {"type": "string"}}}},
             "more": {"type": "boolean"}, "limit": {"type": "integer"}}}),
-         **_errors("400", "401", "404")},
+         **_errors("400", "401", "403", "404")},
         _body({"type": "object", "required": ["filter"], "additionalProperties": False, "properties": {
             "filter": {"type": "object", "additionalProperties": False, "properties": {
                 "type": {"type": "string"},

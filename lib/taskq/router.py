@@ -11,6 +11,8 @@ from .errors import MethodNotAllowed, NotFound
 ROUTES = (
     ("GET", "/health", "health"),
     ("GET", "/openapi.json", "openapi"),
+    ("GET", "/docs", "docs_page"),
+    ("GET", "/docs/swagger-ui/{name}", "docs_asset"),
     ("POST", "/task-types/register", "register_type"),
     ("GET", "/task-types", "list_types"),
     ("GET", "/task-types/{name}", "get_type"),
@@ -59,7 +61,9 @@ ROUTES = (
 )
 
 # Routes that answer without an API key and without touching the database.
-PUBLIC = frozenset(("health", "openapi"))
+PUBLIC = frozenset(("health", "openapi", "docs_page", "docs_asset"))
+# Routes answered by docs_ui (route name -> function): files, not JSON envelopes.
+FILES = {"docs_page": "page", "docs_asset": "asset"}
 # Route families that check their own credentials (the dashboard's session cookie).
 SELF_AUTHORIZED = ("dashboard.",)
 

@@ -244,6 +244,33 @@ def obj(body, name, required=True):
     return value
 
 
+def choice(body, name, allowed, upper=False):
+    """An optional field that must be one of `allowed` (upper: compared in upper case)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str) and (value in allowed or upper and value.upper() in allowed
+                                   and value in (value.upper(), value.lower())):
+        return value.upper() if upper else value
+    raise BadRequest("Field '%s' must be one of %s" % (name, ", ".join(allowed)))
+
+
+def schema_object(body, name):
+    """A JSON Schema given as an object or as a JSON string holding one (PHP clients send either)."""
+    value = body.get(name)
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise BadRequest("Field '%s' is a string but not valid JSON" % name) from None
+        if not isinstance(value, dict):
+            raise BadRequest("Field '%s' must hold a JSON object, not %s" % (name, json_type(value)))
+        return value
+    return obj(body, name)
+
+
 def type_name(value, name="name"):
     if not isinstance(value, str):
         raise _wrong(name, "a string", value)

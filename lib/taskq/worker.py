@@ -271,7 +271,8 @@ class Runner:
     def __init__(self, client, worker_id=None, handlers=None, command=None, patterns=(),
                  batch=1, budget=None, once=False, poll_min=0.5, poll_max=10.0,
                  task_timeout=None, lease_seconds=None, default_lease=300.0, log=None,
-                 heartbeat_client=None, combine=True):
+                 heartbeat_client=None, combine=True, task_type_id=None, sort_by=None,
+                 sort_order=None):
         if not handlers and not command:
             raise ValueError("a worker needs --exec COMMAND or registered handlers")
         self.client = client
@@ -291,6 +292,9 @@ class Runner:
         self.poll_max = max(poll_min, poll_max)
         self.task_timeout = task_timeout
         self.lease_seconds = lease_seconds
+        # claim filter and order (POST /tasks/claim's task_type_id, sort_by, sort_order)
+        self.claim_options = {"task_type_id": task_type_id, "sort_by": sort_by,
+                              "sort_order": sort_order}
         self.default_lease = float(lease_seconds or default_lease)
         self.log = log or _stderr_log(self.worker_id)
         self.heartbeat = Heartbeat(heartbeat_client or client, self.worker_id, lease_seconds,
@@ -392,14 +396,15 @@ class Runner:
         finished, self.unreported = self.unreported, []
         if not finished:
             return self.client.claim_batch(self.worker_id, want, pattern, self.lease_seconds,
-                                           request_key=request_key)
+                                           request_key=request_key, **self.claim_options)
         try:
             answer = self.client.claim_after(self.worker_id, _result_items(finished), want,
-                                             pattern, self.lease_seconds, request_key=request_key)
+                                             pattern, self.lease_seconds, request_key=request_key,
+                                             **self.claim_options)
         except PayloadTooLarge:  # a result too large: report them the slow way first
             self._complete_many(finished)
             return self.client.claim_batch(self.worker_id, want, pattern, self.lease_seconds,
-                                           request_key=request_key)
+                                           request_key=request_key, **self.claim_options)
         except ApiError:
             self.unreported = finished  # carried by the next claim (or reported on exit)
             raise
@@ -677,6 +682,12 @@ def build_parser():
                         help="lease_seconds asked for on claim and heartbeat (default: the server's)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                         help="HTTP timeout per request (default 30)")
+    parser.add_argument("--task-type-id", type=int, metavar="ID",
+                        help="claim only tasks of this type id (with --type, both must hold)")
+    parser.add_argument("--sort-by", choices=("created_at", "priority", "id", "attempts"),
+                        help="claim order (default: priority, then oldest)")
+    parser.add_argument("--sort-order", choices=("ASC", "DESC"),
+                        help="claim order direction (default: DESC for priority, else ASC)")
     return parser
 
 
@@ -712,7 +723,8 @@ def _make_runner(args, handlers, worker_id, budget):
     return Runner(client(5), worker_id=worker_id, handlers=handlers, command=args.command,
                   patterns=args.types, batch=args.batch, budget=budget, once=args.once,
                   poll_min=args.poll_min, poll_max=args.poll_max, task_timeout=args.task_timeout,
-                  lease_seconds=args.lease, heartbeat_client=client(0))
+                  lease_seconds=args.lease, heartbeat_client=client(0),
+                  task_type_id=args.task_type_id, sort_by=args.sort_by, sort_order=args.sort_order)
 
 
 _EARLY_SIGNALS = []

@@ -31,7 +31,7 @@ STEER_FROM = {"cancel": ("pending", "claimed"), "retry": ("failed", "cancelled")
 RELEASED_KEY = "~"
 
 # Columns of a task as GET /tasks/{id} returns them, in order.
-TASK_FIELDS = ("id", "type", "status", "params", "result", "error_message", "priority",
+TASK_FIELDS = ("id", "type", "type_id", "status", "params", "result", "error_message", "priority",
                "progress", "progress_message", "attempts", "max_attempts", "claimed_by",
                "claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at")
 
@@ -56,6 +56,28 @@ def load_queries(backend):
     if name:
         queries[name] = "".join(lines).strip().rstrip(";")
     return queries
+
+
+# Claim orders: (sort_by, sort_order) as the API takes them. created_at is
+# served as id order: ids are handed out in creation order, and the id is the
+# tie-breaker anyway, so the two orders agree (docs/api.md says so).
+SORT_FIELDS = ("created_at", "priority", "id", "attempts")
+SORT_ORDERS = ("ASC", "DESC")
+DEFAULT_ORDER = ("priority", True)
+
+
+def claim_order(sort_by=None, sort_order=None):
+    """(column, descending) a claim sorts on; ties always go to the oldest (lowest id).
+
+    Without sort_by the order is priority DESC; sort_order alone applies to
+    priority; sort_by alone takes DESC for priority and ASC (oldest first)
+    for the others."""
+    column = "priority" if sort_by is None else sort_by
+    if column == "created_at":
+        column = "id"
+    if sort_order is None:
+        return column, column == "priority"
+    return column, sort_order == "DESC"
 
 
 def like_escape_free(pattern):
@@ -119,10 +141,13 @@ class Store:
         """
         raise NotImplementedError
 
-    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None, request_key=None):
+    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None, request_key=None,
+              task_type_id=None, order=DEFAULT_ORDER):
         """Claim up to `limit` tasks for `worker_id`; returns full task dicts.
 
-        type_pattern is an SQL LIKE pattern on the type name. lease_seconds
+        type_pattern is an SQL LIKE pattern on the type name; task_type_id
+        restricts to one type (with a pattern, both must hold); order is
+        claim_order()'s (column, descending). lease_seconds
         overrides the type's claim_timeout and the config's. An empty list
         means nothing is claimable. request_key: a claim repeated with the key
         of an earlier claim by the same worker answers the tasks that claim
@@ -404,9 +429,22 @@ def run_deltas(runs):
     return sorted((key, count, total) for key, (count, total) in sums.items())
 
 
-def order_candidates(rows, limit):
-    """Merge per-type heads (id, priority) into claim order: priority desc, id asc."""
-    return sorted(rows, key=lambda row: (-row[1], row[0]))[:limit]
+def order_candidates(rows, limit, descending=True):
+    """Merge per-type heads (id, sort value, ...) into claim order: the value
+    (descending or not), then id ascending."""
+    if descending:
+        return sorted(rows, key=lambda row: (-row[1], row[0]))[:limit]
+    return sorted(rows, key=lambda row: (row[1], row[0]))[:limit]
+
+
+def pick_type_ids(matching, task_type_id):
+    """The type ids a claim may take from: those matching the pattern (None =
+    all types), narrowed to task_type_id when one is given."""
+    if task_type_id is None:
+        return matching
+    if matching is None:
+        return [task_type_id]
+    return [type_id for type_id in matching if type_id == task_type_id]
 
 
 # -- concurrency limits, pause, dedupe scope, steering -----------------------

@@ -30,11 +30,11 @@ import os
 import time
 
 from ..errors import DiskFull, PayloadTooLarge, SchemaMissing, Unavailable
-from .base import (HISTORY_BATCH_FACTOR, PERIOD_SECONDS, STEER_FROM, Store, check_lease,
-                   claim_caps, client_error, count_deltas, dedupe_conflict, expired_message,
-                   holds_lease, like_escape_free, load_queries, order_candidates,
-                   repeated_outcome, run_deltas, runs_purge_bound, spread_candidates, steer_event,
-                   steer_key, steer_refusal)
+from .base import (DEFAULT_ORDER, HISTORY_BATCH_FACTOR, PERIOD_SECONDS, STEER_FROM, Store,
+                   check_lease, claim_caps, client_error, count_deltas, dedupe_conflict,
+                   expired_message, holds_lease, like_escape_free, load_queries, order_candidates,
+                   pick_type_ids, repeated_outcome, run_deltas, runs_purge_bound,
+                   spread_candidates, steer_event, steer_key, steer_refusal)
 from .driver import enable_tls, pymysql  # PyMySQL without ssl and cryptography
 
 CLIENT = pymysql.constants.CLIENT
@@ -67,7 +67,8 @@ UNAVAILABLE_CODES = frozenset((
     1047,  # WSREP has not yet prepared node for application use (Galera node not synced)
     2002, 2003, 2005, 2006, 2013, 2055,  # cannot connect / server gone / lost connection
 ))
-SCHEMA_MISSING_CODES = frozenset((1146,))  # table doesn't exist
+# table doesn't exist; unknown column: this code is newer than the schema
+SCHEMA_MISSING_CODES = frozenset((1146, 1054))
 RETRY_CODES = frozenset((1213, 1205))      # deadlock (and Galera certification failure), lock wait timeout
 UNKNOWN_VARIABLE = 1193
 DUPLICATE_KEY = 1062
@@ -84,6 +85,31 @@ TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "
 # Concurrent transactions add to one of this many rows per counter key (by
 # connection id), so completers do not all queue for one row lock.
 COUNTER_SLOTS = 8
+
+# (column, descending) -> what the claim statements are formatted with: the
+# index read in order for all types and inside one type, its ORDER BY, and the
+# column the pattern claim merges heads on (schema.sql, migration 0003).
+# Orders that run against their index's direction (priority ASC on
+# tasks_claim, attempts DESC on tasks_attempts) have a "group": the claim
+# steps through the index's values of that column (group_top) and takes each
+# group oldest first (group_rows); `sign` turns the group value into the
+# column's. That spares four indexes and a column (docs/performance.md,
+# "Claim orders": each index cost batch creates and completes).
+STEP_DOWN = {"cmp": "<", "dir": "DESC", "start": 2 ** 31}
+CLAIM_ORDERS = {
+    ("priority", True): {"index": "tasks_claim", "type_index": "tasks_type_claim",
+                         "order": "neg_priority, id", "column": "priority"},
+    ("priority", False): dict(STEP_DOWN, index="tasks_claim", type_index="tasks_type_claim",
+                              group="neg_priority", sign=-1, column="priority"),
+    ("attempts", False): {"index": "tasks_attempts", "type_index": "tasks_type_attempts",
+                          "order": "attempts, id", "column": "attempts"},
+    ("attempts", True): dict(STEP_DOWN, index="tasks_attempts", type_index="tasks_type_attempts",
+                             group="attempts", sign=1, column="attempts"),
+    ("id", False): {"index": "tasks_status_id", "type_index": "tasks_type_status_id",
+                    "order": "id", "column": "id"},
+    ("id", True): {"index": "tasks_status_id", "type_index": "tasks_type_status_id",
+                   "order": "id DESC", "column": "id"},
+}
 
 
 def iso(value):
@@ -459,8 +485,14 @@ class MySQLStore(Store):
         for item in items:
             self._check_packet((item["params_json"],))
 
+        usage = {}
+        for item in items:
+            usage[item["type_id"]] = usage.get(item["type_id"], 0) + 1
+
         def work():
             out, events, changes = [], [], []
+            for type_id in sorted(usage):
+                self._exec("count_type_usage", (usage[type_id], type_id))
             for item in items:
                 try:
                     cursor = self._exec("insert_task", (
@@ -477,12 +509,22 @@ class MySQLStore(Store):
                 task_id = cursor.lastrowid
                 changes.append((item["type"], None, "pending"))
                 events.append((task_id, "created", None, None))
-                out.append(({"id": task_id, "type": item["type"], "status": "pending",
-                             "priority": item["priority"], "dedupe_key": item["dedupe_key"]},
-                            False))
+                out.append((task_id, False))
             self._events(events)
             self._tally(changes)
-            return out
+            duplicates = {}
+            for item, entry in zip(items, out):
+                if entry[1]:
+                    duplicates[item["type_id"]] = duplicates.get(item["type_id"], 0) + 1
+            for type_id in sorted(duplicates):  # usage counts created tasks only
+                self._exec("count_type_usage", (-duplicates[type_id], type_id))
+            # the new tasks as GET /tasks/{id} shows them, read in one statement
+            new_ids = [entry[0] for entry in out if not entry[1]]
+            rows = {}
+            if new_ids:
+                rows = {row["id"]: row for row in self._all("get_tasks", new_ids,
+                                                            ids=_placeholders(new_ids))}
+            return [entry if entry[1] else (rows[entry[0]], False) for entry in out]
 
         return self._transaction(work)
 
@@ -512,48 +554,78 @@ class MySQLStore(Store):
     def _type_ids(self, type_pattern):
         return [row[0] for row in self._exec("types_like", (type_pattern,)).fetchall()]
 
-    def _pick(self, worker_id, type_pattern, limit, lease_seconds):
+    def _pick(self, worker_id, type_pattern, limit, lease_seconds, task_type_id=None,
+              order=DEFAULT_ORDER):
         """Claim up to `limit` tasks; returns their ids in claim order."""
         lease = (lease_seconds, self.queue["claim_timeout"])
-        if type_pattern is None:
-            type_ids = None
-        else:
-            type_ids = self._type_ids(type_pattern)
-            if not type_ids:
-                return []
+        fmt = CLAIM_ORDERS[order]
+        type_ids = pick_type_ids(None if type_pattern is None else self._type_ids(type_pattern),
+                                 task_type_id)
+        if type_ids is not None and not type_ids:
+            return []
         if type_ids is not None and len(type_ids) > 1:
-            return self._pick_among_types(worker_id, type_ids, limit, lease)
+            return self._pick_among_types(worker_id, type_ids, limit, lease, fmt=fmt,
+                                          descending=order[1])
         type_id = type_ids[0] if type_ids else None
-        if limit == 1 and not self.skip_locked:
-            cursor = self._claim_head(worker_id, type_id, lease)
+        if limit == 1 and not self.skip_locked and "group" not in fmt:
+            cursor = self._claim_head(worker_id, type_id, lease, fmt)
             return [cursor.lastrowid] if cursor.rowcount == 1 else []
-        return self._claim_locked(worker_id, self._lock_heads(type_id, limit), lease)
+        return self._claim_locked(worker_id, self._lock_heads(type_id, limit, fmt), lease)
 
-    def _lock_heads(self, type_id, count):
+    def _lock_heads(self, type_id, count, fmt=CLAIM_ORDERS[DEFAULT_ORDER]):
         """Lock the first `count` pending tasks (of one type, or of all); their ids.
 
         SKIP LOCKED passes over rows other claimers hold; the portable
         statement waits for them, and only runs while this claim has the turn.
         """
+        if "group" in fmt:
+            return [task_id for task_id, _ in self._group_heads(type_id, count, fmt, lock=True)]
         query = "lock_next" if self.skip_locked else "lock_head"
         if type_id is None:
-            cursor = self._exec(query, (count,))
+            cursor = self._exec(query, (count,), **fmt)
         else:
-            cursor = self._exec(query + "_of_type", (type_id, count))
+            cursor = self._exec(query + "_of_type", (type_id, count), **fmt)
         return [row[0] for row in cursor.fetchall()]
 
-    def _claim_head(self, worker_id, type_id, lease):
+    def _claim_head(self, worker_id, type_id, lease, fmt=CLAIM_ORDERS[DEFAULT_ORDER]):
         """The portable claim: one UPDATE takes the head of the queue (or of one type)."""
         if type_id is None:
-            return self._exec("claim_next", (worker_id,) + lease)
-        return self._exec("claim_next_of_type", (worker_id,) + lease + (type_id,))
+            return self._exec("claim_next", (worker_id,) + lease, **fmt)
+        return self._exec("claim_next_of_type", (worker_id,) + lease + (type_id,), **fmt)
+
+    def _group_heads(self, type_id, count, fmt, lock):
+        """Up to `count` (id, sort value) of a stepped order: group by group, oldest first.
+
+        Each step is two index dives (the next group's value, then its rows), so
+        the cost grows with the groups a claim spans, never with the queue."""
+        suffix, head = ("", ()) if type_id is None else ("_of_type", (type_id,))
+        locking = (" FOR UPDATE SKIP LOCKED" if self.skip_locked else " FOR UPDATE") if lock else ""
+        out, bound = [], fmt["start"]
+        while len(out) < count:
+            row = self._exec("group_top" + suffix, head + (bound,), **fmt).fetchone()
+            if row is None:
+                break
+            bound = row[0]
+            rows = self._exec("group_rows" + suffix, head + (bound, count - len(out)),
+                              lock=locking, **fmt).fetchall()
+            out.extend((task_id, fmt["sign"] * bound) for task_id, in rows)
+        return out
+
+    def _take_head(self, worker_id, type_id, lease, fmt):
+        """The portable claim of one type's head; its id or None."""
+        if "group" in fmt:
+            ids = self._claim_locked(worker_id, self._lock_heads(type_id, 1, fmt), lease)
+            return ids[0] if ids else None
+        cursor = self._claim_head(worker_id, type_id, lease, fmt)
+        return cursor.lastrowid if cursor.rowcount == 1 else None
 
     def _claim_locked(self, worker_id, ids, lease):
         if ids:
             self._exec("claim_locked", (worker_id,) + lease + tuple(ids), ids=_placeholders(ids))
         return ids
 
-    def _pick_among_types(self, worker_id, type_ids, limit, lease, caps=None):
+    def _pick_among_types(self, worker_id, type_ids, limit, lease, caps=None,
+                          fmt=CLAIM_ORDERS[DEFAULT_ORDER], descending=True):
         """Several types match: read each type's head(s) without locking, merge
         them into claim order, then take from each type as many as it earned.
 
@@ -568,12 +640,18 @@ class MySQLStore(Store):
             type_ids = [t for t in type_ids if caps.get(t) is None or caps[t] > 0]
             if not type_ids:
                 break
-            union = " UNION ALL ".join([Q["head_of_type"]] * len(type_ids))
-            params = [value for type_id in type_ids
-                      for value in (type_id, need if caps.get(type_id) is None else min(need, caps[type_id]))]
-            cursor = self.conn.cursor()
-            cursor.execute(union, params)
-            heads = order_candidates([(row[0], row[1], row[2]) for row in cursor.fetchall()], need)
+            counts = [(type_id, need if caps.get(type_id) is None else min(need, caps[type_id]))
+                      for type_id in type_ids]
+            if "group" in fmt:
+                found = [(task_id, value, type_id) for type_id, count in counts
+                         for task_id, value in self._group_heads(type_id, count, fmt, lock=False)]
+            else:
+                union = " UNION ALL ".join([Q["head_of_type"].format(**fmt)] * len(type_ids))
+                params = [value for pair in counts for value in pair]
+                cursor = self.conn.cursor()
+                cursor.execute(union, params)
+                found = [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+            heads = order_candidates(found, need, descending)
             if not heads:
                 break
             wanted = {}
@@ -583,7 +661,8 @@ class MySQLStore(Store):
                 for _, _, type_id in heads:
                     count = wanted.pop(type_id, 0)
                     if count:
-                        got = self._claim_locked(worker_id, self._lock_heads(type_id, count), lease)
+                        got = self._claim_locked(worker_id, self._lock_heads(type_id, count, fmt),
+                                                 lease)
                         ids.extend(got)
                         if caps.get(type_id) is not None:
                             caps[type_id] -= len(got)
@@ -594,9 +673,9 @@ class MySQLStore(Store):
                         continue
                     if caps.get(type_id) is not None and caps[type_id] <= 0:
                         continue
-                    cursor = self._claim_head(worker_id, type_id, lease)
-                    if cursor.rowcount == 1:
-                        ids.append(cursor.lastrowid)
+                    task_id = self._take_head(worker_id, type_id, lease, fmt)
+                    if task_id is not None:
+                        ids.append(task_id)
                         if caps.get(type_id) is not None:
                             caps[type_id] -= 1
                     else:
@@ -605,7 +684,8 @@ class MySQLStore(Store):
                 break
         return ids
 
-    def _pick_cluster(self, worker_id, type_pattern, limit, lease_seconds, caps=None):
+    def _pick_cluster(self, worker_id, type_pattern, limit, lease_seconds, caps=None,
+                      task_type_id=None):
         """The claim on a multi-primary cluster; returns the claimed ids.
 
         Locking reads hold nothing back on the other nodes and only make
@@ -628,6 +708,8 @@ class MySQLStore(Store):
             type_ids = self._type_ids(type_pattern)
         else:
             type_ids = None
+        if caps is None:  # (with caps, the claim narrowed the types before counting)
+            type_ids = pick_type_ids(type_ids, task_type_id)
         if type_ids == []:
             return []
         window = min(CLUSTER_WINDOW * limit, CLUSTER_WINDOW_MAX)
@@ -668,14 +750,18 @@ class MySQLStore(Store):
         if len(type_ids) == 1:
             return [(row[0], row[1], type_ids[0]) for row in self._exec(
                 "cluster_candidates_of_type", (type_ids[0], count)).fetchall()]
-        union = " UNION ALL ".join([Q["head_of_type"]] * len(type_ids))
+        union = " UNION ALL ".join([Q["head_of_type"].format(**CLAIM_ORDERS[DEFAULT_ORDER])]
+                                   * len(type_ids))
         cursor = self.conn.cursor()
         cursor.execute(union, [value for type_id in type_ids for value in (type_id, count)])
         return order_candidates(cursor.fetchall(), count)
 
-    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None, request_key=None):
+    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None, request_key=None,
+              task_type_id=None, order=DEFAULT_ORDER):
         if type_pattern is not None and not type_pattern.isascii():
             return []  # type names are ASCII: nothing can match
+        column, descending = order
+        sign = -1 if descending else 1
 
         def work():
             if not self.skip_locked and not self.cluster:
@@ -695,16 +781,19 @@ class MySQLStore(Store):
             if self.cluster:
                 caps = None
                 if restricted:
+                    type_ids = pick_type_ids(type_ids, task_type_id)
                     if limited:
                         self._replicate_type_turns(limited)
                     caps = claim_caps(type_ids, restricted, self._live_leases(limited))
-                ids = self._pick_cluster(worker_id, type_pattern, limit, lease_seconds, caps)
+                ids = self._pick_cluster(worker_id, type_pattern, limit, lease_seconds, caps,
+                                         task_type_id)
             elif restricted:
+                type_ids = pick_type_ids(type_ids, task_type_id)
                 ids = self._pick_capped(worker_id, claim_caps(type_ids, restricted,
                                                               self._live_leases(limited)),
-                                        limit, lease_seconds)
+                                        limit, lease_seconds, order)
             else:
-                ids = self._pick(worker_id, type_pattern, limit, lease_seconds)
+                ids = self._pick(worker_id, type_pattern, limit, lease_seconds, task_type_id, order)
             if ids and request_key is not None:
                 self._exec("mark_request_key", (request_key,) + tuple(ids), ids=_placeholders(ids))
             elif request_key is not None:
@@ -713,8 +802,9 @@ class MySQLStore(Store):
                     self._exec("forget_empty", ())
             rows = []
             if ids:
+                # in claim order (the claim added 1 to every attempts alike)
                 rows = sorted(self._all("get_tasks", ids, ids=_placeholders(ids)),
-                              key=lambda row: (-row["priority"], row["id"]))
+                              key=lambda row: (sign * row[column], row["id"]))
                 events.extend((row["id"], "claimed", worker_id, None) for row in rows)
                 changes.extend((row["type"], "pending", "claimed") for row in rows)
             self._events(events)
@@ -784,19 +874,21 @@ class MySQLStore(Store):
             return {}
         return dict(self._exec("live_leases", type_ids, ids=_placeholders(type_ids)).fetchall())
 
-    def _pick_capped(self, worker_id, caps, limit, lease_seconds):
+    def _pick_capped(self, worker_id, caps, limit, lease_seconds, order=DEFAULT_ORDER):
         """_pick over the types a claim may take, each at most its cap."""
         lease = (lease_seconds, self.queue["claim_timeout"])
+        fmt = CLAIM_ORDERS[order]
         if len(caps) > 1:
-            return self._pick_among_types(worker_id, list(caps), limit, lease, caps=caps)
+            return self._pick_among_types(worker_id, list(caps), limit, lease, caps=caps, fmt=fmt,
+                                          descending=order[1])
         if not caps:
             return []
         (type_id, cap), = caps.items()
         count = limit if cap is None else min(cap, limit)
-        if count == 1 and not self.skip_locked:
-            cursor = self._claim_head(worker_id, type_id, lease)
+        if count == 1 and not self.skip_locked and "group" not in fmt:
+            cursor = self._claim_head(worker_id, type_id, lease, fmt)
             return [cursor.lastrowid] if cursor.rowcount == 1 else []
-        return self._claim_locked(worker_id, self._lock_heads(type_id, count), lease)
+        return self._claim_locked(worker_id, self._lock_heads(type_id, count, fmt), lease)
 
     def _check_lease(self, task_id, worker_id):
         state = self._one("lease_state", (task_id,))

@@ -13,10 +13,11 @@ import sqlite3
 import time
 
 from ..errors import DiskFull, Unavailable
-from .base import (HISTORY_BATCH_FACTOR, KEY_TOUCH_SECONDS, PERIOD_SECONDS, STEER_FROM, Store,
-                   capped_heads, check_lease, claim_caps, client_error, count_deltas,
-                   dedupe_conflict, expired_message, holds_lease, like_escape_free, load_queries,
-                   order_candidates, repeated_outcome, run_deltas, runs_purge_bound, steer_event,
+from .base import (DEFAULT_ORDER, HISTORY_BATCH_FACTOR, KEY_TOUCH_SECONDS, PERIOD_SECONDS,
+                   STEER_FROM, Store, capped_heads, check_lease, claim_caps, client_error,
+                   count_deltas, dedupe_conflict, expired_message, holds_lease, like_escape_free,
+                   load_queries, order_candidates, pick_type_ids, repeated_outcome, run_deltas,
+                   runs_purge_bound, steer_event,
                    steer_key, steer_refusal)
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "sqlite_schema.sql")
@@ -41,6 +42,21 @@ TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "
                "last_used_at", "expires_at")
 PERIOD_MS = PERIOD_SECONDS * 1000
 DAY_MS = 86400 * 1000
+
+# (column, descending) -> the index a claim reads in order, for all types and
+# inside one type, and its ORDER BY (sqlite_schema.sql, version 2). An ORDER BY
+# of None: the order runs against the index (priority ASC on tasks_claim,
+# attempts DESC on tasks_attempts) and steps through its groups, as
+# MySQLStore does (STEPS: the comparison and direction of the step).
+CLAIM_ORDERS = {
+    ("priority", True): ("tasks_claim", "tasks_type_claim", "priority DESC, id"),
+    ("priority", False): ("tasks_claim", "tasks_type_claim", None),
+    ("attempts", False): ("tasks_attempts", "tasks_type_attempts", "attempts, id"),
+    ("attempts", True): ("tasks_attempts", "tasks_type_attempts", None),
+    ("id", False): ("tasks_status_id", "tasks_type_status_id", "id"),
+    ("id", True): ("tasks_status_id", "tasks_type_status_id", "id DESC"),
+}
+STEPS = {("priority", False): (">", "ASC", -2 ** 31 - 1), ("attempts", True): ("<", "DESC", 2 ** 31)}
 
 
 def _row(cursor, values):
@@ -205,7 +221,7 @@ class SQLiteStore(Store):
     # -- tasks ---------------------------------------------------------
     def create_tasks(self, items):
         def work(now):
-            out, changes = [], []
+            out, changes, usage = [], [], {}
             for item in items:
                 cursor = self.conn.execute(Q["insert_task"], (
                     item["type_id"], item["type"], item["params_json"], item["dedupe_key"],
@@ -215,12 +231,14 @@ class SQLiteStore(Store):
                     task_id = cursor.lastrowid
                     changes.append((item["type"], None, "pending"))
                     self._event(task_id, "created", None, None, now)
-                    out.append(({"id": task_id, "type": item["type"], "status": "pending",
-                                 "priority": item["priority"], "dedupe_key": item["dedupe_key"]},
-                                False))
+                    usage[item["type_id"]] = usage.get(item["type_id"], 0) + 1
+                    out.append((self._one("get_task", (task_id,)), False))
                 else:
+                    usage.setdefault(item["type_id"], 0)
                     out.append((self._one("task_by_dedupe_key", (item["dedupe_key"],)), True))
             self._tally(changes, (), now)
+            for type_id, count in usage.items():
+                self.conn.execute(Q["count_type_usage"], (count, now, type_id))
             return out
 
         return self._write(work)
@@ -244,23 +262,41 @@ class SQLiteStore(Store):
                 self._event(task_id, "failed", None, message, now)
         self._tally(changes, runs, now)
 
-    def _candidates(self, type_pattern, limit, now):
+    def _heads_of_type(self, type_id, count, order):
+        """Up to `count` (id, sort value) of one type's pending tasks, in claim order."""
+        index, type_index, order_by = CLAIM_ORDERS[order]
+        if order_by is None:
+            return self._group_heads(type_id, count, order, type_index)
+        sql = Q["next_pending_of_type"].format(column=order[0], index=type_index, order=order_by)
+        return self.conn.execute(sql, (type_id, count)).fetchall()
+
+    def _candidates(self, type_pattern, limit, now, task_type_id=None, order=DEFAULT_ORDER):
         restricted = {row[0]: (row[1], row[2]) for row in self.conn.execute(Q["restricted_types"])}
         if restricted:
-            return self._capped_candidates(type_pattern, limit, restricted, now)
-        if type_pattern is None:
-            return self.conn.execute(Q["next_pending"], (limit,)).fetchall()
-        type_ids = [row[0] for row in self.conn.execute(Q["types_like"], (type_pattern,))]
+            return self._capped_candidates(type_pattern, limit, restricted, now, task_type_id,
+                                           order)
+        index, type_index, order_by = CLAIM_ORDERS[order]
+        matching = None
+        if type_pattern is not None:
+            matching = [row[0] for row in self.conn.execute(Q["types_like"], (type_pattern,))]
+        type_ids = pick_type_ids(matching, task_type_id)
+        if type_ids is None:
+            if order_by is None:
+                return self._group_heads(None, limit, order, index)
+            sql = Q["next_pending"].format(column=order[0], index=index, order=order_by)
+            return self.conn.execute(sql, (limit,)).fetchall()
         heads = []
         for type_id in type_ids:
-            heads.extend(self.conn.execute(Q["next_pending_of_type"], (type_id, limit)).fetchall())
-        return order_candidates(heads, limit)
+            heads.extend(self._heads_of_type(type_id, limit, order))
+        return order_candidates(heads, limit, order[1])
 
-    def _capped_candidates(self, type_pattern, limit, restricted, now):
+    def _capped_candidates(self, type_pattern, limit, restricted, now, task_type_id=None,
+                           order=DEFAULT_ORDER):
         """Candidates when some type is paused or limited: per type, each at
         most its remaining capacity (the write lock makes the count exact)."""
         query, params = ("all_type_ids", ()) if type_pattern is None else ("types_like", (type_pattern,))
-        type_ids = [row[0] for row in self.conn.execute(Q[query], params)]
+        type_ids = pick_type_ids([row[0] for row in self.conn.execute(Q[query], params)],
+                                 task_type_id)
         limited = [t for t in type_ids if restricted.get(t, (0, None))[1] is not None]
         live = {}
         if limited:
@@ -268,10 +304,27 @@ class SQLiteStore(Store):
                                           limited + [now]).fetchall())
         heads = []
         for type_id, count in capped_heads(claim_caps(type_ids, restricted, live), limit):
-            heads.extend(self.conn.execute(Q["next_pending_of_type"], (type_id, count)).fetchall())
-        return order_candidates(heads, limit)
+            heads.extend(self._heads_of_type(type_id, count, order))
+        return order_candidates(heads, limit, order[1])
 
-    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None, request_key=None):
+    def _group_heads(self, type_id, count, order, index):
+        """Up to `count` (id, value) of a stepped order: the next group's value, then
+        its tasks oldest first; two index reads a group, whatever the queue's size."""
+        cmp, direction, bound = STEPS[order]
+        fmt = {"group": order[0], "column": order[0], "index": index, "cmp": cmp, "dir": direction}
+        suffix, head = ("", ()) if type_id is None else ("_of_type", (type_id,))
+        out = []
+        while len(out) < count:
+            row = self.conn.execute(Q["group_top" + suffix].format(**fmt), head + (bound,)).fetchone()
+            if row is None:
+                break
+            bound = row[0]
+            out.extend(self.conn.execute(Q["group_rows" + suffix].format(**fmt),
+                                         head + (bound, count - len(out))).fetchall())
+        return out
+
+    def claim(self, worker_id, type_pattern=None, limit=1, lease_seconds=None, request_key=None,
+              task_type_id=None, order=DEFAULT_ORDER):
         default_lease = self.queue["claim_timeout"]
 
         def work(now):
@@ -285,7 +338,7 @@ class SQLiteStore(Store):
                     return []  # its retry already answered "nothing": claim nothing late
             self._expire_leases(now)
             claimed = []
-            for task_id, _ in self._candidates(type_pattern, limit, now):
+            for task_id, _ in self._candidates(type_pattern, limit, now, task_type_id, order):
                 cursor = self.conn.execute(Q["claim_task"], (worker_id, now, now, lease_seconds,
                                                              default_lease, now, task_id))
                 if cursor.rowcount == 1:

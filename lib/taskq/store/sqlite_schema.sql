@@ -12,6 +12,9 @@ CREATE TABLE IF NOT EXISTS task_types (
     claim_timeout     INTEGER,
     created_at        INTEGER NOT NULL,
     updated_at        INTEGER NOT NULL,
+    -- tasks created of this type, and when the last was (kept by create; version 2)
+    usage_count       INTEGER NOT NULL DEFAULT 0,
+    last_used_at      INTEGER,
     max_concurrency   INTEGER,
     is_paused         INTEGER NOT NULL DEFAULT 0,
     dedupe_scope      TEXT NOT NULL DEFAULT 'always'
@@ -53,6 +56,12 @@ CREATE INDEX IF NOT EXISTS tasks_type_claim ON tasks (type_id, status, priority 
 CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (status, lease_expires_at);
 -- GET /tasks?status=: newest first
 CREATE INDEX IF NOT EXISTS tasks_status_id ON tasks (status, id);
+-- claim orders (version 2): attempts (ASC in order, DESC group by group),
+-- also inside one type; id and created_at order inside one type. priority ASC
+-- steps through tasks_claim's groups and needs none.
+CREATE INDEX IF NOT EXISTS tasks_attempts ON tasks (status, attempts, id);
+CREATE INDEX IF NOT EXISTS tasks_type_attempts ON tasks (type_id, status, attempts, id);
+CREATE INDEX IF NOT EXISTS tasks_type_status_id ON tasks (type_id, status, id);
 -- a claim repeated with its request_key finds the tasks it handed out
 CREATE INDEX IF NOT EXISTS tasks_claim_request ON tasks (claim_request_key);
 -- retention: finished tasks of one status, oldest change first

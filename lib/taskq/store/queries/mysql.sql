@@ -22,17 +22,17 @@ SELECT 1 FROM tasks LIMIT 1
 
 -- name: get_type
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       usage_count, last_used_at, created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types WHERE name = %s
 
 -- name: list_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       usage_count, last_used_at, created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types ORDER BY name
 
 -- name: list_active_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       usage_count, last_used_at, created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types WHERE is_active = 1 ORDER BY name
 
 -- name: upsert_type
@@ -53,7 +53,16 @@ INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, neg
 VALUES (%s, %s, 'pending', %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), %s)
 
 -- name: task_by_dedupe_key
-SELECT id, type, status, priority, dedupe_key FROM tasks WHERE dedupe_key = %s
+SELECT id, type, type_id, status, params_json, result_json, error_message, priority, progress,
+       progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
+       completed_at, created_at, updated_at
+FROM tasks WHERE dedupe_key = %s
+
+-- name: count_type_usage
+-- run first in a create's transaction: the tasks' foreign key check takes a
+-- shared lock on this row, and taking it exclusively after that would let
+-- two creates of one type deadlock
+UPDATE task_types SET usage_count = usage_count + %s, last_used_at = UTC_TIMESTAMP(6) WHERE id = %s
 
 -- name: insert_event
 INSERT INTO task_history (task_id, event, worker_id, message, created_at)
@@ -85,56 +94,81 @@ SELECT id FROM task_types WHERE name LIKE %s
 SELECT name FROM taskq_locks WHERE name = 'claim' FOR UPDATE
 
 -- name: claim_next
+-- {index}, {type_index}, {order} and {column} in the claim statements come
+-- from MySQLStore.CLAIM_ORDERS: each claim order reads its own index in order
 -- portable claim of the head of the queue, run while the claim has the turn
 -- (claim_turn), so no other claim holds rows on its way; the UPDATE locks
 -- the row it takes;
 -- LAST_INSERT_ID(id) hands the id back without another query.
-UPDATE tasks FORCE INDEX (tasks_claim)
+UPDATE tasks FORCE INDEX ({index})
 SET status = 'claimed', claimed_by = %s, claimed_at = UTC_TIMESTAMP(6), attempts = attempts + 1,
     lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL COALESCE(%s, claim_timeout, %s) SECOND,
     progress = 0, progress_message = NULL, updated_at = UTC_TIMESTAMP(6), id = LAST_INSERT_ID(id)
 WHERE status = 'pending'
-ORDER BY neg_priority, id LIMIT 1
+ORDER BY {order} LIMIT 1
 
 -- name: claim_next_of_type
-UPDATE tasks FORCE INDEX (tasks_type_claim)
+UPDATE tasks FORCE INDEX ({type_index})
 SET status = 'claimed', claimed_by = %s, claimed_at = UTC_TIMESTAMP(6), attempts = attempts + 1,
     lease_expires_at = UTC_TIMESTAMP(6) + INTERVAL COALESCE(%s, claim_timeout, %s) SECOND,
     progress = 0, progress_message = NULL, updated_at = UTC_TIMESTAMP(6), id = LAST_INSERT_ID(id)
 WHERE type_id = %s AND status = 'pending'
-ORDER BY neg_priority, id LIMIT 1
+ORDER BY {order} LIMIT 1
 
 -- name: lock_head
 -- portable claim of several tasks: two statements whatever their number
-SELECT id FROM tasks FORCE INDEX (tasks_claim)
+SELECT id FROM tasks FORCE INDEX ({index})
 WHERE status = 'pending'
-ORDER BY neg_priority, id LIMIT %s
+ORDER BY {order} LIMIT %s
 FOR UPDATE
 
 -- name: lock_head_of_type
-SELECT id FROM tasks FORCE INDEX (tasks_type_claim)
+SELECT id FROM tasks FORCE INDEX ({type_index})
 WHERE type_id = %s AND status = 'pending'
-ORDER BY neg_priority, id LIMIT %s
+ORDER BY {order} LIMIT %s
 FOR UPDATE
 
 -- name: lock_next
 -- SKIP LOCKED claim (MariaDB 10.6+, MySQL 8.0.1+): rows another claimer holds are passed over
-SELECT id FROM tasks FORCE INDEX (tasks_claim)
+SELECT id FROM tasks FORCE INDEX ({index})
 WHERE status = 'pending'
-ORDER BY neg_priority, id LIMIT %s
+ORDER BY {order} LIMIT %s
 FOR UPDATE SKIP LOCKED
 
 -- name: lock_next_of_type
-SELECT id FROM tasks FORCE INDEX (tasks_type_claim)
+SELECT id FROM tasks FORCE INDEX ({type_index})
 WHERE type_id = %s AND status = 'pending'
-ORDER BY neg_priority, id LIMIT %s
+ORDER BY {order} LIMIT %s
 FOR UPDATE SKIP LOCKED
 
 -- name: head_of_type
 -- one part of a UNION ALL over the matching types; a plain read
-(SELECT id, priority, type_id FROM tasks FORCE INDEX (tasks_type_claim)
+(SELECT id, {column}, type_id FROM tasks FORCE INDEX ({type_index})
  WHERE type_id = %s AND status = 'pending'
- ORDER BY neg_priority, id LIMIT %s)
+ ORDER BY {order} LIMIT %s)
+
+-- name: group_top
+-- claim orders read against their index's direction (priority ASC, attempts
+-- DESC) step through its groups: the next value of {group} past the last one
+-- (a backward index read), then that group's tasks oldest first
+SELECT {group} FROM tasks FORCE INDEX ({index})
+WHERE status = 'pending' AND {group} {cmp} %s
+ORDER BY {group} {dir} LIMIT 1
+
+-- name: group_top_of_type
+SELECT {group} FROM tasks FORCE INDEX ({type_index})
+WHERE type_id = %s AND status = 'pending' AND {group} {cmp} %s
+ORDER BY {group} {dir} LIMIT 1
+
+-- name: group_rows
+SELECT id FROM tasks FORCE INDEX ({index})
+WHERE status = 'pending' AND {group} = %s
+ORDER BY id LIMIT %s{lock}
+
+-- name: group_rows_of_type
+SELECT id FROM tasks FORCE INDEX ({type_index})
+WHERE type_id = %s AND status = 'pending' AND {group} = %s
+ORDER BY id LIMIT %s{lock}
 
 -- name: cluster_candidates
 -- the cluster claim's plain read of the head of the queue (MySQLStore._pick_cluster),
@@ -243,13 +277,13 @@ SET finished_by = claimed_by, finished_status = 'failed', finished_attempt = att
 WHERE id = %s
 
 -- name: get_task
-SELECT id, type, status, params_json, result_json, error_message, priority, progress,
+SELECT id, type, type_id, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
        completed_at, created_at, updated_at
 FROM tasks WHERE id = %s
 
 -- name: get_tasks
-SELECT id, type, status, params_json, result_json, error_message, priority, progress,
+SELECT id, type, type_id, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
        completed_at, created_at, updated_at
 FROM tasks WHERE id IN ({ids})
@@ -261,7 +295,7 @@ SELECT 1 FROM tasks WHERE id = %s
 SELECT event, worker_id, message, created_at FROM task_history WHERE task_id = %s ORDER BY id
 
 -- name: list_tasks
-SELECT id, type, status, params_json, result_json, error_message, priority, progress,
+SELECT id, type, type_id, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
        completed_at, created_at, updated_at
 FROM tasks WHERE {where} ORDER BY id DESC LIMIT %s OFFSET %s

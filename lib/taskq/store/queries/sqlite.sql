@@ -6,17 +6,17 @@ SELECT 1
 
 -- name: get_type
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       usage_count, last_used_at, created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types WHERE name = ?
 
 -- name: list_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       usage_count, last_used_at, created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types ORDER BY name
 
 -- name: list_active_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
-       created_at, updated_at, max_concurrency, is_paused, dedupe_scope
+       usage_count, last_used_at, created_at, updated_at, max_concurrency, is_paused, dedupe_scope
 FROM task_types WHERE is_active = 1 ORDER BY name
 
 -- name: insert_type
@@ -37,7 +37,13 @@ VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dedupe_key) DO NOTHING
 
 -- name: task_by_dedupe_key
-SELECT id, type, status, priority, dedupe_key FROM tasks WHERE dedupe_key = ?
+SELECT id, type, type_id, status, params_json, result_json, error_message, priority, progress,
+       progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
+       completed_at, created_at, updated_at
+FROM tasks WHERE dedupe_key = ?
+
+-- name: count_type_usage
+UPDATE task_types SET usage_count = usage_count + ?, last_used_at = ? WHERE id = ?
 
 -- name: insert_event
 INSERT INTO task_history (task_id, event, worker_id, message, created_at) VALUES (?, ?, ?, ?, ?)
@@ -63,12 +69,34 @@ WHERE id = ?
 SELECT id FROM task_types WHERE name LIKE ? ESCAPE '\'
 
 -- name: next_pending
-SELECT id, priority FROM tasks WHERE status = 'pending'
-ORDER BY priority DESC, id LIMIT ?
+-- {column}, {index} and {order} come from SQLiteStore.CLAIM_ORDERS
+SELECT id, {column} FROM tasks INDEXED BY {index} WHERE status = 'pending'
+ORDER BY {order} LIMIT ?
 
 -- name: next_pending_of_type
-SELECT id, priority FROM tasks WHERE type_id = ? AND status = 'pending'
-ORDER BY priority DESC, id LIMIT ?
+SELECT id, {column} FROM tasks INDEXED BY {index} WHERE type_id = ? AND status = 'pending'
+ORDER BY {order} LIMIT ?
+
+-- name: group_top
+-- claim orders that step through an index's groups (see mysql.sql)
+SELECT {group} FROM tasks INDEXED BY {index}
+WHERE status = 'pending' AND {group} {cmp} ?
+ORDER BY {group} {dir} LIMIT 1
+
+-- name: group_top_of_type
+SELECT {group} FROM tasks INDEXED BY {index}
+WHERE type_id = ? AND status = 'pending' AND {group} {cmp} ?
+ORDER BY {group} {dir} LIMIT 1
+
+-- name: group_rows
+SELECT id, {column} FROM tasks INDEXED BY {index}
+WHERE status = 'pending' AND {group} = ?
+ORDER BY id LIMIT ?
+
+-- name: group_rows_of_type
+SELECT id, {column} FROM tasks INDEXED BY {index}
+WHERE type_id = ? AND status = 'pending' AND {group} = ?
+ORDER BY id LIMIT ?
 
 -- name: claim_task
 UPDATE tasks
@@ -134,7 +162,7 @@ SET finished_by = claimed_by, finished_status = 'failed', finished_attempt = att
 WHERE id = ?
 
 -- name: get_task
-SELECT id, type, status, params_json, result_json, error_message, priority, progress,
+SELECT id, type, type_id, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
        completed_at, created_at, updated_at
 FROM tasks WHERE id = ?
@@ -146,7 +174,7 @@ SELECT 1 FROM tasks WHERE id = ?
 SELECT event, worker_id, message, created_at FROM task_history WHERE task_id = ? ORDER BY id
 
 -- name: list_tasks
-SELECT id, type, status, params_json, result_json, error_message, priority, progress,
+SELECT id, type, type_id, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
        completed_at, created_at, updated_at
 FROM tasks WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?
