@@ -197,6 +197,25 @@ CREATE TABLE task_schedules (
     KEY task_schedules_due (is_paused, next_run_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
+-- Dashboard sessions (keyed by the SHA-256 of the cookie's token) and the
+-- failed-login counts per client address that slow down guessing.
+CREATE TABLE dashboard_sessions (
+    token_hash CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    csrf_token CHAR(43) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    key_ref    VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    expires_at DATETIME(6) NOT NULL,
+    PRIMARY KEY (token_hash),
+    KEY dashboard_sessions_expiry (expires_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE login_failures (
+    address      VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    failures     INT NOT NULL,
+    window_start DATETIME(6) NOT NULL,
+    PRIMARY KEY (address)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
 INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6)), (2, UTC_TIMESTAMP(6)),
     (3, UTC_TIMESTAMP(6)), (4, UTC_TIMESTAMP(6)), (5, UTC_TIMESTAMP(6)), (6, UTC_TIMESTAMP(6)),
-    (7, UTC_TIMESTAMP(6));
+    (7, UTC_TIMESTAMP(6)), (8, UTC_TIMESTAMP(6));

@@ -77,7 +77,8 @@ def empty_mysql(database):
     with conn.cursor() as cur:
         cur.execute("SET FOREIGN_KEY_CHECKS = 0")
         for table in ("task_history", "tasks", "task_schedules", "task_types",
-                      "taskq_claim_requests", "task_counts", "task_runs", "api_keys"):
+                      "taskq_claim_requests", "task_counts", "task_runs", "api_keys",
+                      "dashboard_sessions", "login_failures"):
             # DELETE, not TRUNCATE: ~2 ms instead of ~70 ms per table, per test
             cur.execute("DELETE FROM %s" % table)
         cur.execute("SET FOREIGN_KEY_CHECKS = 1")

@@ -430,3 +430,56 @@ def test_eight_worker_processes_claim_each_task_exactly_once(deployment, site):
     done = http(api + "/tasks?status=completed&type=%s&limit=1" % name, headers=KEY)
     assert pending.json["pagination"]["total"] == 0
     assert done.json["pagination"]["total"] == count
+
+
+# -- the dashboard through the shipped .htaccess --------------------------------
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _page(url, form=None, cookies=None):
+    """(status, headers, body text) without following redirects; form is urlencoded."""
+    from urllib.parse import urlencode
+
+    data = urlencode(form).encode("utf-8") if form is not None else None
+    request = urllib.request.Request(url, data=data)
+    if cookies:
+        request.add_header("Cookie", "; ".join("%s=%s" % kv for kv in cookies.items()))
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=60) as response:
+            return response.status, response.headers, response.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read().decode("utf-8", "replace")
+
+
+def _cookies_from(headers, jar):
+    for value in headers.get_all("Set-Cookie") or []:
+        name, _, rest = value.partition("=")
+        jar[name] = rest.split(";", 1)[0]
+    return jar
+
+
+@pytest.mark.parametrize("prefix", ["/dashboard", "/api/dashboard"])
+def test_dashboard_logs_in_and_links_stay_under_its_url(deployment, site, prefix):
+    import re
+
+    base = deployment.url(site, prefix)
+    status, headers, _ = _page(base + "/")
+    assert status == 303
+    assert headers["Location"] == "/%s%s/login" % (site, prefix)  # the URL the browser used
+    status, headers, body = _page(base + "/login")
+    assert status == 200 and "Content-Security-Policy" in headers
+    jar = _cookies_from(headers, {})
+    assert ('href="/%s%s/static/dashboard.css"' % (site, prefix)) in body
+    token = re.search(r'name="csrf" value="([^"]+)"', body).group(1)
+    status, headers, _ = _page(base + "/login", {"csrf": token, "key": API_KEY}, jar)
+    assert status == 303
+    cookie = [c for c in headers.get_all("Set-Cookie") if c.startswith("taskq_session=")][0]
+    assert "Path=/%s%s" % (site, prefix) in cookie and "HttpOnly" in cookie
+    _cookies_from(headers, jar)
+    status, _, body = _page(base + "/tasks", cookies=jar)
+    assert status == 200 and "task(s)" in body
+    status, headers, css = _page(base + "/static/dashboard.css")
+    assert status == 200 and headers["Content-Type"].startswith("text/css")

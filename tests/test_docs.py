@@ -40,7 +40,9 @@ def test_readme_lists_every_route():
 
 def test_openapi_documents_every_route():
     paths = document()["paths"]
-    for method, rule, _ in ROUTES:
+    for method, rule, name in ROUTES:
+        if name.startswith("dashboard."):
+            continue  # HTML pages for people, not the API (README lists them)
         assert method.lower() in paths[rule.replace(":int", "")], (method, rule)
 
 

@@ -111,7 +111,8 @@ def test_cli_mysql_install_creates_schema_in_empty_database(tmp_path, empty_mysq
         assert {row[0] for row in cur.fetchall()} == {"task_types", "tasks", "task_history",
                                                        "taskq_schema_version", "taskq_locks",
                                                        "task_schedules", "taskq_claim_requests",
-                                                       "api_keys", "task_counts", "task_runs"}
+                                                       "api_keys", "task_counts", "task_runs",
+                                                       "dashboard_sessions", "login_failures"}
     conn.close()
     api = api_for(config_path)
     assert register_echo(api, key).status == 201

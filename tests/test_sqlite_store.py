@@ -7,8 +7,12 @@ import sys
 import pytest
 
 from conftest import ROOT
-from taskq.store.sqlite import SCHEMA_VERSION  # noqa: E402
-from taskq.store.sqlite import CLAIM_ORDERS, STEPS
+from taskq import config
+from taskq.store.sqlite import CLAIM_ORDERS, SCHEMA_VERSION, STEPS, SQLiteStore  # noqa: E402
+
+
+def sqlite_store(path):
+    return SQLiteStore(config.parse("[database]\nsqlite_path = " + path + "\n"))
 
 FIRST_USE = """
 import sys
@@ -83,3 +87,26 @@ print(out["status"], json.loads(body)["data"]["database"]["backend"])
     done = subprocess.run([sys.executable, "-c", script, ROOT + "/passenger_wsgi.py", str(cfg)],
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "200 OK sqlite"
+
+
+def test_an_older_file_is_migrated_when_opened(tmp_path):
+    """A file at version 6 (before the dashboard tables) gains them, keeping its tasks."""
+    path = str(tmp_path / "old.sqlite3")
+    conn = sqlite3.connect(path, isolation_level=None)
+    store = sqlite_store(path)
+    store.close()
+    conn.execute("DROP TABLE dashboard_sessions")
+    conn.execute("DROP TABLE login_failures")
+    conn.execute("INSERT INTO task_types (name, version, param_schema_json, created_at, updated_at)"
+                 " VALUES ('t', '1', '{}', 0, 0)")
+    conn.execute("PRAGMA user_version = 6")
+    conn.close()
+    store = sqlite_store(path)
+    try:
+        assert store.get_type("t")["name"] == "t"
+        store.create_session("h" * 64, "c" * 43, "config:x", 60)
+        assert store.get_session("h" * 64)["key_ref"] == "config:x"
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -21,6 +21,8 @@ import pytest
 from conftest import IN_CI, mysql_connect, mysql_params
 from support.apache import (ApacheUnavailable, available, cgi_python_env, make_docroot,
                             prepare_docroot, run_user, start_apache)
+from support.browser import CHROMEDRIVER, CHROMIUM, chromium, click_and_wait, close_chromium
+from support.browser import screenshot as _screenshot
 from support.bundles import built_bundle, bundle_tool
 
 pytestmark = [pytest.mark.browser, pytest.mark.apache, pytest.mark.mysql]
@@ -28,8 +30,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.apache, pytest.mark.mysql]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMG = (os.path.join(ROOT, "docs", "img") if os.environ.get("TASKQ_UPDATE_SCREENSHOTS") == "1"
        else tempfile.mkdtemp(prefix="taskq-screenshots-"))
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def screenshot(driver, name):
+    _screenshot(driver, IMG, name)
 
 
 def unavailable(reason):
@@ -84,25 +88,11 @@ def browser():
     for path in (CHROMIUM, CHROMEDRIVER):
         if not os.access(path, os.X_OK):
             unavailable("%s is not installed (Debian packages chromium, chromium-driver)" % path)
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium fetch a browser or driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="taskq-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1000,900",
-                "--user-data-dir=" + profile):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = chromium()
     try:
         yield driver
     finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        close_chromium(driver)
 
 
 @pytest.fixture
@@ -120,23 +110,6 @@ def empty_database():
     admin.close()
 
 
-def screenshot(driver, name):
-    """Save the whole page (not just the window) as docs/img/<name>.png."""
-    driver.execute_script("if (document.activeElement) document.activeElement.blur()")
-    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    size = metrics.get("cssContentSize") or metrics["contentSize"]
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": 1000, "height": min(int(size["height"]) + 1, 4000), "deviceScaleFactor": 1, "mobile": False})
-    try:
-        os.makedirs(IMG, exist_ok=True)
-        path = os.path.join(IMG, name + ".png")
-        driver.save_screenshot(path)
-    finally:
-        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-    with open(path, "rb") as handle:
-        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
-
-
 def fill_mysql_form(driver, database, password):
     from selenium.webdriver.common.by import By
 
@@ -147,37 +120,6 @@ def fill_mysql_form(driver, database, password):
         element = driver.find_element(By.ID, field)
         element.clear()
         element.send_keys(value)
-
-
-def click_and_wait(driver, element):
-    """Click something that loads a new page, and return once the new page is there."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    old_page = driver.find_element(By.TAG_NAME, "html")
-    element.click()
-    wait = WebDriverWait(driver, 60)
-    wait.until(lambda d: _gone(old_page))
-    # the old page is gone; wait until the new one has finished loading too,
-    # or a lookup may catch a node of a document that is still being replaced
-    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
-
-
-def _gone(element):
-    """Whether element's document was replaced. Mid-navigation chromedriver may
-    answer "Node with given id does not belong to the document" (an unknown
-    error) instead of a stale-element error: that also means it is gone."""
-    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
-
-    try:
-        element.is_enabled()
-    except StaleElementReferenceException:
-        return True
-    except WebDriverException as exc:
-        if "does not belong to the document" in str(exc):
-            return True
-        raise
-    return False
 
 
 def submit(driver):

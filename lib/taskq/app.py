@@ -11,13 +11,13 @@ import sys
 import time
 
 from . import errors, transport
-from .router import FILES, PUBLIC, ROLE_GRANTS, ROUTE_ROLES, Router
+from .router import FILES, PUBLIC, ROLE_GRANTS, ROUTE_ROLES, SELF_AUTHORIZED, Router
 
-STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified",
-               400: "Bad Request",
+STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 303: "See Other",
+               304: "Not Modified", 400: "Bad Request",
                401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
                405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
-               413: "Payload Too Large",
+               413: "Payload Too Large", 429: "Too Many Requests",
                500: "Internal Server Error", 503: "Service Unavailable"}
 
 CORS_HEADERS = "Content-Type, Authorization, X-API-Key"
@@ -198,6 +198,7 @@ def _handler(name):
 
     return getattr(handlers, name)
 
+
 class Application:
     """A WSGI callable; config is read once per process (once per request under CGI).
 
@@ -253,10 +254,15 @@ class Application:
                 status, file_headers, body = getattr(docs_ui, FILES[name])(request, **params)
                 return status, file_headers + cors, body
             context = Context(request, config, self._pool_for(environ))
-            if name not in PUBLIC:
+            if name not in PUBLIC and not name.startswith(SELF_AUTHORIZED):
                 self._authorize(request, config, context, name)
             request.check_size()
             answer = _handler(name)(context, **params)
+            if isinstance(answer, RawResponse):  # the dashboard's pages and files
+                failed = answer.status >= 500
+                headers[:] = [h for h in headers if h[0] not in ("Content-Type", "Cache-Control")]
+                headers.extend(answer.headers)
+                return answer.status, headers, answer.body
             status, message, data = answer[:3]
             if isinstance(data, Raw):
                 headers[0] = ("Content-Type", data.content_type)
@@ -374,6 +380,15 @@ class Application:
                             ("Access-Control-Allow-Headers", CORS_HEADERS),
                             ("Access-Control-Max-Age", "600")])
         return 204, headers, b""
+
+
+class RawResponse:
+    """An answer that is not the JSON envelope (HTML, CSS): status, headers, body bytes."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
 
 
 def _lottery(probability):

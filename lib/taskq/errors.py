@@ -99,3 +99,15 @@ class ConfigError(TaskqError):
 
     status = 500
     message = "Invalid configuration"
+
+
+class TooManyRequests(TaskqError):
+    status = 429
+    message = "Too many requests"
+
+    def __init__(self, message=None, retry_after=60):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self):
+        return [("Retry-After", str(self.retry_after))]

@@ -47,12 +47,32 @@ ROUTES = (
     ("GET", "/admin/keys", "admin.list_keys"),
     ("DELETE", "/admin/keys/{name}", "admin.revoke_key"),
     ("POST", "/admin/purge", "admin.purge"),
+    # the dashboard (lib/taskq/dashboard.py): HTML pages behind a session cookie
+    ("GET", "/dashboard", "dashboard.overview"),
+    ("GET", "/dashboard/login", "dashboard.login_form"),
+    ("POST", "/dashboard/login", "dashboard.login"),
+    ("POST", "/dashboard/logout", "dashboard.logout"),
+    ("GET", "/dashboard/tasks", "dashboard.tasks"),
+    ("GET", "/dashboard/tasks/{id:int}", "dashboard.task"),
+    ("POST", "/dashboard/tasks/{id:int}/{action}", "dashboard.task_action"),
+    ("POST", "/dashboard/tasks/bulk", "dashboard.tasks_bulk"),
+    ("GET", "/dashboard/failed", "dashboard.failed"),
+    ("POST", "/dashboard/failed/retry", "dashboard.failed_retry"),
+    ("GET", "/dashboard/types", "dashboard.types"),
+    ("POST", "/dashboard/types/{name}/{action}", "dashboard.type_action"),
+    ("GET", "/dashboard/keys", "dashboard.keys"),
+    ("POST", "/dashboard/keys", "dashboard.key_create"),
+    ("POST", "/dashboard/keys/{name}/revoke", "dashboard.key_revoke"),
+    ("GET", "/dashboard/health", "dashboard.health"),
+    ("GET", "/dashboard/static/{name}", "dashboard.static"),
 )
 
 # Routes that answer without an API key and without touching the database.
 PUBLIC = frozenset(("health", "openapi", "docs_page", "docs_asset"))
 # Routes answered by docs_ui (route name -> function): files, not JSON envelopes.
 FILES = {"docs_page": "page", "docs_asset": "asset"}
+# Route families that check their own credentials (the dashboard's session cookie).
+SELF_AUTHORIZED = ("dashboard.",)
 
 # The role each route needs (app.py checks it against the request's key); a
 # route missing here needs admin. What each role may do is ROLE_GRANTS.

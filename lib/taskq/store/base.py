@@ -322,6 +322,49 @@ class Store:
         """
         raise NotImplementedError
 
+    # -- dashboard -----------------------------------------------------
+    def claimed_tasks(self, limit):
+        """Claimed tasks, newest first: {id, type, claimed_by, claimed_at, lease_expires_at,
+        progress, updated_at}; the dashboard's "workers seen" list."""
+        raise NotImplementedError
+
+    def hourly_runs(self):
+        """(the current hour since the epoch by the database clock, [(hour, outcome, n)])
+        for the finished attempts of the last 24 hours, from task_runs."""
+        raise NotImplementedError
+
+    def schema_version(self):
+        """The schema version the database is at (the dashboard's health page)."""
+        raise NotImplementedError
+
+    def failed_groups(self, limit):
+        """Failed tasks grouped by the first 200 characters of their error, biggest
+        group first: [{error, count, last_at, last_id}]."""
+        raise NotImplementedError
+
+    def create_session(self, token_hash, csrf_token, key_ref, ttl_seconds):
+        """Store a dashboard session that lives ttl_seconds by the database clock."""
+        raise NotImplementedError
+
+    def get_session(self, token_hash):
+        """The live session {token_hash, csrf_token, key_ref, created_at, expires_at} or None."""
+        raise NotImplementedError
+
+    def delete_session(self, token_hash):
+        """End a session (logout); expired sessions are swept at the same time."""
+        raise NotImplementedError
+
+    def login_failures(self, address, window_seconds):
+        """Failed dashboard logins from `address` within the last window_seconds."""
+        raise NotImplementedError
+
+    def record_login_failure(self, address, window_seconds):
+        """Count one failed login; a window older than window_seconds starts again at 1."""
+        raise NotImplementedError
+
+    def clear_login_failures(self, address):
+        raise NotImplementedError
+
 
 # -- decisions shared by the backends ----------------------------------------
 def check_lease(task_id, state, worker_id, lease_live, claimed_before):

@@ -82,7 +82,7 @@ PACKET_CHECK_BYTES = 1024 * 1024
 PACKET_OVERHEAD = 64 * 1024
 
 TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at",
-               "run_at", "next_run_at", "last_run_at", "last_used_at")
+               "run_at", "next_run_at", "last_run_at", "last_used_at", "expires_at")
 # Concurrent transactions add to one of this many rows per counter key (by
 # connection id), so completers do not all queue for one row lock.
 COUNTER_SLOTS = 8
@@ -1284,6 +1284,56 @@ class MySQLStore(Store):
         if last is None:
             return 0
         return self._exec("purge_history", (last, keep_days)).rowcount
+
+    # -- dashboard -----------------------------------------------------
+    def claimed_tasks(self, limit):
+        return self._read(lambda: self._all("claimed_tasks", (limit,)))
+
+    def hourly_runs(self):
+        def work():
+            rows = self._exec("hourly_runs").fetchall()
+            hour = rows[0][3] if rows else self._exec("current_hour").fetchone()[0]
+            return int(hour), [(int(h), o, int(n)) for h, o, n, _ in rows]
+
+        return self._read(work)
+
+    def schema_version(self):
+        from ..migrate import current_version
+
+        return self._read(lambda: current_version(self.conn))
+
+    def failed_groups(self, limit):
+        def work():
+            return [{"error": e, "count": n, "last_at": iso(at), "last_id": i}
+                    for e, n, at, i in self._exec("failed_groups", (limit,)).fetchall()]
+
+        return self._read(work)
+
+    def create_session(self, token_hash, csrf_token, key_ref, ttl_seconds):
+        def work():
+            self._exec("delete_expired_sessions")
+            self._exec("create_session", (token_hash, csrf_token, key_ref, ttl_seconds))
+
+        self._transaction(work)
+
+    def get_session(self, token_hash):
+        return self._read(lambda: self._one("get_session", (token_hash,)))
+
+    def delete_session(self, token_hash):
+        self._transaction(lambda: self._exec("delete_session", (token_hash,)))
+
+    def login_failures(self, address, window_seconds):
+        def work():
+            row = self._exec("login_failures", (address, window_seconds)).fetchone()
+            return row[0] if row else 0
+
+        return self._read(work)
+
+    def record_login_failure(self, address, window_seconds):
+        self._transaction(lambda: self._exec("record_login_failure", (address, window_seconds)))
+
+    def clear_login_failures(self, address):
+        self._transaction(lambda: self._exec("clear_login_failures", (address,)))
 
     # -- schedules -----------------------------------------------------
     def create_schedule(self, item):

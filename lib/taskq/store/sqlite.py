@@ -39,7 +39,7 @@ def iso(ms):
 
 
 TIME_FIELDS = ("claimed_at", "lease_expires_at", "completed_at", "created_at", "updated_at",
-               "run_at", "next_run_at", "last_run_at", "last_used_at")
+               "run_at", "next_run_at", "last_run_at", "last_used_at", "expires_at")
 PERIOD_MS = PERIOD_SECONDS * 1000
 DAY_MS = 86400 * 1000
 
@@ -673,6 +673,51 @@ class SQLiteStore(Store):
         if last is None:
             return 0
         return self.conn.execute(Q["purge_history"], (last, cutoff)).rowcount
+
+    # -- dashboard -----------------------------------------------------
+    def claimed_tasks(self, limit):
+        return self._all("claimed_tasks", (limit,))
+
+    def schema_version(self):
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def hourly_runs(self):
+        now = now_ms()
+        rows = self.conn.execute(Q["hourly_runs"], (now // PERIOD_MS - 288,)).fetchall()
+        return now // 3600000, [(int(h), o, int(n)) for h, o, n in rows]
+
+    def failed_groups(self, limit):
+        return [{"error": e, "count": n, "last_at": iso(at), "last_id": i}
+                for e, n, at, i in self.conn.execute(Q["failed_groups"], (limit,)).fetchall()]
+
+    def create_session(self, token_hash, csrf_token, key_ref, ttl_seconds):
+        def work(now):
+            self.conn.execute(Q["delete_expired_sessions"], (now,))
+            self.conn.execute(Q["create_session"], (token_hash, csrf_token, key_ref, now,
+                                                    now + 1000 * ttl_seconds))
+
+        self._write(work)
+
+    def get_session(self, token_hash):
+        return self._one("get_session", (token_hash, now_ms()))
+
+    def delete_session(self, token_hash):
+        self._write(lambda now: self.conn.execute(Q["delete_session"], (token_hash,)))
+
+    def login_failures(self, address, window_seconds):
+        row = self.conn.execute(Q["login_failures"],
+                                (address, now_ms() - 1000 * window_seconds)).fetchone()
+        return row[0] if row else 0
+
+    def record_login_failure(self, address, window_seconds):
+        def work(now):
+            cutoff = now - 1000 * window_seconds
+            self.conn.execute(Q["record_login_failure"], (address, now, cutoff, cutoff))
+
+        self._write(work)
+
+    def clear_login_failures(self, address):
+        self._write(lambda now: self.conn.execute(Q["clear_login_failures"], (address,)))
 
 
     # -- schedules -----------------------------------------------------

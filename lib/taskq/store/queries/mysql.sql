@@ -573,3 +573,52 @@ SELECT MIN(period) FROM task_runs
 -- periods older than two days, at most 12 periods per batch (the caller
 -- passes the bound); locks only the old rows it deletes
 DELETE FROM task_runs WHERE period < %s
+
+-- name: create_session
+INSERT INTO dashboard_sessions (token_hash, csrf_token, key_ref, created_at, expires_at)
+VALUES (%s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL %s SECOND)
+
+-- name: get_session
+SELECT token_hash, csrf_token, key_ref, created_at, expires_at FROM dashboard_sessions
+WHERE token_hash = %s AND expires_at > UTC_TIMESTAMP(6)
+
+-- name: delete_session
+DELETE FROM dashboard_sessions WHERE token_hash = %s
+
+-- name: delete_expired_sessions
+DELETE FROM dashboard_sessions WHERE expires_at <= UTC_TIMESTAMP(6) LIMIT 100
+
+-- name: login_failures
+SELECT failures FROM login_failures
+WHERE address = %s AND window_start > UTC_TIMESTAMP(6) - INTERVAL %s SECOND
+
+-- name: record_login_failure
+-- one statement, so concurrent failures from one address all count
+INSERT INTO login_failures (address, failures, window_start) VALUES (%s, 1, UTC_TIMESTAMP(6))
+ON DUPLICATE KEY UPDATE
+    failures = IF(window_start > UTC_TIMESTAMP(6) - INTERVAL %s SECOND, failures + 1, 1),
+    window_start = IF(failures = 1, UTC_TIMESTAMP(6), window_start)
+
+-- name: clear_login_failures
+DELETE FROM login_failures WHERE address = %s
+
+-- name: claimed_tasks
+-- dashboard: who holds what now (reads tasks_status_id's claimed range)
+SELECT id, type, claimed_by, claimed_at, lease_expires_at, progress, updated_at
+FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'claimed' ORDER BY id DESC LIMIT %s
+
+-- name: failed_groups
+-- dashboard: failed tasks grouped by the start of their error (tasks_status_id's failed range)
+SELECT LEFT(COALESCE(error_message, ''), 200) AS error, COUNT(*) AS count,
+       MAX(completed_at) AS last_at, MAX(id) AS last_id
+FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'failed'
+GROUP BY LEFT(COALESCE(error_message, ''), 200) ORDER BY count DESC, last_at DESC LIMIT %s
+
+-- name: hourly_runs
+-- dashboard chart: finished attempts per hour and outcome over the last day
+-- (task_runs' primary key range; 12 five-minute periods an hour)
+SELECT period DIV 12 AS hour, outcome, SUM(n), UNIX_TIMESTAMP() DIV 3600 FROM task_runs
+WHERE period > UNIX_TIMESTAMP() DIV 300 - 288 GROUP BY period DIV 12, outcome
+
+-- name: current_hour
+SELECT UNIX_TIMESTAMP() DIV 3600

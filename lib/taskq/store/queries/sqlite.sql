@@ -381,3 +381,47 @@ SELECT MIN(period) FROM task_runs
 -- periods older than two days, at most 12 periods per batch (the caller
 -- passes the bound)
 DELETE FROM task_runs WHERE period < ?
+
+-- name: create_session
+INSERT INTO dashboard_sessions (token_hash, csrf_token, key_ref, created_at, expires_at)
+VALUES (?, ?, ?, ?, ?)
+
+-- name: get_session
+SELECT token_hash, csrf_token, key_ref, created_at, expires_at FROM dashboard_sessions
+WHERE token_hash = ? AND expires_at > ?
+
+-- name: delete_session
+DELETE FROM dashboard_sessions WHERE token_hash = ?
+
+-- name: delete_expired_sessions
+DELETE FROM dashboard_sessions WHERE expires_at <= ?
+
+-- name: login_failures
+SELECT failures FROM login_failures WHERE address = ? AND window_start > ?
+
+-- name: record_login_failure
+INSERT INTO login_failures (address, failures, window_start) VALUES (?, 1, ?)
+ON CONFLICT (address) DO UPDATE SET
+    failures = CASE WHEN window_start > ? THEN failures + 1 ELSE 1 END,
+    window_start = CASE WHEN window_start > ? THEN window_start ELSE excluded.window_start END
+
+-- name: clear_login_failures
+DELETE FROM login_failures WHERE address = ?
+
+-- name: claimed_tasks
+-- dashboard: who holds what now (reads tasks_status_id's claimed range)
+SELECT id, type, claimed_by, claimed_at, lease_expires_at, progress, updated_at
+FROM tasks WHERE status = 'claimed' ORDER BY id DESC LIMIT ?
+
+-- name: failed_groups
+-- dashboard: failed tasks grouped by the start of their error (tasks_status_id's failed range)
+SELECT substr(COALESCE(error_message, ''), 1, 200) AS error, COUNT(*) AS count,
+       MAX(completed_at) AS last_at, MAX(id) AS last_id
+FROM tasks WHERE status = 'failed'
+GROUP BY substr(COALESCE(error_message, ''), 1, 200) ORDER BY count DESC, last_at DESC LIMIT ?
+
+-- name: hourly_runs
+-- dashboard chart: finished attempts per hour and outcome over the last day
+-- (task_runs' primary key range; 12 five-minute periods an hour)
+SELECT period / 12 AS hour, outcome, SUM(n) FROM task_runs
+WHERE period > ? GROUP BY period / 12, outcome
