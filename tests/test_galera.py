@@ -124,7 +124,7 @@ def _queue_done(rr, deadline, tolerate_outage):
     """No task left to claim: none pending, and (after node loss) none leased either."""
     for status in ("pending", "claimed") if tolerate_outage else ("pending",):
         response = _get(rr, "/tasks", "status=%s&limit=1" % status, deadline)
-        if response.status != 200 or response.json["data"]["total"]:
+        if response.status != 200 or response.json["pagination"]["total"]:
             return False
     return True
 
