@@ -88,16 +88,10 @@ def _cookie(environ, name, value, max_age):
 
 
 def _hash(token):
-    """SHA-256 hex of a token, from the built-in module: hashlib's import of
-    OpenSSL costs every page a few milliseconds more."""
-    try:
-        from _sha2 import sha256  # Python 3.12+
-    except ImportError:
-        try:
-            from _sha256 import sha256
-        except ImportError:  # pragma: no cover - a build without the built-in modules
-            from hashlib import sha256
-    return sha256(token.encode("ascii", "replace")).hexdigest()
+    """The SHA-256 a session is kept under: the database never holds a usable cookie."""
+    from .hashing import sha256_hex
+
+    return sha256_hex(token)
 
 
 def _new_token():
