@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import claim, create, register, snapshot
+from conftest import claim, create, db_execute, register, snapshot
 
 SCHEMA = {"type": "object",
           "properties": {"url": {"type": "string", "minLength": 5},
@@ -317,6 +317,70 @@ def test_list_tasks_bad_query_is_400(api, query):
     response = api.get("/tasks", query=query)
     assert response.status == 400, response
     assert response.json["success"] is False
+
+
+def _fail(api, error, **create_extra):
+    task = create(api, {"e": error}, **create_extra)
+    claimed = claim(api, "w1", task_type_id=task["type_id"], sort_by="id", sort_order="DESC")
+    assert claimed.data["id"] == task["id"]
+    api.post("/tasks/%d/complete" % task["id"], {"worker_id": "w1", "success": False, "error": error})
+    return task["id"]
+
+
+def test_list_tasks_filters_by_text_in_the_error_in_any_case(api):
+    register(api, max_attempts=1)
+    timeout = _fail(api, "SMTP Timeout after 30 s")
+    _fail(api, "Connection refused")
+    create(api, {"n": 9})  # no error at all
+    found = api.get("/tasks", query="error_contains=smtp%20timeout").json
+    assert [t["id"] for t in found["data"]] == [timeout] and found["pagination"]["total"] == 1
+    # the text is taken as it is: % and _ are not wildcards
+    assert api.get("/tasks", query="error_contains=%25").json["pagination"]["total"] == 0
+    assert api.get("/tasks", query="error_contains=_").json["pagination"]["total"] == 0
+    both = api.get("/tasks", query="error_contains=o&status=failed").json
+    assert both["pagination"]["total"] == 2
+
+
+def test_list_tasks_filters_by_age(api, backend_config):
+    register(api)
+    old, recent = create(api, {"n": 1}), create(api, {"n": 2})
+    past = 1000 if backend_config.backend == "sqlite" else "2001-01-01 00:00:00"
+    db_execute(backend_config, "UPDATE tasks SET created_at = ? WHERE id = ?", (past, old["id"]))
+    older = api.get("/tasks", query="older_than_seconds=3600").data
+    newer = api.get("/tasks", query="newer_than_seconds=3600").data
+    assert [t["id"] for t in older] == [old["id"]]
+    assert [t["id"] for t in newer] == [recent["id"]]
+    assert api.get("/tasks", query="older_than_seconds=3600&newer_than_seconds=60").data == []
+
+
+def test_list_tasks_sorts_by_priority_attempts_and_age_with_id_breaking_ties(api):
+    register(api, max_attempts=5)
+    ids = [create(api, {"n": n}, priority=p)["id"] for n, p in enumerate([5, 1, 5, 9])]
+    def order(query):
+        return [t["id"] for t in api.get("/tasks", query=query).data]
+
+    assert order("sort_by=priority") == [ids[3], ids[2], ids[0], ids[1]]
+    assert order("sort_by=priority&sort_order=asc") == [ids[1], ids[0], ids[2], ids[3]]
+    assert order("sort_by=created_at&sort_order=ASC") == ids == order("sort_by=id&sort_order=asc")
+    assert order("sort_order=desc") == ids[::-1] == order("")
+    claimed = claim(api, "w1").data["id"]  # the highest priority: ids[3]
+    assert claimed == ids[3]
+    api.post("/tasks/%d/complete" % claimed, {"worker_id": "w1", "success": False, "error": "x"})
+    assert order("sort_by=attempts")[0] == claimed
+    assert order("sort_by=updated_at")[0] == claimed
+    paged = api.get("/tasks", query="sort_by=priority&sort_order=asc&limit=2&offset=2").data
+    assert [t["id"] for t in paged] == [ids[2], ids[3]]
+
+
+@pytest.mark.parametrize("query,name", [
+    ("sort_by=type", "sort_by"), ("sort_by=id;DROP", "sort_by"), ("sort_order=sideways", "sort_order"),
+    ("sort_order=Asc", "sort_order"), ("older_than_seconds=-1", "older_than_seconds"),
+    ("newer_than_seconds=1e3", "newer_than_seconds"), ("older_than_seconds=99999999999", "older_than_seconds"),
+    ("error_contains=a%00b", "error_contains"), ("error_contains=" + "x" * 1001, "error_contains")])
+def test_list_tasks_bad_filter_or_order_is_400_naming_it(api, query, name):
+    response = api.get("/tasks", query=query)
+    assert response.status == 400, response
+    assert name in response.json["error"]
 
 
 def test_list_tasks_accepts_limit_bounds(api):

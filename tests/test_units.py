@@ -197,3 +197,47 @@ def test_check_json_value_names_the_first_bad_field(value, path):
 def test_json_safe_replaces_what_json_cannot_carry():
     value = {"a": [float("nan"), 1.5, "\udc00x"], "\ud800": float("inf")}
     assert validation.json_safe(value) == {"a": [None, 1.5, "\ufffdx"], "\ufffd": None}
+
+
+# -- task list orders, age durations (GET /tasks, the dashboard's tasks page) --------
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("15m", 900), ("15 min", 900),
+                                          ("2h", 7200), (" 7D ", 7 * 86400), ("1w", 604800),
+                                          ("0", 0)])
+def test_duration_reads_a_number_with_a_unit(text, seconds):
+    from taskq.validation import duration
+
+    assert duration(text, "older") == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "2 hours", "-1h", "1.5h", "2h30m", "١٢h", "9" * 13,
+                                  "40000w"])
+def test_duration_refuses_anything_else_naming_the_field(text):
+    from taskq.validation import duration
+
+    with pytest.raises(errors.BadRequest, match="older"):
+        duration(text, "older")
+
+
+@pytest.mark.parametrize("sort_by,sort_order,sql", [
+    (None, None, "id DESC"), ("created_at", "ASC", "id ASC"), ("id", None, "id DESC"),
+    ("priority", None, "priority DESC, id DESC"), ("attempts", "ASC", "attempts ASC, id ASC"),
+    ("updated_at", "DESC", "updated_at DESC, id DESC")])
+def test_list_order_breaks_ties_by_id_the_same_way(sort_by, sort_order, sql):
+    from taskq.store.base import list_order
+
+    assert list_order(sort_by, sort_order) == sql
+
+
+def test_list_order_takes_only_its_columns():
+    from taskq.store.base import list_order
+
+    with pytest.raises(ValueError):
+        list_order("type; DROP TABLE tasks", None)
+
+
+@pytest.mark.parametrize("seconds,text", [(45, "45 s"), (60, "1 min"), (5400, "90 min"),
+                                          (7200, "2 h"), (86400, "1 d"), (90000, "25 h")])
+def test_schedule_interval_is_shown_in_its_largest_exact_unit(seconds, text):
+    from taskq.dashboard import every_text
+
+    assert every_text(seconds) == text

@@ -404,6 +404,36 @@ def task_history(ctx, id):
     return 200, "Task history", {"id": id, "events": events, "count": len(events)}
 
 
+def list_query(query):
+    """(filters, order) of a task list from its query: error_contains,
+    older_than_seconds, newer_than_seconds, sort_by, sort_order. The tasks
+    page of the dashboard reads its form through this too."""
+    from .store.base import LIST_SORT_FIELDS, list_order
+
+    filters = {}
+    text = query.get("error_contains") or None
+    if text is not None:
+        if len(text) > 1000:
+            raise BadRequest("Query parameter 'error_contains' must be at most 1000 characters long")
+        if "\x00" in text:
+            raise BadRequest("Query parameter 'error_contains' must not contain NUL (U+0000)")
+        filters["error_contains"] = text
+    for name in ("older_than_seconds", "newer_than_seconds"):
+        seconds = v.query_int(query, name, None, 0, v.MAX_AGE_SECONDS)
+        if seconds is not None:
+            filters[name] = seconds
+    sort_by = query.get("sort_by") or None
+    if sort_by is not None and sort_by not in LIST_SORT_FIELDS:
+        raise BadRequest("Query parameter 'sort_by' must be one of %s" % ", ".join(LIST_SORT_FIELDS))
+    sort_order = query.get("sort_order") or None
+    if sort_order is not None:
+        if sort_order.upper() not in ("ASC", "DESC") or sort_order not in (
+                sort_order.upper(), sort_order.lower()):
+            raise BadRequest("Query parameter 'sort_order' must be one of ASC, DESC")
+        sort_order = sort_order.upper()
+    return filters, list_order(sort_by, sort_order)
+
+
 def list_tasks(ctx):
     query = ctx.request.query
     status = query.get("status") or None
@@ -411,6 +441,7 @@ def list_tasks(ctx):
         raise BadRequest("Unknown status %r; use one of %s" % (status, ", ".join(v.TASK_STATUSES)))
     pattern = v.like_pattern(query.get("type") or None, "type", "Query parameter")
     limit, offset = _page(query, 50, MAX_LIST_LIMIT)
-    rows, total = ctx.store.list_tasks(status, pattern, limit, offset)
+    filters, order = list_query(query)
+    rows, total = ctx.store.list_tasks(status, pattern, limit, offset, filters, order)
     tasks = [task_view(row) for row in rows]
     return 200, "Tasks", tasks, {"pagination": pagination(total, limit, offset)}

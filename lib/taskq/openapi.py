@@ -5,6 +5,8 @@ documented here (tests/test_docs.py checks every route has an operation).
 """
 
 from . import __version__
+from .store.base import LIST_SORT_FIELDS
+from .validation import MAX_AGE_SECONDS
 
 
 def _ref(name):
@@ -60,6 +62,7 @@ _TS = {"type": ["string", "null"], "format": "date-time"}
 _INT32 = {"type": "integer", "minimum": -2147483647, "maximum": 2147483647}
 STATUSES = ["pending", "claimed", "completed", "failed", "cancelled", "scheduled"]
 SORT_BY = ["created_at", "priority", "id", "attempts"]
+
 SORT_ORDER = ["ASC", "DESC", "asc", "desc"]
 DEFAULT_SERVERS = ("/api", "/cgi-bin/api.py")
 _LATER = {
@@ -306,11 +309,24 @@ def document(config=None, base_url=None):
                                                            "properties": {"tasks": {
                                                                "type": "array", "minItems": 1, "maxItems": 500,
                                                                "items": _ref("NewTask")}}}]})),
-            "get": _op("List tasks, newest first, paged",
+            "get": _op("List tasks, newest first unless sort_by says otherwise, paged",
                        {**_ok("Tasks", {"type": "array", "items": _ref("Task")}, extra=pagination),
                         **_errors("400", "401")},
                        params=[_query("status", {"enum": STATUSES}, "Status"),
-                               _query("type", {"type": "string"}, "SQL LIKE pattern on the type name")]
+                               _query("type", {"type": "string"}, "SQL LIKE pattern on the type name"),
+                               _query("error_contains", {"type": "string", "maxLength": 1000,
+                                                         "pattern": "^[^\\x00]*$"},
+                                      "Text in the error message, any case"),
+                               _query("older_than_seconds", {"type": "integer", "minimum": 0,
+                                                             "maximum": MAX_AGE_SECONDS},
+                                      "Created at least this many seconds ago"),
+                               _query("newer_than_seconds", {"type": "integer", "minimum": 0,
+                                                             "maximum": MAX_AGE_SECONDS},
+                                      "Created at most this many seconds ago"),
+                               _query("sort_by", {"enum": list(LIST_SORT_FIELDS)},
+                                      "Default id (created_at is the same order); ties by id"),
+                               _query("sort_order", {"enum": ["ASC", "DESC", "asc", "desc"]},
+                                      "Default DESC")]
                        + _paging(50)),
         },
         "/tasks/claim": {"post": _op(

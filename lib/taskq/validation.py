@@ -341,6 +341,21 @@ def run_time(body):
     return timestamp(body, "run_at"), delay or None
 
 
+MAX_AGE_SECONDS = 100 * 366 * 86400  # the widest age filter of a task list
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(text, name):
+    """Seconds from '90', '90s', '15m', '2h', '7d' or '1w' (the dashboard's age fields); pure."""
+    found = re.match(r"^\s*([0-9]{1,12})\s*([a-z]*)\s*$", text.lower())
+    if not found or found.group(2) not in DURATION_UNITS:
+        raise BadRequest("'%s' must be a duration such as 90s, 30m, 2h or 7d" % name)
+    seconds = int(found.group(1)) * DURATION_UNITS[found.group(2)]
+    if seconds > MAX_AGE_SECONDS:
+        raise BadRequest("'%s' must be at most 100 years" % name)
+    return seconds
+
+
 def query_int(query, name, default, low, high):
     raw = query.get(name)
     if raw is None or raw == "":

@@ -88,6 +88,26 @@ def claim_order(sort_by=None, sort_order=None):
     return column, sort_order == "DESC"
 
 
+# List orders of GET /tasks and the dashboard: newest first unless asked;
+# created_at is served as id order, as for claims.
+LIST_SORT_FIELDS = ("id", "created_at", "updated_at", "priority", "attempts")
+LIST_FILTERS = ("error_contains", "older_than_seconds", "newer_than_seconds")
+
+
+def list_order(sort_by=None, sort_order=None):
+    """The ORDER BY of a task list (pure): the column, then id the same way as tie-breaker.
+
+    Without sort_order a list goes DESC: newest, highest priority, most
+    attempts, most recently updated first."""
+    column = "id" if sort_by in (None, "created_at") else sort_by
+    if column not in LIST_SORT_FIELDS:
+        raise ValueError("not a list order: %r" % (sort_by,))
+    direction = "ASC" if sort_order == "ASC" else "DESC"
+    if column == "id":
+        return "id %s" % direction
+    return "%s %s, id %s" % (column, direction, direction)
+
+
 def like_escape_free(pattern):
     """True when a LIKE pattern has no wildcard, so it names one type exactly."""
     return "%" not in pattern and "_" not in pattern
@@ -210,8 +230,11 @@ class Store:
         """Events oldest first [{event, worker_id, message, at}], or None if no task."""
         raise NotImplementedError
 
-    def list_tasks(self, status, type_pattern, limit, offset):
-        """(tasks newest first, total matching)."""
+    def list_tasks(self, status, type_pattern, limit, offset, filters=None, order="id DESC"):
+        """(tasks in `order` (a list_order()), total matching).
+
+        filters: {error_contains (case-insensitive text in the error),
+        older_than_seconds, newer_than_seconds (by created_at)}, any of them."""
         raise NotImplementedError
 
     # -- type settings and steering (taskq.operations) -------------------

@@ -279,6 +279,24 @@ def _placeholders(values):
     return ", ".join(["%s"] * len(values))
 
 
+def _match(filters, where, params):
+    """The WHERE terms of a task filter ({type, error_contains, older_than_seconds,
+    newer_than_seconds}) that lists and bulk steering share."""
+    pattern = filters.get("type")
+    if pattern:
+        where.append("type = %s" if like_escape_free(pattern) else "type LIKE %s")
+        params.append(pattern)
+    if filters.get("error_contains"):
+        where.append("LOCATE(%s, error_message) > 0")  # the column's _ci collation: any case
+        params.append(filters["error_contains"])
+    if filters.get("older_than_seconds") is not None:
+        where.append("created_at <= UTC_TIMESTAMP(6) - INTERVAL %s SECOND")
+        params.append(filters["older_than_seconds"])
+    if filters.get("newer_than_seconds") is not None:
+        where.append("created_at >= UTC_TIMESTAMP(6) - INTERVAL %s SECOND")
+        params.append(filters["newer_than_seconds"])
+
+
 class MySQLStore(Store):
     backend = "mysql"
 
@@ -1070,20 +1088,18 @@ class MySQLStore(Store):
 
         return self._read(work)
 
-    def list_tasks(self, status, type_pattern, limit, offset):
+    def list_tasks(self, status, type_pattern, limit, offset, filters=None, order="id DESC"):
         if type_pattern and not type_pattern.isascii():
             return [], 0
         where, params = ["1 = 1"], []
         if status:
             where.append("status = %s")
             params.append(status)
-        if type_pattern:
-            where.append("type = %s" if like_escape_free(type_pattern) else "type LIKE %s")
-            params.append(type_pattern)
+        _match(dict(filters or {}, type=type_pattern), where, params)
         clause = " AND ".join(where)
 
         def work():
-            rows = self._all("list_tasks", params + [limit, offset], where=clause)
+            rows = self._all("list_tasks", params + [limit, offset], where=clause, order=order)
             total = self._exec("count_tasks", params, where=clause).fetchone()[0]
             return rows, total
 
@@ -1124,16 +1140,7 @@ class MySQLStore(Store):
     def _steer_where(action, filters):
         statuses = filters.get("statuses") or STEER_FROM[action]
         where, params = ["status IN (%s)" % _placeholders(statuses)], list(statuses)
-        pattern = filters.get("type")
-        if pattern:
-            where.append("type = %s" if like_escape_free(pattern) else "type LIKE %s")
-            params.append(pattern)
-        if filters.get("error_contains"):
-            where.append("LOCATE(%s, error_message) > 0")
-            params.append(filters["error_contains"])
-        if filters.get("older_than_seconds") is not None:
-            where.append("created_at <= UTC_TIMESTAMP(6) - INTERVAL %s SECOND")
-            params.append(filters["older_than_seconds"])
+        _match(filters, where, params)
         return " AND ".join(where), params
 
     def _steer_ids(self, action, task_ids):

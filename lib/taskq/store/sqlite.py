@@ -85,6 +85,25 @@ def _row(cursor, values):
     return row
 
 
+def _match(filters, where, params):
+    """The WHERE terms of a task filter ({type, error_contains, older_than_seconds,
+    newer_than_seconds}) that lists and bulk steering share."""
+    pattern = filters.get("type")
+    if pattern:
+        where.append("type = ?" if like_escape_free(pattern) else "type LIKE ? ESCAPE '\\'")
+        params.append(pattern)
+    if filters.get("error_contains"):
+        where.append("instr(lower(error_message), lower(?)) > 0")
+        params.append(filters["error_contains"])
+    if filters.get("older_than_seconds") is not None:
+        where.append("created_at <= ?")
+        params.append(now_ms() - 1000 * filters["older_than_seconds"])
+    if filters.get("newer_than_seconds") is not None:
+        where.append("created_at >= ?")
+        params.append(now_ms() - 1000 * filters["newer_than_seconds"])
+
+
+
 class SQLiteStore(Store):
     backend = "sqlite"
 
@@ -505,16 +524,14 @@ class SQLiteStore(Store):
                 for e in (dict(zip(("event", "worker_id", "message", "created_at"), values))
                           for values in self.conn.execute(Q["task_history"], (task_id,)))]
 
-    def list_tasks(self, status, type_pattern, limit, offset):
+    def list_tasks(self, status, type_pattern, limit, offset, filters=None, order="id DESC"):
         where, params = ["1 = 1"], []
         if status:
             where.append("status = ?")
             params.append(status)
-        if type_pattern:
-            where.append("type LIKE ? ESCAPE '\\'" if not like_escape_free(type_pattern) else "type = ?")
-            params.append(type_pattern)
+        _match(dict(filters or {}, type=type_pattern), where, params)
         clause = " AND ".join(where)
-        rows = self._all("list_tasks", params + [limit, offset], where=clause)
+        rows = self._all("list_tasks", params + [limit, offset], where=clause, order=order)
         total = self.conn.execute(Q["count_tasks"].format(where=clause), params).fetchone()[0]
         return rows, total
 
@@ -549,16 +566,7 @@ class SQLiteStore(Store):
         statuses = filters.get("statuses") or STEER_FROM[action]
         where = ["status IN (%s)" % ", ".join("?" * len(statuses))]
         params = list(statuses)
-        pattern = filters.get("type")
-        if pattern:
-            where.append("type = ?" if like_escape_free(pattern) else "type LIKE ? ESCAPE '\\'")
-            params.append(pattern)
-        if filters.get("error_contains"):
-            where.append("instr(lower(error_message), lower(?)) > 0")
-            params.append(filters["error_contains"])
-        if filters.get("older_than_seconds") is not None:
-            where.append("created_at <= ?")
-            params.append(now_ms() - 1000 * filters["older_than_seconds"])
+        _match(filters, where, params)
         return " AND ".join(where), params
 
     def _steer_one(self, action, task_id, now):

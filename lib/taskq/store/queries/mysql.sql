@@ -302,7 +302,7 @@ SELECT event, worker_id, message, created_at FROM task_history WHERE task_id = %
 SELECT id, type, type_id, status, params_json, result_json, error_message, priority, progress,
        progress_message, attempts, max_attempts, claimed_by, claimed_at, lease_expires_at,
        completed_at, created_at, updated_at, run_at
-FROM tasks WHERE {where} ORDER BY id DESC LIMIT %s OFFSET %s
+FROM tasks WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s
 
 -- name: count_tasks
 SELECT COUNT(*) FROM tasks WHERE {where}
