@@ -25,7 +25,8 @@ import benchlib  # noqa: E402
 
 ROOT = benchlib.ROOT
 KEY = "bench-key-" + "x" * 30
-PAGES = ("/dashboard", "/dashboard/tasks", "/dashboard/tasks/{id}", "/dashboard/types")
+PAGES = ("/dashboard", "/dashboard/tasks", "/dashboard/tasks?error=timeout&older=1m&sort=priority",
+         "/dashboard/tasks/{id}", "/dashboard/types", "/dashboard/schedules")
 
 
 def cgi(python, env, method, path, query="", body=b"", headers=None):
@@ -67,6 +68,9 @@ def seed(config_path, tasks):
     for start in range(0, tasks, 500):
         call("POST", "/tasks", {"tasks": [{"type": "bench.page", "params": {"n": n}}
                                           for n in range(start, min(tasks, start + 500))]})
+    for n in range(5):
+        call("POST", "/schedules", {"type": "bench.page", "params": {"n": n},
+                                    "every_seconds": 3600 * (n + 1)})
     call("POST", "/tasks/claim", {"worker_id": "bench", "limit": 10})
     out, page = call("GET", "/dashboard/login")
     token = [v for k, v in out["headers"] if k == "Set-Cookie"][0].split(";")[0].split("=", 1)[1]
@@ -105,10 +109,10 @@ def main(argv=None):
         api = ("GET", "/tasks", "limit=50", {"X-API-Key": KEY})
         results = {}
         for page in PAGES:
-            path = page.replace("{id}", "1")
+            path, _, query = page.replace("{id}", "1").partition("?")
             pairs = []
             for _ in range(args.rounds):
-                a, body = cgi(args.python, env, "GET", path, headers={"Cookie": cookie})
+                a, body = cgi(args.python, env, "GET", path, query, headers={"Cookie": cookie})
                 assert b"Status: 200" in body or b"200 OK" in body, body[:300]
                 b, _ = cgi(args.python, env, api[0], api[1], api[2], headers=api[3])
                 pairs.append((a, b))
@@ -116,9 +120,9 @@ def main(argv=None):
         print("dashboard page vs GET /tasks?limit=50, %s, %d tasks, %d rounds, Python %s, load %s"
               % (args.backend, args.tasks, args.rounds, benchlib.platform.python_version(),
                  benchlib.loadavg()))
-        print("%-24s %10s %10s %8s" % ("page", "page ms", "list ms", "ratio"))
+        print("%-56s %10s %10s %8s" % ("page", "page ms", "list ms", "ratio"))
         for page, pairs in results.items():
-            print("%-24s %10.1f %10.1f %8.2f" % (
+            print("%-56s %10.1f %10.1f %8.2f" % (
                 page, 1000 * statistics.median(a for a, _ in pairs),
                 1000 * statistics.median(b for _, b in pairs),
                 statistics.median(a / b for a, b in pairs)))

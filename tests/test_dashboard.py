@@ -115,6 +115,28 @@ def seed(app, params=None):
     return answer["data"]["id"]
 
 
+def add_schedule(app, **body):
+    body = dict({"type": "mail.send", "params": {"to": "a@b.c"}, "every_seconds": 5400}, **body)
+    status, answer = api_call(app, "POST", "/schedules", body)
+    assert status == 201, answer
+    return answer["data"]
+
+
+def fail_task(app, error, params):
+    status, answer = api_call(app, "POST", "/tasks", {"type": "mail.send", "params": params})
+    task_id = answer["data"]["id"]
+    claimed = api_call(app, "POST", "/tasks/claim", {"worker_id": "w", "sort_by": "id",
+                                                      "sort_order": "DESC"})[1]["data"]
+    assert claimed["id"] == task_id
+    api_call(app, "POST", "/tasks/%d/complete" % task_id,
+             {"worker_id": "w", "success": False, "error": error})
+    return task_id
+
+
+def listed_ids(page):
+    return [int(n) for n in re.findall(r'<td><a href="[^"]*/dashboard/tasks/(\d+)">', page.body)]
+
+
 # -- the template renderer -----------------------------------------------------
 def test_template_escapes_every_value_by_default():
     out = render_string("<p title=\"{{ v }}\">{{ v }}</p>", v=XSS)
@@ -245,7 +267,7 @@ def test_without_any_key_the_dashboard_is_read_only_and_says_how_to_set_one(conf
 # -- pages ---------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/dashboard", "/dashboard/tasks", "/dashboard/tasks/1",
                                   "/dashboard/failed", "/dashboard/types", "/dashboard/keys",
-                                  "/dashboard/health",
+                                  "/dashboard/health", "/dashboard/schedules",
                                   "/dashboard/login"])
 def test_every_page_sends_a_csp_without_inline_script(browser, app, path):
     task_id = seed(app)
@@ -373,15 +395,20 @@ def test_an_action_in_the_wrong_status_is_a_409_page_and_changes_nothing(browser
 
 
 @pytest.mark.parametrize("path", ["/dashboard/tasks/{id}/cancel", "/dashboard/tasks/bulk",
-                                  "/dashboard/failed/retry", "/dashboard/types/mail.send/pause"])
+                                  "/dashboard/failed/retry", "/dashboard/types/mail.send/pause",
+                                  "/dashboard/schedules/{schedule}/pause",
+                                  "/dashboard/schedules/{schedule}/delete"])
 def test_actions_refuse_a_bad_csrf_token_and_change_nothing(browser, app, path):
     task_id = seed(app)
+    schedule = add_schedule(app)
     browser.login()
+    path = path.replace("{schedule}", str(schedule["id"]))
     page = browser.post(path.replace("{id}", str(task_id)),
                         {"csrf": "forged", "ids": str(task_id), "action": "cancel", "error": "x"})
     assert page.status == 403 and "CSRF" in page.body
     assert task_status(app, task_id) == "pending"
     assert api_call(app, "GET", "/task-types/mail.send")[1]["data"]["is_paused"] is False
+    assert api_call(app, "GET", "/schedules/%d" % schedule["id"])[1]["data"] == schedule
 
 
 def test_actions_need_a_login(app):
@@ -559,3 +586,107 @@ def api_call_with(app, key, method, path, body=None):
     out = {}
     body = b"".join(app(environ, lambda s, h, e=None: out.update(status=s)))
     return int(out["status"].split()[0]), json.loads(body)
+
+
+# -- the tasks page's filters and orders ---------------------------------------
+def test_tasks_page_filters_by_text_in_the_error_and_keeps_it_in_links(browser, app):
+    api_call(app, "POST", "/task-types/register", {"name": "mail.send", "version": "1",
+                                                   "param_schema": {}, "max_attempts": 1})
+    timeouts = [fail_task(app, "SMTP timeout <after> 30 s", {"n": n}) for n in range(52)]
+    refused = fail_task(app, "Connection refused", {"n": 99})
+    browser.login()
+    page = browser.get("/dashboard/tasks", "error=smtp+TIMEOUT")
+    assert "52 task(s) whose error contains “smtp TIMEOUT”" in page.body
+    assert refused not in listed_ids(page) and listed_ids(page) == sorted(timeouts, reverse=True)[:50]
+    assert 'name="error" value="smtp TIMEOUT"' in page.body
+    assert "SMTP timeout &lt;after&gt; 30 s" in page.body
+    following = re.search(r'href="[^"]*/dashboard/tasks(\?[^"]+)" rel="next"', page.body).group(1)
+    assert "error=smtp+TIMEOUT" in following.replace("&amp;", "&")
+    second = browser.get("/dashboard/tasks", following.replace("&amp;", "&")[1:])
+    assert listed_ids(second) == sorted(timeouts, reverse=True)[50:]
+
+
+def test_tasks_page_filters_by_age(browser, app):
+    old_id, new_id = seed(app), seed(app, params={"n": 2})
+    config = app.config
+    past = 1000 if config.backend == "sqlite" else "2001-01-01 00:00:00"
+    db_execute(config, "UPDATE tasks SET created_at = ? WHERE id = ?", (past, old_id))
+    browser.login()
+    assert listed_ids(browser.get("/dashboard/tasks", "older=2h")) == [old_id]
+    assert listed_ids(browser.get("/dashboard/tasks", "newer=1d")) == [new_id]
+    assert listed_ids(browser.get("/dashboard/tasks", "older=90+min")) == [old_id]
+    assert listed_ids(browser.get("/dashboard/tasks", "older=1h&newer=1w")) == []
+    bad = browser.get("/dashboard/tasks", "older=yesterday")
+    assert bad.status == 400 and "duration" in bad.body
+
+
+def test_tasks_page_sorts_and_refuses_an_unknown_order(browser, app):
+    first = seed(app)  # priority 0
+    ids = [api_call(app, "POST", "/tasks", {"type": "mail.send", "params": {"n": n}, "priority": p})
+           [1]["data"]["id"] for n, p in enumerate([3, 7, 1])]
+    browser.login()
+    by_priority = browser.get("/dashboard/tasks", "sort=priority")
+    assert listed_ids(by_priority)[:3] == [ids[1], ids[0], ids[2]]
+    assert '<option value="priority" selected>' in by_priority.body
+    assert listed_ids(browser.get("/dashboard/tasks", "sort=oldest"))[1:] == ids
+    assert listed_ids(browser.get("/dashboard/tasks", "sort=priority-low")) == [first, ids[2], ids[0], ids[1]]
+    assert browser.get("/dashboard/tasks", "sort=type;DROP").status == 400
+
+
+def test_bulk_returns_to_the_filters_and_nothing_else(browser, app):
+    task_id = seed(app)
+    browser.login()
+    csrf = browser.get("/dashboard/tasks").csrf()
+    result = browser.request("POST", "/dashboard/tasks/bulk", form=[
+        ("csrf", csrf), ("action", "cancel"), ("ids", str(task_id)),
+        ("back", "?error=a b&sort=priority&evil=1\r\nSet-Cookie: x=y")])
+    location = result.header("Location")
+    assert result.status == 303 and "\n" not in location and "evil" not in location
+    assert location.endswith("/dashboard/tasks?error=a+b&sort=priority&done=bulk&changed=1&skipped=0")
+    result = browser.request("POST", "/dashboard/tasks/bulk", form=[
+        ("csrf", csrf), ("action", "cancel"), ("ids", str(task_id)), ("back", "//evil.example/")])
+    assert "/dashboard/tasks?done=bulk" in result.header("Location")
+
+
+# -- schedules -----------------------------------------------------------------
+def test_schedules_page_lists_rule_next_run_and_params_as_text(browser, app):
+    seed(app)
+    every = add_schedule(app, name="hourly-and-a-half", params={"html": XSS})
+    nightly = add_schedule(app, every_seconds=None, cron="0 3 * * *", timezone="UTC", catch_up="all")
+    browser.login()
+    page = browser.get("/dashboard/schedules")
+    assert page.status == 200
+    assert "hourly-and-a-half" in page.body and "every 90 min" in page.body
+    assert "<code>0 3 * * *</code> (UTC)" in page.body and "catches up every missed run" in page.body
+    for schedule in (every, nightly):
+        assert '<time datetime="%s">' % schedule["next_run_at"] in page.body
+    assert "in 1 h" in page.body  # 90 minutes from now
+    assert "<script>alert" not in page.body and "&lt;script&gt;alert(1)" in page.body
+    assert "2 schedule(s)" in page.body
+
+
+def test_schedules_page_pauses_resumes_and_deletes(browser, app):
+    seed(app)
+    schedule = add_schedule(app)
+    browser.login()
+    csrf = browser.get("/dashboard/schedules").csrf()
+    base = "/dashboard/schedules/%d/" % schedule["id"]
+    paused = browser.post(base + "pause", {"csrf": csrf})
+    assert paused.status == 303 and paused.header("Location").endswith("?done=schedule-paused")
+    assert api_call(app, "GET", "/schedules/%d" % schedule["id"])[1]["data"]["paused"] is True
+    page = browser.get("/dashboard/schedules", "done=schedule-paused")
+    assert "Schedule paused" in page.body and base + "resume" in page.body
+    assert browser.post(base + "resume", {"csrf": csrf}).status == 303
+    assert api_call(app, "GET", "/schedules/%d" % schedule["id"])[1]["data"]["paused"] is False
+    assert browser.post(base + "delete", {"csrf": csrf}).status == 303
+    assert api_call(app, "GET", "/schedules/%d" % schedule["id"])[0] == 404
+    assert "No schedules yet" in browser.get("/dashboard/schedules").body
+    assert browser.post(base + "delete", {"csrf": csrf}).status == 404
+    assert browser.post(base + "explode", {"csrf": csrf}).status == 404
+
+
+def test_schedule_actions_need_a_login(app):
+    seed(app)
+    schedule = add_schedule(app)
+    assert Browser(app).post("/dashboard/schedules/%d/delete" % schedule["id"], {"csrf": ""}).status == 403
+    assert api_call(app, "GET", "/schedules/%d" % schedule["id"])[0] == 200

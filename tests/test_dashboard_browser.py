@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import IN_CI
+from conftest import IN_CI, db_execute
 from support.browser import CHROMEDRIVER, CHROMIUM, chromium, click_and_wait, close_chromium
 from support.browser import screenshot as save_screenshot
 
@@ -51,7 +51,8 @@ def site(config_factory, tmp_path, driver):
     """A dev server with an admin key and a few tasks (one of them hostile); yields its URL."""
     from live_server import LiveServer
 
-    server = LiveServer(config_factory(api={"api_key": KEY}).path, tmp_path / "server.log")
+    server_config = config_factory(api={"api_key": KEY})
+    server = LiveServer(server_config.path, tmp_path / "server.log")
     try:
         call(server.url, "/task-types/register", {
             "name": "mail.send", "version": "1.2",
@@ -65,14 +66,20 @@ def site(config_factory, tmp_path, driver):
         call(server.url, "/tasks/%d/complete" % hostile["data"]["id"],
              {"worker_id": "gpu-box-1", "success": False, "error": "API rate limit exceeded " + XSS})
         call(server.url, "/tasks/claim", {"worker_id": "laptop-7"})
+        call(server.url, "/schedules", {"name": "nightly-digest", "type": "mail.send", "cron": "0 3 * * *",
+                                        "timezone": "UTC", "params": {"to": "team@example.org"}})
+        call(server.url, "/schedules", {"type": "report.build", "every_seconds": 5400,
+                                        "params": {"title": XSS}})
         driver.delete_all_cookies()
-        yield server.url, hostile["data"]["id"]
+        yield server.url, hostile["data"]["id"], server_config
     finally:
         server.close()
 
 
-def call(url, path, body):
-    request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+def call(url, path, body=None):
+    """The API's answer to a POST of `body` (a GET without one), with the admin key."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url + path, data=data, method="POST" if data else "GET",
                                      headers={"X-API-Key": KEY, "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
@@ -128,7 +135,7 @@ def test_every_page_in_the_browser(driver, site, backend):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    url, hostile_id = site
+    url, hostile_id, _ = site
     open_page(driver, url + "/dashboard/login")
     shot(driver, backend, "dashboard-login")
     log_in(driver, url)
@@ -146,7 +153,6 @@ def test_every_page_in_the_browser(driver, site, backend):
     Select(driver.find_element(By.NAME, "status")).select_by_value("pending")
     click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "form.filters button"))
     assert "54 task(s) with status pending" in driver.page_source
-    shot(driver, backend, "dashboard-tasks")
     click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "a[rel=next]"))
     assert "page 2 of 2" in driver.page_source
     assert len(driver.find_elements(By.CSS_SELECTOR, "tbody tr")) == 4
@@ -208,7 +214,7 @@ def test_every_page_in_the_browser(driver, site, backend):
 def test_wrong_key_and_forged_csrf_are_refused(driver, site, backend):
     from selenium.webdriver.common.by import By
 
-    url, _ = site
+    url, _, _ = site
     log_in(driver, url, key="not-the-key")
     assert "not an admin key" in driver.page_source
     # a forged login form: the token in the page is replaced before submitting
@@ -223,7 +229,7 @@ def test_wrong_key_and_forged_csrf_are_refused(driver, site, backend):
 def test_phone_sized_viewport(driver, site, backend):
     from selenium.webdriver.common.by import By
 
-    url, hostile_id = site
+    url, hostile_id, _ = site
     driver.set_window_size(390, 844)
     try:
         log_in(driver, url)
@@ -241,7 +247,7 @@ def test_keys_in_the_browser(driver, site, backend):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    url, _ = site
+    url, _, _ = site
     log_in(driver, url)
     click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Keys"))
     driver.find_element(By.NAME, "name").send_keys("gpu-box-1")
@@ -255,3 +261,113 @@ def test_keys_in_the_browser(driver, site, backend):
     confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "button.cancel"))
     assert "Key revoked" in driver.find_element(By.CSS_SELECTOR, ".notice").text
     assert "No keys in the database yet." in driver.page_source
+
+
+def test_every_action_in_the_browser(driver, site, backend):
+    """Filters and sort, requeue, re-run, a forged CSRF token, a group retry, type edits,
+    schedules, and an expired session, each through the page a person would use."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    url, hostile_id, config = site
+    log_in(driver, url)
+
+    def notice():
+        return driver.find_element(By.CSS_SELECTOR, ".notice").text
+
+    def status_of(task_id):
+        return call(url, "/tasks/%d" % task_id)["data"]["status"]
+
+    # the tasks page: text in the error (any case), age and an order, kept across pages
+    open_page(driver, url + "/dashboard/tasks")
+    driver.find_element(By.NAME, "error").send_keys("RATE LIMIT")
+    driver.find_element(By.NAME, "newer").send_keys("1h")
+    Select(driver.find_element(By.NAME, "sort")).select_by_visible_text("Most attempts first")
+    click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "form.filters button"))
+    rows = driver.find_elements(By.CSS_SELECTOR, "table.tasks tbody tr")
+    assert len(rows) == 1 and rows[0].find_element(By.TAG_NAME, "a").text == str(hostile_id)
+    assert "whose error contains “RATE LIMIT”" in driver.page_source
+    assert driver.find_element(By.NAME, "newer").get_attribute("value") == "1h"
+    open_page(driver, url + "/dashboard/tasks?older=1h")
+    assert "0 task(s)" in driver.page_source and "No task matches." in driver.page_source
+    open_page(driver, url + "/dashboard/tasks?status=pending&sort=oldest")
+    ids = [int(a.text) for a in driver.find_elements(By.CSS_SELECTOR, "table.tasks tbody td:nth-child(2) a")]
+    assert ids == sorted(ids) and len(ids) == 50
+    shot(driver, backend, "dashboard-tasks")
+
+    # requeue the task laptop-7 holds
+    open_page(driver, url + "/dashboard/tasks?status=claimed")
+    held = int(driver.find_element(By.CSS_SELECTOR, "table.tasks tbody td:nth-child(2) a").text)
+    open_page(driver, url + "/dashboard/tasks/%d" % held)
+    confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "button.requeue"))
+    assert "returned to the queue" in notice() and status_of(held) == "pending"
+
+    # re-run a completed task
+    done = call(url, "/tasks/claim", {"worker_id": "w9"})["data"]["id"]
+    call(url, "/tasks/%d/complete" % done, {"worker_id": "w9", "success": True, "result": {"ok": 1}})
+    open_page(driver, url + "/dashboard/tasks/%d" % done)
+    confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "button.rerun"))
+    assert "queued to run again" in notice() and status_of(done) == "pending"
+
+    # a forged CSRF token changes nothing
+    driver.execute_script("document.querySelectorAll('input[name=csrf]')"
+                          ".forEach(function (i) { i.value = 'forged'; })")
+    confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "button.cancel"))
+    assert "CSRF" in driver.find_element(By.CSS_SELECTOR, "main").text
+    assert status_of(done) == "pending"
+
+    # the failed page retries a group
+    open_page(driver, url + "/dashboard/failed")
+    confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "td form button"))
+    assert "1 task(s) changed" in notice() and status_of(hostile_id) == "pending"
+
+    # types: deactivate and activate again, pause and resume, edit settings
+    open_page(driver, url + "/dashboard/types")
+    confirm_and_wait(driver, driver.find_element(
+        By.CSS_SELECTOR, "form[action$='/types/report.build/deactivate'] button"))
+    assert "Type inactive" in notice()
+    assert call(url, "/task-types/report.build")["data"]["is_active"] is False
+    click_and_wait(driver, driver.find_element(
+        By.CSS_SELECTOR, "form[action$='/types/report.build/activate'] button"))
+    assert call(url, "/task-types/report.build")["data"]["is_active"] is True
+    click_and_wait(driver, driver.find_element(
+        By.CSS_SELECTOR, "form[action$='/types/mail.send/pause'] button"))
+    click_and_wait(driver, driver.find_element(
+        By.CSS_SELECTOR, "form[action$='/types/mail.send/resume'] button"))
+    assert "Type resumed" in notice()
+    assert call(url, "/task-types/mail.send")["data"]["is_paused"] is False
+    driver.find_element(By.XPATH, "//summary[text()='Edit settings of mail.send']").click()
+    form = driver.find_element(By.CSS_SELECTOR, "form[action$='/types/mail.send/settings']")
+    for name, value in (("max_attempts", "7"), ("max_concurrency", "2"), ("claim_timeout", "120")):
+        field = form.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+    click_and_wait(driver, form.find_element(By.CSS_SELECTOR, "button"))
+    assert "Settings saved" in notice()
+    saved = call(url, "/task-types/mail.send")["data"]
+    assert (saved["max_attempts"], saved["max_concurrency"], saved["claim_timeout"]) == (7, 2, 120)
+
+    # schedules: next run, pause, resume, delete; the hostile params are text
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Schedules"))
+    assert no_alert(driver) and not driver.find_elements(By.CSS_SELECTOR, "main img")
+    rows = driver.find_elements(By.CSS_SELECTOR, "table.schedules tbody tr[id]")
+    assert [r.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text for r in rows] == [
+        "nightly-digest", "unnamed"]
+    assert "0 3 * * * (UTC)" in rows[0].text and "every 90 min" in rows[1].text
+    assert rows[1].find_element(By.CSS_SELECTOR, "td.next").text.endswith("in 1 h")
+    driver.find_element(By.XPATH, "//summary[contains(., 'schedule')]").click()
+    shot(driver, backend, "dashboard-schedules")
+    first = rows[0].get_attribute("id").split("-")[1]
+    click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "#schedule-%s form[action$='/pause'] button" % first))
+    assert "Schedule paused" in notice()
+    assert call(url, "/schedules/%s" % first)["data"]["paused"] is True
+    click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "#schedule-%s form[action$='/resume'] button" % first))
+    assert call(url, "/schedules/%s" % first)["data"]["paused"] is False
+    confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "#schedule-%s button.cancel" % first))
+    assert "Schedule deleted" in notice()
+    assert len(driver.find_elements(By.CSS_SELECTOR, "table.schedules tbody tr[id]")) == 1
+
+    # an expired session: the next page asks to log in again
+    db_execute(config, "UPDATE dashboard_sessions SET expires_at = created_at")
+    open_page(driver, url + "/dashboard/types")
+    assert driver.current_url.endswith("/dashboard/login")

@@ -32,7 +32,8 @@ PAGE_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", 
 from .validation import TASK_STATUSES as STATUSES  # noqa: E402
 
 NAV = (("overview", "", "Overview"), ("tasks", "/tasks", "Tasks"), ("failed", "/failed", "Failed"),
-       ("types", "/types", "Types"), ("keys", "/keys", "Keys"), ("health", "/health", "Health"))
+       ("types", "/types", "Types"), ("schedules", "/schedules", "Schedules"), ("keys", "/keys", "Keys"),
+       ("health", "/health", "Health"))
 
 
 # -- plumbing ------------------------------------------------------------------
@@ -369,22 +370,54 @@ def _seconds(seconds):
     return "%d s" % seconds
 
 
-@_guarded
-def tasks(ctx, session):
+# The tasks page's orders: (label, sort_by, sort_order) by the value its select sends.
+SORTS = (("", "Newest first", None, None), ("oldest", "Oldest first", "id", "ASC"),
+         ("priority", "Highest priority first", "priority", "DESC"),
+         ("priority-low", "Lowest priority first", "priority", "ASC"),
+         ("attempts", "Most attempts first", "attempts", "DESC"),
+         ("updated", "Recently updated first", "updated_at", "DESC"),
+         ("updated-old", "Least recently updated first", "updated_at", "ASC"))
+
+
+def task_filters(query):
+    """The tasks page's form as GET /tasks' query (pure): {status, type, error, older,
+    newer (durations such as 2h), sort} -> (status, type, API query for list_query)."""
     from . import validation as v
 
-    query = ctx.request.query
     status = query.get("status") or None
     if status is not None and status not in STATUSES:
         raise BadRequest("Unknown status: choose one of %s" % ", ".join(STATUSES))
-    type_filter = query.get("type") or None
+    type_filter = v.like_pattern(query.get("type") or None, "type", "Filter")
+    api = {"error_contains": query.get("error", "").strip()}
+    for name, key in (("older", "older_than_seconds"), ("newer", "newer_than_seconds")):
+        if query.get(name, "").strip():
+            api[key] = str(v.duration(query[name], "Created " + name + " than"))
+    sort = next((entry for entry in SORTS if entry[0] == query.get("sort", "")), None)
+    if sort is None:
+        raise BadRequest("Unknown order: choose one of %s" % ", ".join(e[1] for e in SORTS))
+    api["sort_by"], api["sort_order"] = sort[2], sort[3]
+    return status, type_filter, {k: value for k, value in api.items() if value}
+
+
+@_guarded
+def tasks(ctx, session):
+    from . import validation as v
+    from .handlers import list_query
+
+    query = ctx.request.query
+    status, type_filter, api_query = task_filters(query)
+    filters, order = list_query(api_query)
     page = v.query_int(query, "page", 1, 1, 10 ** 9)
-    rows, total = ctx.store.list_tasks(status, type_filter, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    rows, total = ctx.store.list_tasks(status, type_filter, PAGE_SIZE, (page - 1) * PAGE_SIZE,
+                                       filters, order)
     pages = max(1, -(-total // PAGE_SIZE))
-    link = _query_link(status=status, type=type_filter)
+    form = {name: query.get(name, "").strip() for name in ("error", "older", "newer", "sort")}
+    link = _query_link(status=status, type=type_filter, **form)
     return _page(ctx, "tasks.html", "Tasks", session, active="tasks", tasks=rows, total=total,
                  notice=_notice(query), back=link, actions=TASK_ACTIONS,
                  page=page, pages=pages, statuses=STATUSES, filter_status=status, filter_type=type_filter,
+                 form=form, sorts=[{"value": e[0], "label": e[1]} for e in SORTS],
+                 filtered=bool(status or type_filter or form["error"] or form["older"] or form["newer"]),
                  prev_link=link + "&page=%d" % (page - 1) if page > 1 else None,
                  next_link=link + "&page=%d" % (page + 1) if page < pages else None)
 
@@ -484,6 +517,10 @@ NOTICES = {"cancel": "Task cancelled.", "retry": "Task queued for retry.",
            "activated": "Type active: it takes new tasks.",
            "deactivated": "Type inactive: new tasks are refused; queued ones still run.",
            "saved": "Settings saved.", "bulk": "Done.",
+           "schedule-paused": "Schedule paused: it makes no tasks until resumed.",
+           "schedule-resumed": "Schedule resumed: its next run is from now on; runs missed "
+                               "while paused are not made.",
+           "schedule-deleted": "Schedule deleted. The tasks it made stay.",
            "revoked": "Key revoked: requests with it now get 401, and its sessions are over."}
 TASK_ACTIONS = ("cancel", "retry", "requeue", "rerun")
 TYPE_ACTIONS = ("pause", "resume", "activate", "deactivate", "settings")
@@ -576,11 +613,19 @@ def tasks_bulk(ctx, session, form):
         raise BadRequest("Select at most %d tasks at once" % MAX_SELECTED)
     outcomes = ctx.store.steer(action, sorted(set(ids)))
     changed = sum(1 for outcome in outcomes if not isinstance(outcome, TaskqError))
-    back = form.get("back", "")
-    if not back.startswith("?") or len(back) > 500:
-        back = "?"
+    back = _back_link(form.get("back", ""))
     return _redirect(ctx, "/tasks%s%sdone=bulk&changed=%d&skipped=%d" % (
         back, "&" if len(back) > 1 else "", changed, len(outcomes) - changed))
+
+
+def _back_link(text):
+    """The tasks page's filters from a form's `back` field, re-encoded (pure): only the
+    page's own names, so nothing else (no header break, no other path) gets into Location."""
+    from urllib.parse import parse_qsl
+
+    names = ("status", "type", "error", "older", "newer", "sort", "page")
+    pairs = parse_qsl(text[1:5000] if text.startswith("?") else "")
+    return _query_link(**{name: value for name, value in pairs if name in names})
 
 
 @_acting
@@ -672,6 +717,62 @@ def failed(ctx, session):
     groups = ctx.store.failed_groups(50)
     return _page(ctx, "failed.html", "Failed", session, active="failed", groups=groups,
                  notice=_notice(ctx.request.query))
+
+
+def every_text(seconds):
+    """'90 min', '2 h', '1 d', '45 s': an interval in the largest unit that divides it exactly."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return "%d %s" % (seconds // size, unit)
+    return "%d s" % seconds
+
+
+def _until(iso_text):
+    """'in 3 min' or 'due: the next claim makes it' for an ISO-8601 UTC time, by this host's clock."""
+    import calendar
+    import time
+
+    try:
+        then = calendar.timegm(time.strptime(iso_text, "%Y-%m-%dT%H:%M:%SZ"))
+    except (TypeError, ValueError):
+        return None
+    left = then - time.time()
+    return "in " + _seconds(left) if left >= 1 else "due: the next claim makes it"
+
+
+@_guarded
+def schedules(ctx, session):
+    from . import validation as v
+    from .schedules import schedule_view
+
+    page = v.query_int(ctx.request.query, "page", 1, 1, 10 ** 9)
+    rows, total = ctx.store.list_schedules(PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    views = []
+    for row in rows:
+        view = schedule_view(row)
+        if view["every_seconds"]:
+            view["every"] = every_text(view["every_seconds"])
+        view["next_in"] = _until(view["next_run_at"])
+        views.append(view)
+    pages = max(1, -(-total // PAGE_SIZE))
+    return _page(ctx, "schedules.html", "Schedules", session, active="schedules", schedules=views,
+                 total=total, page=page, pages=pages, notice=_notice(ctx.request.query),
+                 prev_page=page - 1 if page > 1 else None, next_page=page + 1 if page < pages else None)
+
+
+SCHEDULE_ACTIONS = ("pause", "resume", "delete")
+
+
+@_acting
+def schedule_action(ctx, session, form, id, action):
+    """Pause, resume or delete a schedule: the /schedules routes' own handlers."""
+    from . import schedules as routes
+
+    if action not in SCHEDULE_ACTIONS:
+        raise NotFound("Unknown action: %s" % action)
+    _run(ctx, getattr(routes, action), id=id)
+    return _redirect(ctx, "/schedules?done=schedule-%s" % (action + "d" if action != "pause"
+                                                            else "paused"))
 
 
 @_guarded

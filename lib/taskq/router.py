@@ -60,6 +60,8 @@ ROUTES = (
     ("POST", "/dashboard/failed/retry", "dashboard.failed_retry"),
     ("GET", "/dashboard/types", "dashboard.types"),
     ("POST", "/dashboard/types/{name}/{action}", "dashboard.type_action"),
+    ("GET", "/dashboard/schedules", "dashboard.schedules"),
+    ("POST", "/dashboard/schedules/{id:int}/{action}", "dashboard.schedule_action"),
     ("GET", "/dashboard/keys", "dashboard.keys"),
     ("POST", "/dashboard/keys", "dashboard.key_create"),
     ("POST", "/dashboard/keys/{name}/revoke", "dashboard.key_revoke"),
