@@ -690,3 +690,36 @@ def test_schedule_actions_need_a_login(app):
     schedule = add_schedule(app)
     assert Browser(app).post("/dashboard/schedules/%d/delete" % schedule["id"], {"csrf": ""}).status == 403
     assert api_call(app, "GET", "/schedules/%d" % schedule["id"])[0] == 200
+
+
+def test_overview_shows_workers_that_finished_lately_as_idle(browser, app):
+    for n in range(3):
+        seed(app, params={"n": n})
+    for worker in ("gpu-1", "gpu-1", "old-box"):
+        claimed = api_call(app, "POST", "/tasks/claim", {"worker_id": worker})[1]["data"]
+        api_call(app, "POST", "/tasks/%d/complete" % claimed["id"], {"worker_id": worker, "success": True})
+        last = claimed["id"]
+    config = app.config
+    past = 1000 if config.backend == "sqlite" else "2001-01-01 00:00:00"
+    db_execute(config, "UPDATE tasks SET updated_at = ? WHERE id = ?", (past, last))
+    api_call(app, "POST", "/tasks", {"type": "mail.send", "params": {"n": 9}})
+    api_call(app, "POST", "/tasks/claim", {"worker_id": "laptop"})
+    browser.login()
+    body = browser.get("/dashboard").body
+    rows = re.findall(r'<tr><th scope="row">([^<]+)</th>\s*<td>(.*?)</td>\s*<td class="num">(\d+)</td>',
+                      body, re.S)
+    assert sorted((w, "idle" in tasks, int(n)) for w, tasks, n in rows) == [
+        ("gpu-1", True, 2), ("laptop", False, 0)]
+    assert "old-box" not in body
+
+
+def test_seen_workers_merges_leases_and_finished_tasks_latest_first():
+    from taskq.dashboard import seen_workers
+
+    leases = [{"id": 5, "claimed_by": "a", "updated_at": "2026-01-01T10:00:00Z"},
+              {"id": 6, "claimed_by": "a", "updated_at": "2026-01-01T10:05:00Z"}]
+    finishers = [{"worker": "b", "last_at": "2026-01-01T10:07:00Z", "finished": 4},
+                 {"worker": "a", "last_at": "2026-01-01T09:00:00Z", "finished": 1}]
+    seen = seen_workers(leases, finishers)
+    assert [(w["id"], [t["id"] for t in w["tasks"]], w["finished"], w["seen"]) for w in seen] == [
+        ("b", [], 4, "2026-01-01T10:07:00Z"), ("a", [5, 6], 1, "2026-01-01T10:05:00Z")]

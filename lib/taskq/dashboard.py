@@ -345,21 +345,37 @@ def overview(ctx, session):
     types = [{"name": name, "counts": [entry["counts"].get(s, 0) for s in STATUSES]}
              for name, entry in sorted(numbers["types"].items())
              if any(entry["counts"].values())]
-    workers = {}
-    for lease in ctx.store.claimed_tasks(200):
-        worker = workers.setdefault(lease["claimed_by"], {"id": lease["claimed_by"], "tasks": [],
-                                                          "seen": lease["updated_at"]})
-        worker["tasks"].append(lease)
-        worker["seen"] = max(worker["seen"], lease["updated_at"])
-    for worker in workers.values():
-        worker["seen_ago"] = _age(worker["seen"])
+    workers = seen_workers(ctx.store.claimed_tasks(200),
+                           ctx.store.recent_finishers(WORKERS_WINDOW, WORKERS_SCAN, 50))
     oldest = numbers["oldest_pending_age_seconds"]
     return _page(ctx, "overview.html", "Overview", session, active="overview",
                  statuses=STATUSES, types=types, chart=hourly_chart(*ctx.store.hourly_runs()),
                  tiles=[{"name": name, "count": numbers["counts"].get(name, 0)} for name in STATUSES],
                  oldest_age=None if oldest is None else _seconds(oldest), refresh=15,
-                 last_hour=numbers["last_hour"],
-                 workers=sorted(workers.values(), key=lambda w: w["seen"], reverse=True))
+                 last_hour=numbers["last_hour"], workers=workers, workers_scan=WORKERS_SCAN)
+
+
+WORKERS_WINDOW = 3600  # "seen recently": held a task, or finished one, in the last hour
+WORKERS_SCAN = 1000   # finished tasks read per status for it, newest first
+
+
+def seen_workers(leases, finishers):
+    """Workers for the overview (pure): each with the tasks it holds now and when it was
+    last seen (a heartbeat or claim of a held task, or its latest finished task), latest first."""
+    workers = {}
+    for lease in leases:
+        worker = workers.setdefault(lease["claimed_by"], {"id": lease["claimed_by"], "tasks": [],
+                                                          "finished": 0, "seen": lease["updated_at"]})
+        worker["tasks"].append(lease)
+        worker["seen"] = max(worker["seen"], lease["updated_at"])
+    for row in finishers:
+        worker = workers.setdefault(row["worker"], {"id": row["worker"], "tasks": [], "finished": 0,
+                                                    "seen": row["last_at"]})
+        worker["finished"] = row["finished"]
+        worker["seen"] = max(worker["seen"], row["last_at"])
+    for worker in workers.values():
+        worker["seen_ago"] = _age(worker["seen"])
+    return sorted(workers.values(), key=lambda w: (w["seen"], w["id"]), reverse=True)
 
 
 def _seconds(seconds):

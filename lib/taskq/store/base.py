@@ -351,6 +351,12 @@ class Store:
         progress, updated_at}; the dashboard's "workers seen" list."""
         raise NotImplementedError
 
+    def recent_finishers(self, seconds, scan, limit):
+        """Workers that completed or failed tasks in the last `seconds`, latest first:
+        [{worker, last_at, finished}], reading at most `scan` of the newest finished
+        tasks per status (so `finished` is capped by it)."""
+        raise NotImplementedError
+
     def hourly_runs(self):
         """(the current hour since the epoch by the database clock, [(hour, outcome, n)])
         for the finished attempts of the last 24 hours, from task_runs."""

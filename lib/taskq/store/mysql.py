@@ -1296,6 +1296,13 @@ class MySQLStore(Store):
     def claimed_tasks(self, limit):
         return self._read(lambda: self._all("claimed_tasks", (limit,)))
 
+    def recent_finishers(self, seconds, scan, limit):
+        def work():
+            rows = self._exec("recent_finishers", (seconds, scan, seconds, scan, limit)).fetchall()
+            return [{"worker": w, "last_at": iso(at), "finished": int(n)} for w, at, n in rows]
+
+        return self._read(work)
+
     def hourly_runs(self):
         def work():
             rows = self._exec("hourly_runs").fetchall()

@@ -689,6 +689,11 @@ class SQLiteStore(Store):
     def schema_version(self):
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
+    def recent_finishers(self, seconds, scan, limit):
+        since = now_ms() - 1000 * seconds
+        rows = self.conn.execute(Q["recent_finishers"], (since, scan, since, scan, limit)).fetchall()
+        return [{"worker": w, "last_at": iso(at), "finished": n} for w, at, n in rows]
+
     def hourly_runs(self):
         now = now_ms()
         rows = self.conn.execute(Q["hourly_runs"], (now // PERIOD_MS - 288,)).fetchall()

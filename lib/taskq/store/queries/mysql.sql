@@ -607,6 +607,19 @@ DELETE FROM login_failures WHERE address = %s
 SELECT id, type, claimed_by, claimed_at, lease_expires_at, progress, updated_at
 FROM tasks FORCE INDEX (tasks_status_id) WHERE status = 'claimed' ORDER BY id DESC LIMIT %s
 
+-- name: recent_finishers
+-- dashboard: workers that finished tasks lately, from tasks_retention's newest completed and
+-- failed entries (read backwards, a bounded number of rows each), holding a task or not
+SELECT finished_by, MAX(updated_at) AS last_at, COUNT(*) AS finished FROM (
+    (SELECT finished_by, updated_at FROM tasks FORCE INDEX (tasks_retention)
+     WHERE status = 'completed' AND updated_at >= UTC_TIMESTAMP(6) - INTERVAL %s SECOND
+     ORDER BY updated_at DESC LIMIT %s)
+    UNION ALL
+    (SELECT finished_by, updated_at FROM tasks FORCE INDEX (tasks_retention)
+     WHERE status = 'failed' AND updated_at >= UTC_TIMESTAMP(6) - INTERVAL %s SECOND
+     ORDER BY updated_at DESC LIMIT %s)
+) recent WHERE finished_by IS NOT NULL GROUP BY finished_by ORDER BY last_at DESC LIMIT %s
+
 -- name: failed_groups
 -- dashboard: failed tasks grouped by the start of their error (tasks_status_id's failed range)
 SELECT LEFT(COALESCE(error_message, ''), 200) AS error, COUNT(*) AS count,

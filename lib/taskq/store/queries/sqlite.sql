@@ -408,6 +408,17 @@ ON CONFLICT (address) DO UPDATE SET
 -- name: clear_login_failures
 DELETE FROM login_failures WHERE address = ?
 
+-- name: recent_finishers
+-- dashboard: workers that finished tasks lately, from tasks_retention's newest completed and
+-- failed entries (a bounded number of rows each), holding a task or not
+SELECT finished_by, MAX(updated_at) AS last_at, COUNT(*) AS finished FROM (
+    SELECT * FROM (SELECT finished_by, updated_at FROM tasks INDEXED BY tasks_retention
+                   WHERE status = 'completed' AND updated_at >= ? ORDER BY updated_at DESC LIMIT ?)
+    UNION ALL
+    SELECT * FROM (SELECT finished_by, updated_at FROM tasks INDEXED BY tasks_retention
+                   WHERE status = 'failed' AND updated_at >= ? ORDER BY updated_at DESC LIMIT ?)
+) WHERE finished_by IS NOT NULL GROUP BY finished_by ORDER BY last_at DESC LIMIT ?
+
 -- name: claimed_tasks
 -- dashboard: who holds what now (reads tasks_status_id's claimed range)
 SELECT id, type, claimed_by, claimed_at, lease_expires_at, progress, updated_at
