@@ -117,9 +117,10 @@ def main(argv=None):
                 b, _ = cgi(args.python, env, api[0], api[1], api[2], headers=api[3])
                 pairs.append((a, b))
             results[page] = pairs
-        print("dashboard page vs GET /tasks?limit=50, %s, %d tasks, %d rounds, Python %s, load %s"
-              % (args.backend, args.tasks, args.rounds, benchlib.platform.python_version(),
-                 benchlib.loadavg()))
+        cgi_python = subprocess.run([args.python, "-c", "import platform; print(platform.python_version())"],
+                                    stdout=subprocess.PIPE, check=True).stdout.decode().strip()
+        print("dashboard page vs GET /tasks?limit=50, %s, %d tasks, %d rounds, CGI Python %s (%s), load %s"
+              % (args.backend, args.tasks, args.rounds, cgi_python, args.python, benchlib.loadavg()))
         print("%-56s %10s %10s %8s" % ("page", "page ms", "list ms", "ratio"))
         for page, pairs in results.items():
             print("%-56s %10.1f %10.1f %8.2f" % (
