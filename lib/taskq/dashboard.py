@@ -295,18 +295,21 @@ def logout(ctx):
 
 
 # -- pages ---------------------------------------------------------------------
-def _age(iso_text):
-    """'3 min' for an ISO-8601 UTC time in the past, by this host's clock."""
-    if not iso_text:
-        return None
+def _from_now(iso_text):
+    """Seconds from now to an ISO-8601 UTC time (negative: past) by this host's clock, or None."""
     import calendar
     import time
 
     try:
-        then = calendar.timegm(time.strptime(iso_text, "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
+        return calendar.timegm(time.strptime(iso_text, "%Y-%m-%dT%H:%M:%SZ")) - time.time()
+    except (TypeError, ValueError):
         return None
-    return _seconds(max(0, time.time() - then))
+
+
+def _age(iso_text):
+    """'3 min' for an ISO-8601 UTC time in the past."""
+    left = _from_now(iso_text)
+    return None if left is None else _seconds(max(0, -left))
 
 
 CHART = {"width": 720, "height": 160, "bottom": 140, "slot": 30}
@@ -395,6 +398,9 @@ SORTS = (("", "Newest first", None, None), ("oldest", "Oldest first", "id", "ASC
          ("updated-old", "Least recently updated first", "updated_at", "ASC"))
 
 
+AGE_LABELS = {"older": "Created more than", "newer": "Created less than"}  # the form's labels
+
+
 def task_filters(query):
     """The tasks page's form as GET /tasks' query (pure): {status, type, error, older,
     newer (durations such as 2h), sort} -> (status, type, API query for list_query)."""
@@ -407,7 +413,7 @@ def task_filters(query):
     api = {"error_contains": query.get("error", "").strip()}
     for name, key in (("older", "older_than_seconds"), ("newer", "newer_than_seconds")):
         if query.get(name, "").strip():
-            api[key] = str(v.duration(query[name], "Created " + name + " than"))
+            api[key] = str(v.duration(query[name], AGE_LABELS[name]))
     sort = next((entry for entry in SORTS if entry[0] == query.get("sort", "")), None)
     if sort is None:
         raise BadRequest("Unknown order: choose one of %s" % ", ".join(e[1] for e in SORTS))
@@ -744,15 +750,10 @@ def every_text(seconds):
 
 
 def _until(iso_text):
-    """'in 3 min' or 'due: the next claim makes it' for an ISO-8601 UTC time, by this host's clock."""
-    import calendar
-    import time
-
-    try:
-        then = calendar.timegm(time.strptime(iso_text, "%Y-%m-%dT%H:%M:%SZ"))
-    except (TypeError, ValueError):
+    """'in 3 min' or 'due: the next claim makes it' for an ISO-8601 UTC time."""
+    left = _from_now(iso_text)
+    if left is None:
         return None
-    left = then - time.time()
     return "in " + _seconds(left) if left >= 1 else "due: the next claim makes it"
 
 
