@@ -315,6 +315,9 @@ def test_every_action_in_the_browser(driver, site, backend):
     confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "button.cancel"))
     assert "CSRF" in driver.find_element(By.CSS_SELECTOR, "main").text
     assert status_of(done) == "pending"
+    open_page(driver, url + "/dashboard/tasks/%d" % done)  # with the page's own token it works
+    confirm_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "button.cancel"))
+    assert "Task cancelled." in notice() and status_of(done) == "cancelled"
 
     # the failed page retries a group
     open_page(driver, url + "/dashboard/failed")
