@@ -81,14 +81,6 @@ class Request:
         return body
 
 
-class Raw:
-    """A handler's answer that is not JSON (GET /metrics): bytes and their type."""
-
-    def __init__(self, body, content_type):
-        self.body = body
-        self.content_type = content_type
-
-
 class Context:
     """What a handler gets: the request, the config, and a lazily opened store.
 
@@ -239,7 +231,6 @@ class Application:
                    ("Cache-Control", "no-store")]
         context = None
         failed = True
-        raw = None
         try:
             config = self.config
             request = Request(environ, config.api["max_body_bytes"])
@@ -258,16 +249,13 @@ class Application:
                 self._authorize(request, config, context, name)
             request.check_size()
             answer = _handler(name)(context, **params)
-            if isinstance(answer, RawResponse):  # the dashboard's pages and files
+            if isinstance(answer, RawResponse):  # the dashboard's pages and files, /metrics
                 failed = answer.status >= 500
                 headers[:] = [h for h in headers if h[0] not in ("Content-Type", "Cache-Control")]
                 headers.extend(answer.headers)
                 return answer.status, headers, answer.body
             status, message, data = answer[:3]
-            if isinstance(data, Raw):
-                headers[0] = ("Content-Type", data.content_type)
-                raw = data.body
-            if message is None:
+            if message is None:  # GET /openapi.json: the document itself
                 payload = data
             else:
                 payload = {"success": True, "message": message, "data": data}
@@ -300,10 +288,6 @@ class Application:
                     context.close(failed)
                 except Exception as exc:  # noqa: BLE001
                     _log_error(self._config, environ, exc, traceback=True)
-        if raw is not None and status < 400:
-            return status, headers, raw
-        if raw is not None:
-            headers[0] = ("Content-Type", "application/json; charset=utf-8")
         return status, headers, _json_bytes(payload)
 
     def _pool_for(self, environ):
@@ -383,7 +367,8 @@ class Application:
 
 
 class RawResponse:
-    """An answer that is not the JSON envelope (HTML, CSS): status, headers, body bytes."""
+    """An answer that is not the JSON envelope (HTML, CSS, Prometheus text): status,
+    headers (its Content-Type and Cache-Control replace the JSON ones), body bytes."""
 
     __slots__ = ("status", "headers", "body")
 

@@ -136,7 +136,8 @@ def exposition(stats):
 
 
 def metrics(ctx):
-    from .app import Raw
+    from .app import RawResponse
 
     text = exposition(figures(ctx.store.stats()))
-    return 200, None, Raw(text.encode("utf-8"), PROMETHEUS_TYPE)
+    return RawResponse(200, [("Content-Type", PROMETHEUS_TYPE), ("Cache-Control", "no-store")],
+                       text.encode("utf-8"))
