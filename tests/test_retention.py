@@ -210,3 +210,29 @@ def test_purge_never_deletes_scheduled_tasks_however_old(api_factory):
     assert response.status == 200 and response.data["total"] == 0, response
     assert statuses(config) == [(waiting["id"], "scheduled")]
     assert api.get("/stats").data["counts"] == {"scheduled": 1}
+
+
+def test_a_retention_batch_that_meets_a_busy_database_is_logged_without_a_traceback(tmp_path):
+    """The lottery's batch runs after the answer is made: a database that cannot take the
+    write in time is an outage (one log line), not a bug, and the answer stands."""
+    import sqlite3
+
+    from conftest import make_config
+
+    log = tmp_path / "taskq.log"
+    config = make_config("sqlite", tmp_path, database={"busy_timeout": 100}, log={"file": str(log)},
+                         retention={"gc_probability": 0})
+    api = ApiClient(Application(config=config))
+    register(api, "events")
+    config.retention = dict(config.retention, gc_probability=1)
+    lottery = ApiClient(Application(config=config))
+    blocker = sqlite3.connect(config.database["sqlite_path"], isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        answer = lottery.get("/task-types")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert answer.status == 200 and answer.json["data"][0]["name"] == "events"
+    text = log.read_text(encoding="utf-8")
+    assert "GET /task-types" in text and "Traceback" not in text and "unexpected error" not in text

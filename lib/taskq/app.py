@@ -340,7 +340,8 @@ class Application:
 
             collect(context)
         except Exception as exc:  # noqa: BLE001 - logged; the request already succeeded
-            _log_error(self._config, environ, exc, traceback=True)
+            # a database that stops answering mid-batch is an outage, not a bug: no traceback
+            _log_error(self._config, environ, exc, traceback=not isinstance(exc, errors.TaskqError))
 
     def _cors_headers(self, request, config):
         origins = config.api["cors_origins"]
