@@ -62,7 +62,6 @@ _TS = {"type": ["string", "null"], "format": "date-time"}
 _INT32 = {"type": "integer", "minimum": -2147483647, "maximum": 2147483647}
 STATUSES = ["pending", "claimed", "completed", "failed", "cancelled", "scheduled"]
 SORT_BY = ["created_at", "priority", "id", "attempts"]
-
 SORT_ORDER = ["ASC", "DESC", "asc", "desc"]
 DEFAULT_SERVERS = ("/api", "/cgi-bin/api.py")
 _LATER = {

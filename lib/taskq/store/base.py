@@ -91,7 +91,6 @@ def claim_order(sort_by=None, sort_order=None):
 # List orders of GET /tasks and the dashboard: newest first unless asked;
 # created_at is served as id order, as for claims.
 LIST_SORT_FIELDS = ("id", "created_at", "updated_at", "priority", "attempts")
-LIST_FILTERS = ("error_contains", "older_than_seconds", "newer_than_seconds")
 
 
 def list_order(sort_by=None, sort_order=None):
