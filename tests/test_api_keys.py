@@ -14,20 +14,12 @@ from taskq.router import PUBLIC, ROLE_GRANTS, ROUTE_ROLES, ROUTES, SELF_AUTHORIZ
 def keyed(api, key):
     """An ApiClient sending `key` on every request."""
 
-    class Keyed:
+    class Keyed(ApiClient):
         def request(self, method, path, body=None, headers=None, **kw):
             headers = dict(headers or {}, **{"X-API-Key": key})
-            return api.request(method, path, body, headers=headers, **kw)
+            return super().request(method, path, body, headers=headers, **kw)
 
-        def get(self, path, **kw):
-            if "?" in path:
-                path, kw["query"] = path.split("?", 1)
-            return self.request("GET", path, **kw)
-
-        def post(self, path, body=None, **kw):
-            return self.request("POST", path, body, **kw)
-
-    return Keyed()
+    return Keyed(api.app)
 
 
 @pytest.fixture

@@ -10,55 +10,26 @@ browser with its Authorize button and runs a request with try-it-out.
 """
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
 import pytest
 
-from conftest import IN_CI, make_config
+from conftest import make_config
+from support.browser import chromium_session
 
 pytestmark = pytest.mark.browser
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 KEY = "browser-key"
 WAIT = 20
 
 
-def unavailable(reason):
-    if IN_CI:
-        pytest.fail("required in CI: %s" % reason)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not os.access(path, os.X_OK):
-            unavailable("%s is not installed (Debian packages chromium, chromium-driver)" % path)
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium fetch a browser or driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="taskq-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1200,1000", "--user-data-dir=" + profile):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+    yield from chromium_session("1200,1000")
 
 
 @pytest.fixture

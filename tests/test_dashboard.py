@@ -94,13 +94,13 @@ def browser(app):
     return Browser(app)
 
 
-def api_call(app, method, path, body=None):
+def api_call(app, method, path, body=None, key=KEY):
     import json
 
     raw = json.dumps(body).encode() if body is not None else b""
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "",
                "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "application/json",
-               "wsgi.input": io.BytesIO(raw), "HTTP_X_API_KEY": KEY}
+               "wsgi.input": io.BytesIO(raw), "HTTP_X_API_KEY": key}
     out = {}
     body = b"".join(app(environ, lambda s, h, e=None: out.update(status=s)))
     return int(out["status"].split()[0]), json.loads(body)
@@ -561,11 +561,11 @@ def test_keys_page_creates_a_key_once_and_revokes_it(browser, app):
     assert "gpu-1" in listing and key not in listing  # shown once, never again
     assert [tuple(r)[0] for r in db_execute(app.config, "SELECT name FROM api_keys")] == ["gpu-1"]
     assert key not in repr(db_execute(app.config, "SELECT * FROM api_keys"))
-    status, _ = api_call_with(app, key, "POST", "/tasks/claim", {"worker_id": "w"})
+    status, _ = api_call(app, "POST", "/tasks/claim", {"worker_id": "w"}, key=key)
     assert status == 404  # the worker key works: nothing to claim
     done = browser.post("/dashboard/keys/gpu-1/revoke", {"csrf": page.csrf()})
     assert done.status == 303
-    assert api_call_with(app, key, "POST", "/tasks/claim", {"worker_id": "w"})[0] == 401
+    assert api_call(app, "POST", "/tasks/claim", {"worker_id": "w"}, key=key)[0] == 401
 
 
 def test_a_bad_key_request_is_a_400_page_and_creates_nothing(browser, app):
@@ -574,18 +574,6 @@ def test_a_bad_key_request_is_a_400_page_and_creates_nothing(browser, app):
     page = browser.post("/dashboard/keys", {"csrf": csrf, "name": "x", "role": "superuser"})
     assert page.status == 400 and "role" in page.body
     assert db_execute(app.config, "SELECT COUNT(*) FROM api_keys")[0][0] == 0
-
-
-def api_call_with(app, key, method, path, body=None):
-    import json
-
-    raw = json.dumps(body).encode() if body is not None else b""
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "",
-               "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "application/json",
-               "wsgi.input": io.BytesIO(raw), "HTTP_X_API_KEY": key}
-    out = {}
-    body = b"".join(app(environ, lambda s, h, e=None: out.update(status=s)))
-    return int(out["status"].split()[0]), json.loads(body)
 
 
 # -- the tasks page's filters and orders ---------------------------------------

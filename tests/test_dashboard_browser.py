@@ -15,8 +15,8 @@ import urllib.request
 
 import pytest
 
-from conftest import IN_CI, db_execute
-from support.browser import CHROMEDRIVER, CHROMIUM, chromium, click_and_wait, close_chromium
+from conftest import db_execute
+from support.browser import chromium_session, click_and_wait
 from support.browser import screenshot as save_screenshot
 
 pytestmark = [pytest.mark.browser]
@@ -28,22 +28,9 @@ KEY = "dashboard-test-key-" + "x" * 24
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 
 
-def unavailable(reason):
-    if IN_CI:
-        pytest.fail("required in CI: %s" % reason)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def driver():
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not os.access(path, os.X_OK):
-            unavailable("%s is not installed (Debian packages chromium, chromium-driver)" % path)
-    browser = chromium("1100,900")
-    try:
-        yield browser
-    finally:
-        close_chromium(browser)
+    yield from chromium_session("1100,900")
 
 
 @pytest.fixture

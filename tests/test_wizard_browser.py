@@ -21,7 +21,7 @@ import pytest
 from conftest import IN_CI, mysql_connect, mysql_params
 from support.apache import (ApacheUnavailable, available, cgi_python_env, make_docroot,
                             prepare_docroot, run_user, start_apache)
-from support.browser import CHROMEDRIVER, CHROMIUM, chromium, click_and_wait, close_chromium
+from support.browser import chromium_session, click_and_wait
 from support.browser import screenshot as _screenshot
 from support.bundles import built_bundle, bundle_tool
 
@@ -85,14 +85,7 @@ def fresh_site(site):
 
 @pytest.fixture(scope="module")
 def browser():
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not os.access(path, os.X_OK):
-            unavailable("%s is not installed (Debian packages chromium, chromium-driver)" % path)
-    driver = chromium()
-    try:
-        yield driver
-    finally:
-        close_chromium(driver)
+    yield from chromium_session()
 
 
 @pytest.fixture

@@ -28,6 +28,26 @@ def chromium(window="1000,900"):
     return driver
 
 
+def chromium_session(window="1000,900"):
+    """For a module's browser fixture (`yield from chromium_session()`): a started
+    Chromium, closed after. Without Chromium installed: a failure in CI, else a skip."""
+    import pytest
+
+    from conftest import IN_CI
+
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(path, os.X_OK):
+            reason = "%s is not installed (Debian packages chromium, chromium-driver)" % path
+            if IN_CI:
+                pytest.fail("required in CI: %s" % reason)
+            pytest.skip(reason)
+    driver = chromium(window)
+    try:
+        yield driver
+    finally:
+        close_chromium(driver)
+
+
 def close_chromium(driver):
     try:
         driver.quit()
