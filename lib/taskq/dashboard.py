@@ -181,16 +181,15 @@ def _session(ctx):
 
 
 def _has_db_keys(ctx):
-    has_keys = getattr(ctx.store, "has_keys", None)
-    return bool(has_keys and has_keys())
+    return ctx.store.has_keys()
 
 
 def _key_ref(ctx, given):
     """The session's key_ref for an admin key, or None for any other key."""
     ref = next((ref for ref, key in _admin_keys(ctx.config) if _same(given, key)), None)
-    if ref is None and given.startswith("tqk_"):
-        from .hashing import api_key_hash
+    from .hashing import KEY_PREFIX, api_key_hash
 
+    if ref is None and given.startswith(KEY_PREFIX):
         key_hash = api_key_hash(given)
         key = ctx.store.key_by_hash(key_hash)
         if key is not None and key["role"] == "admin":
