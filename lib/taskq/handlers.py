@@ -39,11 +39,6 @@ def task_view(row):
     return out
 
 
-def claim_view(row):
-    """A claimed task: the full task view (lease_expires_at and all)."""
-    return task_view(row)
-
-
 def _page(query, default_limit, max_limit):
     """(limit, offset) from limit/offset or page/per_page (1-based), one pair or the other."""
     if query.get("per_page", "") != "" and query.get("limit", "") != "":
@@ -278,15 +273,15 @@ def claim(ctx):
     rows = ctx.store.claim(worker_id, pattern, limit or 1, lease, request_key=request_key,
                            task_type_id=task_type_id, order=order)
     if finished is not None:  # always the list form: the outcomes must reach the worker
-        tasks = [claim_view(row) for row in rows]
+        tasks = [task_view(row) for row in rows]
         done.update(tasks=tasks, count=len(tasks))
         return 200, "Completed %d, claimed %d task(s)" % (done["completed"], len(tasks)), done
     if limit is not None:
-        tasks = [claim_view(row) for row in rows]
+        tasks = [task_view(row) for row in rows]
         return 200, "Claimed %d task(s)" % len(tasks), {"tasks": tasks, "count": len(tasks)}
     if not rows:
         raise NotFound("No available tasks")
-    return 200, "Task claimed successfully", claim_view(rows[0])
+    return 200, "Task claimed successfully", task_view(rows[0])
 
 
 def progress(ctx, id):
