@@ -92,17 +92,18 @@ def parse_cgi_output(raw):
 
 
 def run_cgi(method, path, body=None, headers=None, query="", config_path=None, env=None,
-            raw_body=None, python=None, timeout=60):
+            raw_body=None, python=None, timeout=60, script=None):
     """Run cgi-bin/api.py once; returns CgiResponse(status, headers, json, raw).
 
     body is JSON-encoded unless raw_body (bytes) is given; headers are HTTP
     request headers ({"X-API-Key": ...}; Content-Length and Content-Type
-    override the computed ones); env adds or replaces CGI variables.
+    override the computed ones); env adds or replaces CGI variables; script
+    runs another copy of api.py (an unpacked upload).
     """
     if raw_body is None:
         raw_body = b"" if body is None else json.dumps(body).encode("utf-8")
     environ = cgi_environ(method, path, raw_body, headers, query, config_path, env)
-    completed = subprocess.run([python or sys.executable, SCRIPT], input=raw_body, env=environ,
+    completed = subprocess.run([python or sys.executable, script or SCRIPT], input=raw_body, env=environ,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     if completed.returncode != 0:
         raise AssertionError("CGI script exited %d: %s" % (completed.returncode,

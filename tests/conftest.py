@@ -231,6 +231,19 @@ def api(api_factory):
 DEMO_SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}}
 
 
+def shell_key(config, name="first", role="admin"):
+    """A key made the way an owner makes the first one (`install.py --create-key`,
+    straight in the store): the API itself never hands a key to a keyless caller."""
+    from taskq import admin
+    from taskq.store import open_store
+
+    store = open_store(config)
+    try:
+        return admin.make_key(store, name, role)["key"]
+    finally:
+        store.close()
+
+
 def register(api, name="demo", schema=None, version="1.0", **extra):
     """Register a task type through the API; returns the response data."""
     body = {"name": name, "version": version,

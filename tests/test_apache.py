@@ -116,7 +116,8 @@ class Deployment:
             shutil.rmtree(unpack, ignore_errors=True)
         for rel in remove:
             shutil.rmtree(os.path.join(site, rel))
-        write_config(site, config_text)
+        if config_text is not None:  # None: a fresh upload, before the wizard
+            write_config(site, config_text)
         prepare_docroot(site)
         return site
 
@@ -373,6 +374,24 @@ def test_without_mod_rewrite_the_plain_url_works_and_private_files_stay_denied(
 
 
 # -- a package missing from lib/ -------------------------------------------------
+def test_a_fresh_upload_is_locked_until_installed_through_apache(deployment):
+    """No config.ini yet: the API, key creation and the dashboard answer 503 JSON naming
+    install.py; health says not installed; no database file is made."""
+    site = deployment.add_site("taskq-fresh", None)
+    for method, path, body in (("POST", "/api/admin/keys", {"name": "x", "role": "admin"}),
+                               ("POST", "/cgi-bin/api.py/admin/keys", {"name": "x", "role": "admin"}),
+                               ("GET", "/api/tasks", None),
+                               ("POST", "/api/task-types/register",
+                                {"name": "x", "version": "1", "param_schema": {}}),
+                               ("GET", "/dashboard", None), ("GET", "/api/stats", None)):
+        reply = http(deployment.url("taskq-fresh", path), method, body)
+        assert reply.status == 503, (path, reply)
+        assert "install.py" in reply.json["error"], path
+    health = http(deployment.url("taskq-fresh", "/api/health"))
+    assert health.status == 200 and health.data["status"] == "not_installed"
+    assert [name for name in os.listdir(os.path.join(site, "data")) if "sqlite" in name] == []
+
+
 def test_missing_vendored_jsonschema_is_named_in_a_json_error(deployment):
     deployment.add_site("taskq-nojsonschema", sqlite_config(), remove=["lib/jsonschema"])
     api = deployment.url("taskq-nojsonschema", "/api")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, ApiClient, db_execute, register
+from conftest import ROOT, ApiClient, db_execute, register, shell_key
 from taskq.app import Application
 from taskq.router import PUBLIC, ROLE_GRANTS, ROUTE_ROLES, ROUTES, SELF_AUTHORIZED
 
@@ -135,10 +135,21 @@ def test_config_key_stays_an_admin_key_and_other_keys_get_401(admin_api):
 
 def test_without_any_key_the_api_is_open_until_a_key_exists(api):
     assert api.get("/tasks").status == 200
-    created = api.post("/admin/keys", {"name": "first", "role": "admin"})
-    assert created.status == 201
+    first = shell_key(api.app.config)
     assert api.get("/tasks").status == 401
-    assert keyed(api, created.data["key"]).get("/tasks").status == 200
+    assert keyed(api, first).get("/tasks").status == 200
+
+
+def test_an_open_api_never_makes_a_key_for_a_keyless_caller(api):
+    refused = api.post("/admin/keys", {"name": "x", "role": "admin"})
+    assert refused.status == 401 and "install.py --create-key" in refused.error
+    assert api.get("/tasks").status == 200  # still open: no key was made
+    first = shell_key(api.app.config)
+    # a made-up key is still refused once keys exist, and so is a worker's
+    worker = make_key(keyed(api, first), "w", "worker")["key"]
+    assert keyed(api, worker).post("/admin/keys", {"name": "y", "role": "admin"}).status == 403
+    assert keyed(api, "tqk_" + "x" * 40).post("/admin/keys", {"name": "y", "role": "admin"}).status == 401
+    assert [k["name"] for k in keyed(api, first).get("/admin/keys").data["keys"]] == ["first", "w"]
 
 
 def test_bad_key_requests_get_400_naming_the_field_and_change_nothing(admin_api):

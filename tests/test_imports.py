@@ -12,7 +12,7 @@ from its stderr. This checks behaviour (which modules load), not timing.
 import re
 
 from cgi_runner import run_cgi
-from conftest import ApiClient, create, register
+from conftest import ApiClient, create, register, shell_key
 from taskq.app import Application
 
 _IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)\s*$", re.M)
@@ -205,7 +205,7 @@ def test_tls_config_loads_ssl_before_connecting(config_factory, backend):
 def test_stats_metrics_and_scoped_keys_import_neither_jsonschema_nor_the_admin_module(config_factory):
     config = config_factory(retention={"gc_probability": 0})
     api = ApiClient(Application(config=config))
-    key = api.post("/admin/keys", {"name": "w", "role": "worker"}).data["key"]
+    key = shell_key(config, "w", "worker")
     for method, path, body in (("GET", "/stats", None), ("GET", "/metrics", None),
                                ("POST", "/tasks/claim", {"worker_id": "w"})):
         response = run_cgi(method, path, body, headers={"X-API-Key": key}, config_path=config.path,

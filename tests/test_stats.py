@@ -3,7 +3,7 @@ match a recount, Prometheus text that the official parser reads."""
 
 import pytest
 
-from conftest import claim, create, db_execute, register
+from conftest import claim, create, db_execute, register, shell_key
 from taskq import stats
 
 
@@ -116,7 +116,7 @@ def test_metrics_parse_as_prometheus_text_with_the_stats_figures(api):
 
 def test_stats_and_metrics_need_only_the_read_only_role(api_factory):
     api = api_factory()
-    key = api.post("/admin/keys", {"name": "grafana", "role": "read-only"}).data["key"]
+    key = shell_key(api.app.config, "grafana", "read-only")
     assert api.get("/stats").status == 401
     assert api.get("/stats", headers={"Authorization": "Bearer " + key}).status == 200
     assert api.get("/metrics", headers={"Authorization": "Bearer " + key}).status == 200

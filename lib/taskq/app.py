@@ -93,6 +93,8 @@ class Context:
         self.config = config
         self.pool = pool
         self.key = None  # {id, name, role} of the API key from api_keys, when one was used
+        self.locked = False  # no config file and not ./serve: only PUBLIC routes answer
+        self.caller = None  # GET /health: the caller's role, "open", or None (anonymous)
         self._store = None
 
     @property
@@ -194,17 +196,25 @@ def _handler(name):
 class Application:
     """A WSGI callable; config is read once per process (once per request under CGI).
 
+    allow_unconfigured: serve the embedded SQLite default, open to anyone, when no
+    config file exists. False for every deployed entry point (cgi-bin/api.py,
+    passenger_wsgi.py, mod_wsgi, gunicorn): there, no config.ini means the wizard
+    has not run, and everything but PUBLIC answers 503 without opening a database.
+
     persistent: reuse database connections across requests (StorePool). "auto"
     (the module's `application`) means: unless the server says every process
     serves one request (`wsgi.run_once`, as CGI does). Nothing request-scoped
     lives on this object: it is shared by every thread of the process.
     """
 
-    def __init__(self, config=None, config_path=None, persistent=False):
+    def __init__(self, config=None, config_path=None, persistent=False, allow_unconfigured=False):
         self._config = config
         self._config_path = config_path
         self.router = Router()
         self.persistent = persistent
+        # With no config file the app is a fresh upload and answers 503 "not
+        # installed"; only ./serve (taskq.devserver) opts into the open default.
+        self.allow_unconfigured = allow_unconfigured
         self._pool = None
 
     @property
@@ -244,8 +254,14 @@ class Application:
 
                 status, file_headers, body = getattr(docs_ui, FILES[name])(request, **params)
                 return status, file_headers + cors, body
+            locked = not config.installed and not self.allow_unconfigured
+            if locked and name not in PUBLIC:
+                raise errors.NotInstalled()
             context = Context(request, config, self._pool_for(environ))
-            if name not in PUBLIC and not name.startswith(SELF_AUTHORIZED):
+            context.locked = locked
+            if name == "health" and not locked:
+                context.caller = self._soft_caller(request, config, context)
+            elif name not in PUBLIC and not name.startswith(SELF_AUTHORIZED):
                 self._authorize(request, config, context, name)
             request.check_size()
             answer = _handler(name)(context, **params)
@@ -307,31 +323,65 @@ class Application:
     def _authorize(self, request, config, context, name):
         """Who may call route `name`: config.ini's api_key is an admin key
         (compared here, no query); a key from api_keys costs one unique-index
-        lookup of its hash; with neither configured, the API stays open."""
+        lookup of its hash; with neither configured, the API stays open, except
+        for making keys: a first key comes from the wizard or the shell."""
+        role = self._caller(request, config, context)
+        if role is None:
+            if config.api["api_key"] or context.store.has_keys():
+                raise errors.Unauthorized()
+            if name == "admin.create_key":
+                raise errors.Unauthorized(
+                    "Creating an API key needs an admin key; make the first one with the "
+                    "installer (install.py) or: python3 install.py --create-key NAME --role admin")
+            return
+        needed = ROUTE_ROLES.get(name, "admin")
+        if needed not in ROLE_GRANTS.get(role, ()):
+            raise errors.Forbidden(
+                "This route needs the %s role (or admin); API key %r has the %s role"
+                % (needed, context.key["name"], role))
+
+    def _caller(self, request, config, context):
+        """The role of the key the request sent ('admin' for config.ini's), or None
+        when it sent none (or, with no keys at all, one nobody checks); 401 for a
+        database-style key that is unknown or revoked."""
         expected = config.api["api_key"]
         given = request.header("X-API-Key")
         if not given:
             auth = request.header("Authorization")
             if auth[:7].lower() == "bearer ":
                 given = auth[7:].strip()
-        if given:
-            if expected and compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
-                return
-            from .hashing import KEY_PREFIX, api_key_hash
+        if not given:
+            return None
+        if expected and compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+            return "admin"
+        from .hashing import KEY_PREFIX, api_key_hash
 
-            if given.startswith(KEY_PREFIX):
-                key = context.store.key_by_hash(api_key_hash(given))
-                if key is None:
-                    raise errors.Unauthorized("Invalid or revoked API key")
-                context.key = key
-                needed = ROUTE_ROLES.get(name, "admin")
-                if needed not in ROLE_GRANTS.get(key["role"], ()):
-                    raise errors.Forbidden(
-                        "This route needs the %s role (or admin); API key %r has the %s role"
-                        % (needed, key["name"], key["role"]))
-                return
+        if given.startswith(KEY_PREFIX):
+            key = context.store.key_by_hash(api_key_hash(given))
+            if key is None:
+                raise errors.Unauthorized("Invalid or revoked API key")
+            context.key = key
+            return key["role"]
         if expected or context.store.has_keys():
             raise errors.Unauthorized()
+        return None
+
+    def _soft_caller(self, request, config, context):
+        """For GET /health, which answers everyone: the caller's role, or None for an
+        anonymous caller (a wrong key too) where keys exist; "open" where none do."""
+        try:
+            role = self._caller(request, config, context)
+        except errors.Unavailable:
+            return None  # health itself reports the outage
+        except errors.Unauthorized:
+            return None
+        if role is None and not config.api["api_key"]:
+            try:
+                if not context.store.has_keys():
+                    return "open"
+            except errors.TaskqError:
+                return None
+        return role
 
     def _collect(self, context, environ):
         """One retention batch (the lottery won); its failure never spoils the answer."""

@@ -70,8 +70,10 @@ _FALSE = ("0", "false", "no", "off")
 class Config:
     """Parsed settings: `config.section["key"]`, every key present."""
 
-    def __init__(self, values, path=None):
+    def __init__(self, values, path=None, installed=True):
         self.path = path
+        # False only when load() found no config file: a fresh upload, locked by app.py
+        self.installed = installed
         self.database = values["database"]
         self.queue = values["queue"]
         self.api = values["api"]
@@ -223,7 +225,10 @@ def parse(text, path=None, base_dir=None):
 
 
 def load(path=None):
-    """Read the config file named by TASKQ_CONFIG or beside cgi-bin/; defaults if absent."""
+    """Read the config file named by TASKQ_CONFIG or beside cgi-bin/; defaults if absent.
+
+    With no file the defaults come back marked `installed = False`: the web app
+    then answers 503 "not installed" (only ./serve opts into the open default)."""
     path = path or os.environ.get("TASKQ_CONFIG") or DEFAULT_CONFIG_PATH
     try:
         with open(path, encoding="utf-8") as handle:
@@ -231,8 +236,9 @@ def load(path=None):
     except FileNotFoundError:
         if os.environ.get("TASKQ_CONFIG"):
             raise ConfigError("Configuration file named by TASKQ_CONFIG does not exist") from None
-        text = ""
-        path = None
+        config = parse("", None, PROJECT_ROOT)
+        config.installed = False
+        return config
     except OSError as exc:
         raise ConfigError("Configuration file cannot be read: %s" % exc.strerror) from None
-    return parse(text, path, os.path.dirname(os.path.abspath(path)) if path else PROJECT_ROOT)
+    return parse(text, path, os.path.dirname(os.path.abspath(path)))

@@ -34,13 +34,19 @@ def main(argv=None):
 
     from .app import Application
 
-    app = Application(config_path=args.config)
+    # local development: with no config file, the embedded SQLite default, open to all
+    app = Application(config_path=args.config, allow_unconfigured=True)
     config = app.config  # fail now, with a clear message, on a bad config
     server = make_server(args.host, args.port, app, ThreadingWSGIServer, QuietHandler)
     server.verbose = not args.quiet
     where = config.database["sqlite_path"] if config.backend == "sqlite" else config.database["host"]
     print("taskq serving on http://%s:%d/ (backend: %s, %s)" % (args.host, server.server_port,
                                                                  config.backend, where), flush=True)
+    if not config.installed:
+        print("WARNING: no config.ini: this is the open local-development default; anyone who "
+              "can reach this address may create, claim and steer tasks (no API key is needed). "
+              "A deployed taskq without config.ini answers 503 until install.py has run.",
+              flush=True)
     print("try: curl http://%s:%d/health" % (args.host, server.server_port), flush=True)
     signal.signal(signal.SIGTERM, _stop)
     try:

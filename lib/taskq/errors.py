@@ -94,6 +94,15 @@ class SchemaMissing(Unavailable):
                "(install.py) or load schema.sql")
 
 
+class NotInstalled(Unavailable):
+    """No config.ini yet: a fresh upload answers this until the wizard has run,
+    so nobody can make keys, types or tasks on a site its owner has not set up."""
+
+    message = ("taskq is not installed yet: open install.py in a browser (or run "
+               "python3 install.py) to set it up")
+    retry_after = 300
+
+
 class ConfigError(TaskqError):
     """A config.ini that cannot be used; the message names the key."""
 

@@ -10,7 +10,7 @@ import json
 
 from . import __version__
 from . import validation as v
-from .errors import BadRequest, DiskFull, NotFound, TaskqError, Unavailable
+from .errors import BadRequest, DiskFull, NotFound, NotInstalled, TaskqError, Unavailable
 
 MAX_BATCH_CREATE = 500
 MAX_BATCH_COMPLETE = 100
@@ -70,6 +70,9 @@ def type_view(row):
 
 # -- health and docs ---------------------------------------------------------
 def health(ctx):
+    if ctx.locked:  # a fresh upload: say so without opening (or creating) a database
+        return 200, NotInstalled.message, {"status": "not_installed", "installed": False,
+                                           "version": __version__, "install": "install.py"}
     try:
         ctx.store.ping()
     except TaskqError as exc:
@@ -80,9 +83,11 @@ def health(ctx):
             if isinstance(exc, DiskFull):  # reads work, writes do not
                 exc.details["database"].update(reachable=True, disk_full=True)
         raise
-    return 200, "OK", {"status": "ok", "version": __version__, "features": list(FEATURES),
-                       "database": {"reachable": True, "backend": ctx.config.backend,
-                                    "server": ctx.store.server_info()}}
+    database = {"reachable": True, "backend": ctx.config.backend}
+    if ctx.caller is not None:  # the exact server version helps an attacker: callers with a key only
+        database["server"] = ctx.store.server_info()
+    return 200, "OK", {"status": "ok", "version": __version__, "installed": True,
+                       "features": list(FEATURES), "database": database}
 
 
 def openapi(ctx):
