@@ -17,6 +17,28 @@ def keyed(tmp_path):
     return ApiClient(Application(config=make_config("sqlite", tmp_path, api={"api_key": "s3cret"})))
 
 
+def test_docs_page_runs_only_its_own_script_is_never_framed_and_keeps_no_key(keyed):
+    import base64
+    import hashlib
+    import re
+
+    response = keyed.get("/docs")
+    csp = response.header("Content-Security-Policy")
+    assert "frame-ancestors 'none'" in csp and response.header("X-Frame-Options") == "DENY"
+    assert "default-src 'none'" in csp and "unsafe-eval" not in csp
+    html = response.raw.decode("utf-8")
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    assert len(scripts) == 1
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode("utf-8")).digest()).decode()
+    assert "'sha256-%s'" % digest in csp  # the inline script is the one the policy allows
+    assert "persistAuthorization: false" in html and "persistAuthorization: true" not in html
+
+
+def test_json_answers_say_nosniff(keyed):
+    for path in ("/health", "/tasks", "/nowhere"):
+        assert keyed.get(path).header("X-Content-Type-Options") == "nosniff", path
+
+
 def test_docs_page_opens_without_a_key_as_html(keyed):
     response = keyed.get("/docs")
     assert response.status == 200

@@ -238,7 +238,7 @@ class Application:
     def handle(self, environ):
         """(status, headers, body bytes) for one request; never raises."""
         headers = [("Content-Type", "application/json; charset=utf-8"),
-                   ("Cache-Control", "no-store")]
+                   ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
         context = None
         failed = True
         try:
