@@ -95,6 +95,7 @@ class Context:
         self.key = None  # {id, name, role} of the API key from api_keys, when one was used
         self.locked = False  # no config file and not ./serve: only PUBLIC routes answer
         self.caller = None  # GET /health: the caller's role, "open", or None (anonymous)
+        self.schema_budget = None  # [CPU seconds left] for validating params (schemas.py)
         self._store = None
 
     @property
@@ -288,7 +289,7 @@ class Application:
             payload = _error(exc.message)
             if exc.details is not None:
                 payload["details"] = exc.details
-            if status >= 500:
+            if status >= 500 and not isinstance(exc, errors.NotInstalled):  # not a fault: no log line per visit
                 _log_error(self._config, environ, exc, traceback=False)
         except ImportError as exc:  # a package missing from lib/: name it (issue 3)
             status = 500

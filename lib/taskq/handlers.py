@@ -178,8 +178,12 @@ def _prepare_task(ctx, item, types):
         raise BadRequest("Task type is inactive: %s" % name)
     if ctx.config.queue["schema_validation"]:
         if "_schema" not in task_type:
-            task_type["_schema"] = json.loads(task_type["param_schema_json"])
-        v.validate_params(task_type["_schema"], params)
+            task_type["_schema"] = v.stored_schema(task_type["param_schema_json"])
+        if ctx.schema_budget is None:  # CPU seconds the whole request may spend validating
+            from .schemas import VALIDATION_CPU_SECONDS
+
+            ctx.schema_budget = [VALIDATION_CPU_SECONDS]
+        v.validate_params(task_type["_schema"], params, ctx.schema_budget)
     from .hashing import canonical_json
 
     scope = task_type.get("dedupe_scope") or "always"

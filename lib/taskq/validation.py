@@ -388,8 +388,12 @@ def _validator_class(schema):
 
 
 def check_schema(schema):
-    """Raise BadRequest saying why `schema` is not a valid JSON Schema."""
+    """Raise BadRequest saying why `schema` is not a valid JSON Schema, or not a safe
+    one (remote $ref, $ref cycles, exponential patterns, sizes: schemas.check)."""
+    from . import schemas
     from jsonschema.exceptions import SchemaError
+
+    schemas.check(schema)
 
     cls = _validator_class(schema)
     try:
@@ -406,14 +410,35 @@ def _path(parts):
     return out
 
 
-def schema_errors(schema, params):
-    """Every way `params` breaks `schema`, as a list of {path, message}."""
-    cls = _validator_class(schema)
-    errors = sorted(cls(schema).iter_errors(params), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+def schema_errors(schema, params, budget=None):
+    """Every way `params` breaks `schema`, as a list of {path, message}; within a CPU
+    budget (a one-item list of seconds left, shared by a request's items)."""
+    from . import schemas
+
+    if budget is None:
+        budget = [schemas.VALIDATION_CPU_SECONDS]
+    found = schemas.errors_within_budget(schema, params, budget)
+    errors = sorted(found, key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [{"path": _path(e.absolute_path), "message": e.message} for e in errors]
 
 
-def validate_params(schema, params):
-    details = schema_errors(schema, params)
+def stored_schema(schema_json):
+    """A type's stored param_schema, checked as register does: one stored before
+    these checks (or written straight into the table) may be hostile."""
+    import json
+
+    from . import schemas
+
+    schema = json.loads(schema_json)
+    try:
+        schemas.check(schema)
+    except BadRequest as exc:
+        raise BadRequest("This type's stored param_schema is unsafe and is not used (%s); an "
+                         "admin must register the type again" % exc.message) from None
+    return schema
+
+
+def validate_params(schema, params, budget=None):
+    details = schema_errors(schema, params, budget)
     if details:
         raise ValidationFailed(details=details)
