@@ -285,6 +285,7 @@ def test_rendered_config_parses_back_to_the_same_settings():
 def make_site(tmp_path, crlf=False, executable=True, htaccess=True):
     site = tmp_path / "site"
     (site / "cgi-bin").mkdir(parents=True)
+    (site / "data").mkdir()
     api = site / "cgi-bin" / "api.py"
     api.write_bytes(b"#!/usr/bin/env python3" + (b"\r\n" if crlf else b"\n"))
     api.chmod(0o755 if executable else 0o644)
