@@ -35,7 +35,7 @@ h1{font-size:1.5rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin:1.5rem 0 .5re
 ol.steps{display:flex;gap:1.5rem;list-style:none;padding:0;margin:0 0 1rem;color:#7a8190;font-size:.9rem}
 ol.steps li.on{color:#1d2330;font-weight:600}
 table{border-collapse:collapse;width:100%}td:first-child{width:3rem}td{padding:.45rem .5rem;border-top:1px solid #e3e5ea;vertical-align:top}
-.ok{color:#17693a;font-weight:600}.bad{color:#b3261e;font-weight:600}.fix{color:#b3261e;font-size:.92rem}
+.ok{color:#17693a;font-weight:600}.bad{color:#b3261e;font-weight:600}.note-mark{color:#2f5fd0;font-weight:600}.fix{color:#b3261e;font-size:.92rem}
 .err{background:#fdecea;border-left:4px solid #b3261e;padding:.7rem 1rem;margin:1rem 0}
 .note{background:#eef4ff;border-left:4px solid #2f5fd0;padding:.7rem 1rem;margin:1rem 0}
 label{display:block;margin:.7rem 0 .2rem;font-weight:600}label.inline{display:inline;font-weight:normal}
@@ -71,12 +71,15 @@ def error_box(message):
 
 
 def checks_page(checks, url):
+    def mark(c):
+        return ("ok", "OK") if c.ok else ("bad", "Fix") if c.required else ("note-mark", "Note")
+
     rows = "".join(
         '<tr><td class="%s">%s</td><td>%s<br><small>%s</small>%s</td></tr>'
-        % ("ok" if c.ok else "bad", "OK" if c.ok else "Fix", esc(c.name), esc(c.detail),
-           "" if c.ok else '<div class="fix">%s</div>' % esc(c.fix))
+        % (mark(c) + (esc(c.name), esc(c.detail),
+           "" if c.ok else '<div class="fix">%s</div>' % esc(c.fix)))
         for c in checks)
-    if all(c.ok for c in checks):
+    if all(c.ok or not c.required for c in checks):
         action = ('<p>Everything taskq needs is here.</p>'
                   '<a class="button" href="%s?step=database">Continue to the database</a>' % esc(url))
     else:
@@ -130,39 +133,100 @@ def database_page(url, csrf, values, error=None, field=None, unlock_key=None):
     return layout("Database", body, 2)
 
 
-def done_page(api_key, base, settings, applied_note, rotated=True):
+def shell_quote(value):
+    """`value` as one shell word in single quotes (a key may hold any character)."""
+    return "'%s'" % str(value).replace("'", "'\\''")
+
+
+def done_page(api_key, base, settings, applied_note, rotated=True, config_note=None, revoked=()):
     api_url = base + "/api/"
     cgi_url = base + "/cgi-bin/api.py/"
     key_note = ("This is the API key. Copy it now and keep it safe: this page shows it once, and "
                 "every request to the API must send it." if rotated else
                 "The API key is unchanged; workers keep using it.")
+    header = shell_quote("X-API-Key: %s" % api_key)
+    # in this order: the worker below claims the task the last curl creates
     curl = ("curl -s %(api)shealth\n\n"
             "curl -s -X POST %(api)stask-types/register \\\n"
-            "  -H 'X-API-Key: %(key)s' \\\n  -H 'Content-Type: application/json' \\\n"
+            "  -H %(header)s \\\n  -H 'Content-Type: application/json' \\\n"
             "  -d '{\"name\": \"example.echo\", \"version\": \"1\", \"param_schema\": {\"type\": \"object\"}}'\n\n"
             "curl -s -X POST %(api)stasks \\\n"
-            "  -H 'X-API-Key: %(key)s' \\\n  -H 'Content-Type: application/json' \\\n"
-            "  -d '{\"type\": \"example.echo\", \"params\": {\"text\": \"hello\"}}'\n\n"
-            "curl -s -X POST %(api)stasks/claim \\\n"
-            "  -H 'X-API-Key: %(key)s' \\\n  -H 'Content-Type: application/json' \\\n"
-            "  -d '{\"worker_id\": \"my-worker\"}'" % {"api": api_url, "key": api_key})
-    worker = ("PYTHONPATH=lib python3 -m taskq.worker --url %s \\\n  --api-key '%s' \\\n"
-              "  --type 'example.%%' --exec 'cat'" % (api_url, api_key))
+            "  -H %(header)s \\\n  -H 'Content-Type: application/json' \\\n"
+            "  -d '{\"type\": \"example.echo\", \"params\": {\"text\": \"hello\"}}'"
+            % {"api": api_url, "header": header})
+    worker = ("PYTHONPATH=lib python3 -m taskq.worker --url %s \\\n  --api-key=%s \\\n"
+              "  --type 'example.%%' --exec 'cat'" % (api_url, shell_quote(api_key)))
     db = ("SQLite" if settings["backend"] == "sqlite"
           else "MySQL/MariaDB database %s on %s" % (settings["name"], settings["host"]))
+    config_note = config_note or "config.ini is written (mode 600)"
     body = (
-        '<p class="ok">taskq is installed.</p><p>%s; %s config.ini is written (mode 600).</p>'
-        % (esc(db), esc(applied_note))
+        '<p class="ok">taskq is installed.</p><p>%s; %s %s.</p>'
+        % (esc(db), esc(applied_note), esc(config_note))
+        + ('<div class="note" id="revoked">Revoked the API keys you did not keep: %s.</div>'
+           % esc(", ".join(revoked)) if revoked else "")
         + '<h2>API key</h2><p>%s</p><div class="key"><code id="api-key">%s</code></div>' % (esc(key_note), esc(api_key))
         + '<h2>API address</h2><p><code id="api-url">%s</code><br><small>or, without clean URLs: '
           '<code>%s</code></small></p>' % (esc(api_url), esc(cgi_url))
         + '<p>Health check: <a id="health-link" href="%shealth">%shealth</a></p>' % (esc(api_url), esc(api_url))
-        + "<h2>Try it with curl</h2><pre>%s</pre>" % esc(curl)
+        + "<h2>Try it with curl</h2><p>Register a task type and create a task:</p>"
+          "<pre id=\"curl-commands\">%s</pre>" % esc(curl)
         + "<h2>Run a worker</h2><p>On any machine with Python 3, in the folder holding the taskq files "
-          "(the one with lib/ in it):</p><pre id=\"worker-command\">%s</pre>" % esc(worker)
+          "(the one with lib/ in it): it claims the task created above, runs <code>cat</code> on its "
+          "parameters and completes it (stop it with Ctrl+C).</p><pre id=\"worker-command\">%s</pre>" % esc(worker)
         + '<div class="note">The installer is now locked: opening it again asks for this API key '
           'before it changes anything.</div>')
     return layout("Done", body, 3)
+
+
+def keys_page(url, csrf, values, keys, unlock_key=None, new_key=False):
+    """The API keys already in the chosen database: each is revoked unless ticked."""
+    hidden = "".join('<input type="hidden" name="%s" value="%s">' % (esc(k), esc(values.get(k, "")))
+                     for k in setup.DB_KEYS)
+    hidden += ('<input type="hidden" name="csrf" value="%s"><input type="hidden" name="step" value="install">'
+               '<input type="hidden" name="keys_reviewed" value="1">' % esc(csrf))
+    if unlock_key:
+        hidden += '<input type="hidden" name="current_key" value="%s">' % esc(unlock_key)
+    if new_key:
+        hidden += '<input type="hidden" name="new_key" value="1">'
+    checked = " checked" if unlock_key else ""
+    rows = "".join(
+        '<tr><td><input type="checkbox" id="keep_%(n)s" name="keep_%(n)s" value="1"%(c)s></td>'
+        '<td><label class="inline" for="keep_%(n)s"><b>%(n)s</b></label> (%(role)s)<br><small>prefix '
+        '%(prefix)s, created %(created)s, last used %(used)s</small></td></tr>'
+        % {"n": esc(k["name"]), "c": checked, "role": esc(k["role"]), "prefix": esc(k["prefix"]),
+           "created": esc(k["created_at"]), "used": esc(k["last_used_at"] or "never")}
+        for k in keys)
+    body = ('<p>This database already holds %d API key(s). Whoever has one of them can use this '
+            'taskq: the install <b>revokes every key you do not tick</b>.</p>' % len(keys)
+            + '<form method="post" action="%s">%s<table>%s</table>' % (esc(url), hidden, rows)
+            + '<button type="submit" id="install-keys">Install: keep the ticked keys, revoke the others</button></form>')
+    return layout("API keys in this database", body, 2)
+
+
+def upload_page(url, csrf, text, folder, api_key, error=None):
+    """config.ini for the owner to upload, where the wizard may not write it (no 777)."""
+    from urllib.parse import quote
+
+    body = (error_box(error)
+            + "<p>The database is ready. Scripts on this host run as <code>%s</code>, which does not "
+              "own the taskq folder, so the installer does not write config.ini itself (and needs no "
+              "777). Save this file as <code>config.ini</code> and upload it over FTP into "
+              "<code>%s</code>, the folder holding install.py. Give it permission <b>640</b> if your "
+              "host says the web server shares your group, else <b>644</b> (the .htaccess files "
+              "keep it from the web either way).</p>" % (esc(setup.web_user()), esc(folder))
+            + '<a class="button" id="download" download="config.ini" '
+              'href="data:text/plain;charset=utf-8,%s">Download config.ini</a>' % esc(quote(text))
+            + '<pre id="config-text">%s</pre>' % esc(text)
+            + '<form method="post" action="%s"><input type="hidden" name="csrf" value="%s">'
+              '<input type="hidden" name="step" value="verify">'
+              '<input type="hidden" name="current_key" value="%s">'
+              '<input type="hidden" name="config_text" value="%s">'
+              '<button type="submit" id="uploaded">I uploaded it: check it</button></form>'
+            % (esc(url), esc(csrf), esc(api_key), esc(text))
+            + '<div class="note">The API key is in this file: this page is the only place it is '
+              'shown. Once the file is uploaded, the installer shows the next steps only to this '
+              'page (it knows the key) and is locked for everyone else.</div>')
+    return layout("Upload config.ini", body, 3)
 
 
 def locked_page(url, csrf, error=None, usable=True, notice=None):
@@ -299,6 +363,8 @@ class Wizard:
         elif method not in ("GET", "HEAD"):
             return "405 Method Not Allowed", message_page("Not allowed", "Use the installer's pages."), cookie
 
+        if method == "POST" and step == "verify":
+            return self.verify(environ, url, token, form) + (cookie,)
         unlock_key = None
         if installed:
             current, problem = self.installed_key()
@@ -348,7 +414,7 @@ class Wizard:
 
     def install(self, environ, url, token, form, unlock_key):
         values = {key: form.get(key, "") for key in setup.DB_KEYS}
-        failing = [c for c in setup.environment_checks(path=self.path) if not c.ok]
+        failing = [c for c in setup.environment_checks(path=self.path) if not c.ok and c.required]
         if failing:
             problem = "Fix this first: %s (%s). %s" % (failing[0].name, failing[0].detail, failing[0].fix)
             return "200 OK", database_page(url, token, values, problem, unlock_key=unlock_key)
@@ -357,13 +423,67 @@ class Wizard:
         try:
             settings = setup.validate_settings(values)
             keep = unlock_key if unlock_key and not form.get("new_key") else None
-            api_key = setup.install(settings, self.path, keep)
+            if not form.get("keys_reviewed"):
+                keys = setup.existing_keys(settings, self.path)
+                if keys:
+                    return "200 OK", keys_page(url, token, values, keys, unlock_key, form.get("new_key"))
+            kept = [name[5:] for name, value in form.items() if name.startswith("keep_") and value]
+            api_key, text, revoked = setup.prepare_install(settings, self.path, keep, keep_keys=kept)
+            if not setup.config_writable(self.path):
+                return "200 OK", upload_page(url, token, text, self.folder_shown(), api_key)
+            setup.write_config(self.path, text)
         except TaskqError as exc:
             field = getattr(exc, "field", None)
             return "200 OK", database_page(url, token, values, exc.message, field, unlock_key=unlock_key)
         note = ("the database file is ready and" if settings["backend"] == "sqlite"
                 else "the database schema is up to date and")
-        return "200 OK", done_page(api_key, self.site_base(environ), settings, note, rotated=keep is None)
+        return "200 OK", done_page(api_key, self.site_base(environ), settings, note,
+                                   rotated=keep is None, revoked=revoked)
+
+    def folder_shown(self):
+        folder = os.path.dirname(os.path.abspath(self.path))
+        return "the taskq folder (%s)" % folder if folder == setup.PROJECT_ROOT else folder
+
+    def verify(self, environ, url, token, form):
+        """"I uploaded it": the uploaded config.ini works, and this page knows its key.
+
+        The key comes from the upload page's form (the page that showed the
+        file), so whoever loads the installer later sees only the locked page.
+        """
+        from hmac import compare_digest
+        from taskq import config as config_module
+
+        key, text = form.get("current_key", ""), form.get("config_text", "")
+
+        def again(message, status="200 OK"):
+            return status, upload_page(url, token, text, self.folder_shown(), key, message)
+
+        if not setup.is_installed(self.path):
+            return again("There is no config.ini in %s yet: upload the file below there (named "
+                         "config.ini), then press the button again." % self.folder_shown())
+        if not os.access(self.path, os.R_OK):
+            return again("config.ini is there, but the web server user (%s) cannot read it: set its "
+                         "permission to 644 (or 640 when the web server shares your group)."
+                         % setup.web_user())
+        try:
+            current = config_module.load(self.path).api["api_key"]
+        except TaskqError as exc:
+            return again("The uploaded config.ini cannot be used: %s" % exc.message)
+        if not key or not compare_digest(key.encode("utf-8"), current.encode("utf-8")):
+            if not text:
+                return "403 Forbidden", locked_page(url, token, "That is not the current API key. "
+                                                    "Nothing was changed.")
+            return again("The config.ini in that folder is not the file shown here (its api_key "
+                         "differs): upload this one.", "403 Forbidden")
+        try:
+            cfg = setup.verify_uploaded(self.path)
+        except TaskqError as exc:
+            return again("The uploaded config.ini cannot reach its database: %s" % exc.message)
+        settings = setup.settings_from_config(cfg)
+        note = ("the database file is ready and" if settings["backend"] == "sqlite"
+                else "the database schema is up to date and")
+        return "200 OK", done_page(current, self.site_base(environ), settings, note,
+                                   config_note="the config.ini you uploaded works")
 
 
 # -- command line ------------------------------------------------------------
@@ -385,6 +505,8 @@ def parse_args(argv):
     parser.add_argument("--unix-socket", default="")
     parser.add_argument("--sqlite-path", default="", help="SQLite file (default: data/taskq.sqlite3)")
     parser.add_argument("--new-key", action="store_true", help="replace the API key of an existing config.ini")
+    parser.add_argument("--keep-keys", action="store_true",
+                        help="keep the API keys already in the database (without it they are listed and revoked)")
     parser.add_argument("--create-key", metavar="NAME", help="create an API key with --role; printed once")
     parser.add_argument("--role", choices=("producer", "worker", "admin", "read-only"),
                         help="role of the key --create-key makes")
@@ -424,7 +546,14 @@ def main(argv=None):
             from taskq import config as config_module
 
             keep = config_module.load(path).api["api_key"] or None
-        api_key = setup.install(settings, path, keep)
+        existing = setup.existing_keys(settings, path)
+        for row in existing:
+            err.write("%s API key %s (%s, prefix %s, created %s, last used %s)\n"
+                      % ("keeping" if args.keep_keys else "revoking", row["name"], row["role"],
+                         row["prefix"], row["created_at"], row["last_used_at"] or "never"))
+        if existing and not args.keep_keys:
+            err.write("(revoked; --keep-keys keeps the keys already in the database)\n")
+        api_key = setup.install(settings, path, keep, keep_keys=None if args.keep_keys else ())
     except TaskqError as exc:
         err.write("install.py: %s\n" % exc.message)
         return 1

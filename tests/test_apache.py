@@ -502,3 +502,56 @@ def test_dashboard_logs_in_and_links_stay_under_its_url(deployment, site, prefix
     assert status == 200 and "task(s)" in body
     status, headers, css = _page(base + "/static/dashboard.css")
     assert status == 200 and headers["Content-Type"].startswith("text/css")
+
+
+# -- the wizard on a host that runs scripts as www-data ------------------------
+def ftp_owned_site(deployment, name):
+    """A bundle owned by another account (nobody: the FTP user), folders 755, files 644."""
+    import pwd
+
+    site = deployment.add_site(name, "")
+    os.unlink(os.path.join(site, "config.ini"))
+    ftp = pwd.getpwnam("nobody")
+    for root, dirs, files in os.walk(site):
+        os.chown(root, ftp.pw_uid, ftp.pw_gid)
+        os.chmod(root, 0o755)
+        for f in files:
+            path = os.path.join(root, f)
+            os.chown(path, ftp.pw_uid, ftp.pw_gid)
+            os.chmod(path, 0o755 if f in ("api.py", "install.py") else 0o644)
+    return site
+
+
+@pytest.mark.mysql
+def test_www_data_host_installs_mariadb_by_upload_without_777(deployment, mysql_database):
+    import html as html_module
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the files to another account")
+    empty_mysql(mysql_database)
+    site = ftp_owned_site(deployment, "taskq-ftp")
+    url = deployment.url("taskq-ftp", "/install.py")
+    status, headers, page = _page(url)
+    assert status == 200 and "SQLite needs data/" in page and "no writable folder" in page
+    assert "Continue to the database" in page
+    status, headers, page = _page(url + "?step=database")
+    jar = _cookies_from(headers, {})
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    p = mysql_params()
+    form = {"csrf": token, "step": "install", "backend": "mysql", "host": p["host"],
+            "port": str(p["port"]), "name": mysql_database, "user": p["user"], "password": p["password"]}
+    status, _, page = _page(url, form, jar)
+    assert status == 200 and "Upload config.ini" in page, page[-2000:]
+    assert not os.path.exists(os.path.join(site, "config.ini"))
+    text = html_module.unescape(re.search(r'<pre id="config-text">(.*?)</pre>', page, re.S).group(1))
+    key = re.search(r"api_key = (\S+)", text).group(1)
+    path = os.path.join(site, "config.ini")
+    with open(path, "w", encoding="utf-8") as handle:  # the FTP upload
+        handle.write(text)
+    os.chown(path, os.stat(site).st_uid, os.stat(site).st_gid)
+    os.chmod(path, 0o644)
+    assert "Installer locked" in _page(url)[2]
+    status, _, page = _page(url, {"csrf": token, "step": "verify", "current_key": key,
+                                  "config_text": text}, jar)
+    assert status == 200 and "the config.ini you uploaded works" in page and key in page
+    assert http(deployment.url("taskq-ftp", "/api/task-types"), headers={"X-API-Key": key}).status == 200

@@ -285,6 +285,7 @@ def test_rendered_config_parses_back_to_the_same_settings():
 def make_site(tmp_path, crlf=False, executable=True, htaccess=True):
     site = tmp_path / "site"
     (site / "cgi-bin").mkdir(parents=True)
+    (site / "data").mkdir()
     api = site / "cgi-bin" / "api.py"
     api.write_bytes(b"#!/usr/bin/env python3" + (b"\r\n" if crlf else b"\n"))
     api.chmod(0o755 if executable else 0o644)
@@ -483,10 +484,11 @@ def test_done_page_worker_command_runs_as_printed(tmp_path):
     spec = importlib.util.spec_from_file_location("install_script", INSTALL)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    page = script.done_page("key-for-the-test", "https://example.com", {"backend": "sqlite"}, "")
+    # a config key may start with "-" (keys made before new_api_key refused that)
+    page = script.done_page("-key-for-the-test", "https://example.com", {"backend": "sqlite"}, "")
     command = html.unescape(re.search(r'<pre id="worker-command">(.*?)</pre>', page, re.S).group(1))
     assert command.startswith("PYTHONPATH=lib python3 -m taskq.worker")
-    config = make_config("sqlite", tmp_path, api={"api_key": "key-for-the-test"})
+    config = make_config("sqlite", tmp_path, api={"api_key": "-key-for-the-test"})
     server = LiveServer(config.path, tmp_path / "server.log")
     bin_dir = tmp_path / "bin"  # `python3` is this test's interpreter
     bin_dir.mkdir()
@@ -497,7 +499,7 @@ def test_done_page_worker_command_runs_as_printed(tmp_path):
     try:
         from taskq.client import Client
 
-        client = Client(server.url, api_key="key-for-the-test")
+        client = Client(server.url, api_key="-key-for-the-test")
         client.register_type("example.echo", "1", {"type": "object"})
         task_id = client.create_task("example.echo", {"text": "hello"})["id"]
         printed = command.replace("https://example.com/api/", server.url + "/")
@@ -512,3 +514,95 @@ def test_done_page_worker_command_runs_as_printed(tmp_path):
             proc.wait(timeout=30)
         server.close()
     assert proc.returncode == 0, proc.stderr.read()
+
+
+def test_new_api_keys_never_start_with_a_dash():
+    assert not any(setup.new_api_key().startswith("-") for _ in range(3000))
+
+
+def test_access_denied_from_127_0_0_1_names_the_localhost_only_account():
+    import pymysql
+
+    refused = pymysql.err.OperationalError(1045, "Access denied for user 'tq'@'127.0.0.1' (using password: YES)")
+    message = setup.explain_mysql_error(refused, {"host": "localhost", "port": 3306, "user": "tq"})
+    assert "skip-name-resolve" in message and "'tq'@'127.0.0.1'" in message and "socket" in message
+
+
+def test_wizard_not_owning_the_folder_shows_config_to_upload_and_checks_it(tmp_path):
+    import pwd
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    config_path = folder / "config.ini"
+    nobody = pwd.getpwnam("nobody")
+    os.chown(str(folder), nobody.pw_uid, nobody.pw_gid)  # the FTP user's folder, 755
+    os.chmod(str(folder), 0o777 if os.geteuid() == 0 else 0o755)  # even writable: not ours
+    client = Browserless(config_path)
+    _, html, _ = client.request("GET", "step=database")
+    token = client.csrf(html)
+    status, html, _ = client.request("POST", form=sqlite_form(tmp_path, token))
+    assert status == 200 and "Upload config.ini" in html and not config_path.exists()
+    import html as html_module
+
+    text = html_module.unescape(re.search(r'<pre id="config-text">(.*?)</pre>', html, re.S).group(1))
+    key = config_module.parse(text).api["api_key"]
+    assert 'download="config.ini"' in html
+    form = {"csrf": token, "step": "verify", "current_key": key, "config_text": text}
+    status, html, _ = client.request("POST", form=form)
+    assert "no config.ini" in html and not config_path.exists()
+
+    config_path.write_text(text)  # the owner uploads it over FTP
+    stranger = Browserless(config_path)
+    _, page, _ = stranger.request("GET")
+    assert "Installer locked" in page and key not in page
+    status, page, _ = stranger.request("POST", form={"csrf": stranger.csrf(page), "step": "verify",
+                                                     "current_key": "guess"})
+    assert status == 403 and key not in page
+    status, html, _ = client.request("POST", form=form)
+    assert status == 200 and "taskq is installed" in html and key in html
+    assert "the config.ini you uploaded works" in html
+    assert register_echo(api_for(config_path), key).status == 201
+
+
+def test_wizard_lists_existing_keys_and_revokes_those_not_kept(tmp_path):
+    from taskq import admin
+    from taskq.store import open_store
+
+    db = str(tmp_path / "w.sqlite3")
+    setup.install({"backend": "sqlite", "sqlite_path": db}, str(tmp_path / "old.ini"))
+    store = open_store(config_module.load(str(tmp_path / "old.ini")))
+    kept_key = admin.make_key(store, "kept", "worker")["key"]
+    admin.make_key(store, "stale", "admin")
+    store.close()
+
+    config_path = tmp_path / "config.ini"
+    client = Browserless(config_path)
+    _, html, _ = client.request("GET", "step=database")
+    token = client.csrf(html)
+    status, html, _ = client.request("POST", form=sqlite_form(tmp_path, token))
+    assert "API keys in this database" in html and "stale" in html and "kept" in html
+    assert not config_path.exists()
+    status, html, _ = client.request("POST", form=sqlite_form(tmp_path, token, keys_reviewed="1", keep_kept="1"))
+    assert "taskq is installed" in html and "stale" in html  # named as revoked
+    store = open_store(config_module.load(str(config_path)))
+    assert [row["name"] for row in store.list_keys()] == ["kept"]
+    store.close()
+    assert api_for(config_path).get("/tasks", headers={"X-API-Key": kept_key}).status != 401
+
+
+def test_cli_install_revokes_existing_keys_unless_keep_keys(tmp_path):
+    from taskq import admin
+    from taskq.store import open_store
+
+    args = ["--backend", "sqlite", "--sqlite-path", str(tmp_path / "q.sqlite3")]
+    assert run_install(*args + ["--config", str(tmp_path / "a.ini")]).returncode == 0
+    store = open_store(config_module.load(str(tmp_path / "a.ini")))
+    admin.make_key(store, "one", "worker")
+    store.close()
+    kept = run_install(*args + ["--config", str(tmp_path / "b.ini"), "--keep-keys"])
+    assert kept.returncode == 0 and "keeping API key one" in kept.stderr
+    revoked = run_install(*args + ["--config", str(tmp_path / "c.ini")])
+    assert revoked.returncode == 0 and "revoking API key one" in revoked.stderr
+    store = open_store(config_module.load(str(tmp_path / "c.ini")))
+    assert store.list_keys() == []
+    store.close()

@@ -4,11 +4,15 @@
 - `validate_settings`: the database form's values, checked field by field.
 - `connect_mysql` / `explain_mysql_error`: a connection test whose failures
   read as plain words (access denied, unknown database, host unreachable).
-- `install`: test the database, create or upgrade its schema, write
-  config.ini with mode 600 and return the API key.
+- `prepare_install`: test the database, create or upgrade its schema, revoke
+  the API keys already in it that the owner did not keep, and return the
+  config.ini text; `install` also writes it with mode 600.
+- `config_writable`: whether this process may write config.ini itself (it
+  runs as the folder's owner); otherwise the wizard shows the text to upload.
 
 No secret ever goes anywhere but config.ini (mode 600, denied to the web by
-the shipped .htaccess) and the wizard's CSRF secret beside it.
+the shipped .htaccess) and the wizard's CSRF secret beside it (or, where the
+folder is not the script's own, a secret derived from install.py's inode).
 """
 
 import collections
@@ -26,7 +30,9 @@ MIN_PYTHON = (3, 8)
 SECRET_FILE_NAME = ".taskq-install-secret"
 DB_KEYS = ("backend", "host", "port", "name", "user", "password", "unix_socket", "sqlite_path")
 
-Check = collections.namedtuple("Check", "name ok detail fix")
+# `required` False: a failing check is advice (shown, never blocking the next step)
+Check = collections.namedtuple("Check", "name ok detail fix required", defaults=(True,))
+DEFAULT_SHEBANG = b"#!/usr/bin/env python3"
 
 
 class InstallError(TaskqError):
@@ -154,18 +160,8 @@ def environment_checks(root=PROJECT_ROOT, path=None):
         else:
             checks.append(Check("cgi-bin/api.py executable", True, "mode %o" % (os.stat(api).st_mode & 0o777), ""))
 
-    folder = os.path.dirname(os.path.abspath(path))
-    writable = os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)
-    if writable and os.path.exists(path):
-        writable = os.access(path, os.W_OK)
-    if writable:
-        checks.append(Check("Config folder writable", True, "config.ini goes in %s" % _shown(folder, root), ""))
-    else:
-        checks.append(Check("Config folder writable", False, "cannot write config.ini in %s" % _shown(folder, root),
-                            "Make that folder writable for the web server (permissions 755 on hosts "
-                            "that run scripts as your user, otherwise ask your host), or set "
-                            "TASKQ_CONFIG to a writable path outside the web root."))
-
+    checks.append(config_check(path, root))
+    checks.append(sqlite_folder_check(root))
     missing = [name for name in (".htaccess", os.path.join("cgi-bin", ".htaccess"))
                if not os.path.isfile(os.path.join(root, name))]
     if missing:
@@ -175,7 +171,111 @@ def environment_checks(root=PROJECT_ROOT, path=None):
                             "showing hidden files). Without them config.ini could be read from the web."))
     else:
         checks.append(Check(".htaccess present", True, ".htaccess and cgi-bin/.htaccess", ""))
+    checks.extend(shebang_checks(root))
     return checks
+
+
+def web_user():
+    """The name of the user this script runs as (www-data on many shared hosts)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return "uid %d" % os.geteuid()
+
+
+def config_writable(path):
+    """Whether this process should write config.ini itself.
+
+    Only when it runs as the owner of the config folder (suexec-like hosts,
+    a shell): then mode 600 leaves the file to the FTP account alone. A
+    script running as another user (www-data) in a folder it may write (777,
+    group-writable) would leave a file its owner cannot read or edit over
+    FTP, so there the wizard shows the text to upload instead.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        owner = os.stat(folder).st_uid
+    except OSError:
+        return False
+    if owner != os.geteuid() or not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    return not os.path.exists(path) or os.access(path, os.W_OK)
+
+
+def config_check(path, root):
+    folder = os.path.dirname(os.path.abspath(path))
+    name = "Config folder writable"
+    if not os.path.isdir(folder):
+        return Check(name, False, "%s does not exist" % _shown(folder, root),
+                     "Create that folder, or set TASKQ_CONFIG to a writable path outside the web root.")
+    if config_writable(path):
+        return Check(name, True, "config.ini goes in %s" % _shown(folder, root), "")
+    return Check(name, False, "scripts run as %s, which does not own %s: the installer will not "
+                 "write config.ini there" % (web_user(), _shown(folder, root)),
+                 "Nothing to change (no 777 needed): at the end the installer shows config.ini "
+                 "and a download button; you upload that file over FTP and it checks that it works.",
+                 required=False)
+
+
+def sqlite_folder_check(root):
+    """SQLite needs a folder the web server user may write; MySQL/MariaDB needs none."""
+    folder = os.path.join(root, "data")
+    name = "SQLite: data/ writable"
+    if os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK):
+        return Check(name, True, "SQLite can keep its file in data/", "", required=False)
+    return Check(name, False, "the web server user (%s) cannot write data/: SQLite needs data/ "
+                 "writable by it; MySQL/MariaDB needs no writable folder" % web_user(),
+                 "Choose MySQL/MariaDB (nothing to change), or for SQLite make data/ writable for "
+                 "%s (ask your host, or set data/ alone to 777; data/ is denied to the web)."
+                 % web_user(), required=False)
+
+
+def _interpreter(first_line, path_env):
+    """The interpreter a `#!` line runs, resolved like the kernel and env(1) do, or None."""
+    import shutil
+
+    words = first_line[2:].decode("utf-8", "replace").split() if first_line.startswith(b"#!") else []
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env" and len(words) > 1:
+        found = shutil.which(words[1], path=path_env)
+        return os.path.realpath(found) if found else None
+    return os.path.realpath(words[0])
+
+
+def shebang_checks(root):
+    """Do install.py and cgi-bin/api.py name the same Python as the one running here?
+
+    On a host whose python3 is too old the owner edits both first lines; an
+    upgrade upload puts the default back, which this says in words.
+    """
+    lines = {}
+    for rel in ("install.py", os.path.join("cgi-bin", "api.py")):
+        try:
+            with open(os.path.join(root, rel), "rb") as handle:
+                lines[rel] = handle.readline().rstrip(b"\r\n")
+        except OSError:
+            return []
+    path_env = os.environ.get("PATH", os.defpath)
+    here = os.path.realpath(sys.executable)
+    api_rel = os.path.join("cgi-bin", "api.py")
+    api_runs = _interpreter(lines[api_rel], path_env)
+    name = "First lines name this Python"
+    if api_runs is None or api_runs == here:
+        if lines["install.py"] != lines[api_rel]:
+            return [Check(name, False, "install.py starts with %s, cgi-bin/api.py with %s"
+                          % (lines["install.py"].decode("utf-8", "replace"),
+                             lines[api_rel].decode("utf-8", "replace")),
+                          "Give both files the same first line; an upgrade upload replaces both "
+                          "with %s." % DEFAULT_SHEBANG.decode(), required=False)]
+        return [Check(name, True, "%s (%s)" % (lines[api_rel].decode("utf-8", "replace"), here), "")]
+    return [Check(name, False, "this page runs %s, but cgi-bin/api.py's first line %s runs %s"
+                  % (here, lines[api_rel].decode("utf-8", "replace"), api_runs),
+                  "Change the first line of cgi-bin/api.py to #!%s (as install.py's). Uploading a "
+                  "new taskq puts %s back in both files: change them again after every upgrade "
+                  "(docs/deploy.md, Upgrading)." % (here, DEFAULT_SHEBANG.decode()), required=False)]
 
 
 def _shown(folder, root):
@@ -244,7 +344,11 @@ def settings_from_config(cfg):
 
 
 def new_api_key():
-    return secrets.token_urlsafe(32)
+    """A random key that never starts with "-" (a shell option to every command that prints it)."""
+    while True:
+        key = secrets.token_urlsafe(32)
+        if not key.startswith("-"):
+            return key
 
 
 # -- config.ini ----------------------------------------------------------------
@@ -294,8 +398,19 @@ def write_private(path, text):
 
 
 def read_secret(path):
-    """The wizard's CSRF secret, kept beside config.ini (mode 600, a dotfile); made on first use."""
+    """The wizard's CSRF secret, kept beside config.ini (mode 600, a dotfile); made on first use.
+
+    Where the wizard may not write there (config_writable), it is derived from
+    install.py's device, inode and change time: stable until install.py is
+    uploaded again, and unknown to anyone who cannot list this host's files.
+    """
     secret_path = os.path.join(os.path.dirname(os.path.abspath(path)), SECRET_FILE_NAME)
+    if not config_writable(path) and not os.path.exists(secret_path):
+        import hashlib
+
+        st = os.stat(os.path.join(PROJECT_ROOT, "install.py"))
+        seed = "taskq-install:%d:%d:%d:%s" % (st.st_dev, st.st_ino, st.st_ctime_ns, PROJECT_ROOT)
+        return hashlib.sha256(seed.encode("utf-8")).hexdigest().encode("ascii")
     try:
         with open(secret_path, encoding="ascii") as handle:
             secret = handle.read().strip()
@@ -400,11 +515,22 @@ _NAME_NOT_FOUND = re.compile(r"Errno -[235]\b|Name or service not known|nodename
                              r"getaddrinfo|Temporary failure in name resolution", re.I)
 
 
+_LOOPBACK_TCP = re.compile(r"@'(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1)'")
+
+
 def explain_mysql_error(exc, db):
     """One sentence a person can act on, for a PyMySQL error."""
     code = _error_code(exc)
     text = str(exc.args[1]) if len(getattr(exc, "args", ())) > 1 else str(exc)
     where = "%s:%s" % (db["host"], db["port"])
+    if code == 1045 and _LOOPBACK_TCP.search(text):
+        return ("Access denied for %(user)r coming from %(ip)s over TCP. If the password is right, "
+                "the account exists only as %(user)r@'localhost': a server with skip-name-resolve "
+                "does not count 127.0.0.1 as localhost, so that account works through the server's "
+                "Unix socket only. Use host localhost with the socket (give its path as the socket "
+                "if taskq does not find it), or ask your host for the user %(user)r@'127.0.0.1' "
+                "with the same password and privileges. Otherwise check the password."
+                % {"user": db["user"], "ip": _LOOPBACK_TCP.search(text).group(1)})
     if code == 1045:
         return ("Access denied: the database server refused the user name %r with this password. "
                 "Check both in your hosting control panel (MySQL databases) and type the password "
@@ -478,34 +604,121 @@ def prepare_sqlite(cfg):
                            "sqlite_path") from None
 
 
-def install(settings, path, api_key=None):
-    """Create or upgrade the schema, then write config.ini (mode 600); returns the API key.
-
-    `api_key` None makes a new key. Keys of config.ini outside [database] and
-    api_key are kept. Nothing is written when the database step fails.
-    """
-    existing = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            existing = handle.read()
-    api_key = api_key or new_api_key()
+def _parsed(settings, path, api_key, existing):
     try:
         text = render_config(settings, api_key, existing)
     except configparser.Error:
         raise InstallError("The existing config.ini cannot be read: fix it or delete it, then "
                            "install again.") from None
-    cfg = config_module.parse(text, path, os.path.dirname(os.path.abspath(path)))
+    return text, config_module.parse(text, path, os.path.dirname(os.path.abspath(path)))
+
+
+def _existing_text(path):
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def existing_keys(settings, path):
+    """The API keys already in the database these settings name (list_keys rows; [] for none).
+
+    It connects as the install will (so a bad password is reported here); a
+    database without taskq's tables, or a SQLite file not made yet, holds none.
+    """
+    _, cfg = _parsed(settings, path, "probe", _existing_text(path))
+    if cfg.backend == "sqlite":
+        if not os.path.exists(cfg.database["sqlite_path"]):
+            return []
+        from .store.sqlite import SQLiteStore
+
+        try:
+            store = SQLiteStore(cfg)
+        except TaskqError:
+            return []
+        try:
+            return store.list_keys()
+        finally:
+            store.close()
+    import pymysql
+
+    conn = connect_mysql(cfg)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW TABLES LIKE 'api_keys'")
+            if cur.fetchone() is None:
+                return []
+    except pymysql.err.MySQLError as exc:
+        raise InstallError(explain_mysql_error(exc, cfg.database), _blamed_field(exc)) from None
+    finally:
+        conn.close()
+    from .store import open_store
+
+    store = open_store(cfg)
+    try:
+        return store.list_keys()
+    finally:
+        store.close()
+
+
+def prepare_install(settings, path, api_key=None, keep_keys=None):
+    """Test the database, create or upgrade its schema, revoke the keys not kept;
+    returns (api_key, config.ini text, names of the revoked keys).
+
+    `api_key` None makes a new key. `keep_keys` None keeps every key already in
+    the database; otherwise the names to keep (the others are revoked). Keys of
+    config.ini outside [database] and api_key are kept. Nothing is written here.
+    """
+    api_key = api_key or new_api_key()
+    text, cfg = _parsed(settings, path, api_key, _existing_text(path))
     if cfg.backend == "mysql":
         prepare_mysql(cfg)
     else:
         prepare_sqlite(cfg)
+    revoked = []
+    if keep_keys is not None:
+        from .store import open_store
+
+        store = open_store(cfg)
+        try:
+            for row in store.list_keys():
+                if row["name"] not in keep_keys and store.revoke_key(row["name"]):
+                    revoked.append(row["name"])
+        finally:
+            store.close()
+    return api_key, text, revoked
+
+
+def write_config(path, text):
+    """Write config.ini (mode 600), or InstallError saying where it cannot."""
     try:
         write_private(path, text)
     except OSError as exc:
         raise InstallError("config.ini cannot be written in %s (%s): make that folder writable for "
                            "the web server, or set TASKQ_CONFIG to a writable place."
                            % (os.path.dirname(os.path.abspath(path)), exc.strerror)) from None
+
+
+def install(settings, path, api_key=None, keep_keys=None):
+    """prepare_install, then write config.ini (mode 600); returns the API key."""
+    api_key, text, _ = prepare_install(settings, path, api_key, keep_keys)
+    write_config(path, text)
     return api_key
+
+
+def verify_uploaded(path):
+    """The config.ini the owner uploaded: does it load, reach its database, carry a key?
+
+    Brings the schema up to date as the install would; returns the Config.
+    """
+    cfg = config_module.load(path)
+    if not cfg.api["api_key"]:
+        raise InstallError("The uploaded config.ini has no api_key: upload the file the installer showed.")
+    if cfg.backend == "mysql":
+        prepare_mysql(cfg)
+    else:
+        prepare_sqlite(cfg)
+    return cfg
 
 
 def _configured_store(path):
