@@ -372,9 +372,7 @@ class Application:
         anonymous caller (a wrong key too) where keys exist; "open" where none do."""
         try:
             role = self._caller(request, config, context)
-        except errors.Unavailable:
-            return None  # health itself reports the outage
-        except errors.Unauthorized:
+        except (errors.Unavailable, errors.Unauthorized):  # health itself reports an outage
             return None
         if role is None and not config.api["api_key"]:
             try:

@@ -70,10 +70,10 @@ _FALSE = ("0", "false", "no", "off")
 class Config:
     """Parsed settings: `config.section["key"]`, every key present."""
 
-    def __init__(self, values, path=None, installed=True):
+    def __init__(self, values, path=None):
         self.path = path
         # False only when load() found no config file: a fresh upload, locked by app.py
-        self.installed = installed
+        self.installed = True
         self.database = values["database"]
         self.queue = values["queue"]
         self.api = values["api"]
