@@ -40,6 +40,19 @@ class CgiResponse:
         return "<CgiResponse %d %r>" % (self.status, self.raw[:300])
 
 
+def fresh_copy(dest):
+    """cgi-bin/api.py and lib/taskq copied into `dest` as an FTP upload lays them out,
+    with an empty data/ and no config.ini (PyMySQL and jsonschema come from the venv)."""
+    import shutil
+
+    shutil.copytree(os.path.join(ROOT, "lib", "taskq"), os.path.join(str(dest), "lib", "taskq"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    os.makedirs(os.path.join(str(dest), "cgi-bin"))
+    shutil.copy(SCRIPT, os.path.join(str(dest), "cgi-bin", "api.py"))
+    os.makedirs(os.path.join(str(dest), "data"))
+    return dest
+
+
 def cgi_environ(method, path, body_bytes, headers=None, query="", config_path=None, env=None):
     """The environment a web server hands a CGI script (RFC 3875)."""
     environ = {key: value for key, value in os.environ.items()

@@ -11,9 +11,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import urllib.request
 
 import pytest
+from cgi_runner import fresh_copy
 from live_server import ROOT, python_env
 
 from conftest import snapshot
@@ -118,3 +120,29 @@ def test_serve_installs_only_runtime_packages_and_exits_0_on_sigterm(tmp_path):
     assert subprocess.run([python, "-c", "import pymysql, jsonschema"]).returncode == 0
     assert subprocess.run([python, "-c", "import pytest"], stderr=subprocess.DEVNULL).returncode != 0
     shutil.rmtree(str(venv), ignore_errors=True)
+
+
+def test_serve_without_config_is_open_and_says_so_when_it_starts(tmp_path):
+    """./serve's default (taskq.devserver, no config.ini): open, with a warning on start."""
+    upload = fresh_copy(tmp_path)
+    env = python_env(PYTHONPATH=str(upload / "lib"))
+    env.pop("TASKQ_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "taskq.devserver", "--port", "0", "--quiet"],
+                            env=env, cwd=str(upload), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        lines = [proc.stdout.readline().decode(), proc.stdout.readline().decode()]
+        assert lines[0].startswith("taskq serving on "), (lines, proc.stderr.read())
+        assert lines[1].startswith("WARNING") and "open" in lines[1] and "503" in lines[1]
+        url = lines[0].split()[3].rstrip("/")
+        with urllib.request.urlopen(url + "/health") as reply:
+            assert json.loads(reply.read().decode())["data"]["status"] == "ok"
+        assert post(url, "/task-types/register",
+                    {"name": "demo", "version": "1", "param_schema": {}}) == 201
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (upload / "data" / "taskq.sqlite3").exists()

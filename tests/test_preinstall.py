@@ -8,12 +8,11 @@ finds the upload before its owner. Only ./serve opts into the open default.
 """
 
 import os
-import shutil
 
 import pytest
 
-from cgi_runner import run_cgi
-from conftest import ROOT, ApiClient, register, shell_key
+from cgi_runner import fresh_copy, run_cgi
+from conftest import ApiClient, register, shell_key
 from taskq.app import Application
 
 # one request per kind of route: tasks, types, claims, keys, schedules, steering,
@@ -39,13 +38,7 @@ LOCKED = (
 
 @pytest.fixture
 def fresh_upload(tmp_path):
-    """cgi-bin/api.py and lib/taskq copied as an FTP upload lays them out, without config.ini."""
-    shutil.copytree(os.path.join(ROOT, "lib", "taskq"), str(tmp_path / "lib" / "taskq"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "cgi-bin").mkdir()
-    shutil.copy(os.path.join(ROOT, "cgi-bin", "api.py"), str(tmp_path / "cgi-bin" / "api.py"))
-    (tmp_path / "data").mkdir()
-    return tmp_path
+    return fresh_copy(tmp_path)
 
 
 def _files(root):
@@ -119,36 +112,3 @@ def test_health_names_the_server_to_the_config_files_admin_key(api_factory):
     assert "server" not in api.get("/health").data["database"]
     assert api.get("/health", headers={"Authorization": "Bearer config-key"}).data["database"]["server"]
 
-
-def test_serve_without_config_is_open_and_says_so_when_it_starts(fresh_upload):
-    """./serve's default (taskq.devserver, no config.ini): open, with a warning on start."""
-    import json
-    import signal
-    import subprocess
-    import sys
-    import urllib.request
-
-    env = dict(os.environ, PYTHONPATH=str(fresh_upload / "lib"), PYTHONUNBUFFERED="1")
-    env.pop("TASKQ_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "taskq.devserver", "--port", "0", "--quiet"],
-                            env=env, cwd=str(fresh_upload), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        lines = [proc.stdout.readline().decode(), proc.stdout.readline().decode()]
-        assert lines[0].startswith("taskq serving on "), (lines, proc.stderr.read())
-        assert lines[1].startswith("WARNING") and "open" in lines[1] and "503" in lines[1]
-        url = lines[0].split()[3].rstrip("/")
-        with urllib.request.urlopen(url + "/health") as reply:
-            assert json.loads(reply.read().decode())["data"]["status"] == "ok"
-        request = urllib.request.Request(
-            url + "/task-types/register", method="POST",
-            data=json.dumps({"name": "demo", "version": "1", "param_schema": {}}).encode())
-        with urllib.request.urlopen(request) as reply:
-            assert reply.status == 201
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert (fresh_upload / "data" / "taskq.sqlite3").exists()
