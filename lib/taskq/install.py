@@ -523,14 +523,15 @@ def explain_mysql_error(exc, db):
     code = _error_code(exc)
     text = str(exc.args[1]) if len(getattr(exc, "args", ())) > 1 else str(exc)
     where = "%s:%s" % (db["host"], db["port"])
-    if code == 1045 and _LOOPBACK_TCP.search(text):
+    loopback = _LOOPBACK_TCP.search(text) if code == 1045 else None
+    if loopback:
         return ("Access denied for %(user)r coming from %(ip)s over TCP. If the password is right, "
                 "the account exists only as %(user)r@'localhost': a server with skip-name-resolve "
                 "does not count 127.0.0.1 as localhost, so that account works through the server's "
                 "Unix socket only. Use host localhost with the socket (give its path as the socket "
                 "if taskq does not find it), or ask your host for the user %(user)r@'127.0.0.1' "
                 "with the same password and privileges. Otherwise check the password."
-                % {"user": db["user"], "ip": _LOOPBACK_TCP.search(text).group(1)})
+                % {"user": db["user"], "ip": loopback.group(1)})
     if code == 1045:
         return ("Access denied: the database server refused the user name %r with this password. "
                 "Check both in your hosting control panel (MySQL databases) and type the password "
@@ -604,6 +605,14 @@ def prepare_sqlite(cfg):
                            "sqlite_path") from None
 
 
+def prepare_database(cfg):
+    """Create or upgrade the schema of the database `cfg` names, on either backend."""
+    if cfg.backend == "mysql":
+        prepare_mysql(cfg)
+    else:
+        prepare_sqlite(cfg)
+
+
 def _parsed(settings, path, api_key, existing):
     try:
         text = render_config(settings, api_key, existing)
@@ -671,10 +680,7 @@ def prepare_install(settings, path, api_key=None, keep_keys=None):
     """
     api_key = api_key or new_api_key()
     text, cfg = _parsed(settings, path, api_key, _existing_text(path))
-    if cfg.backend == "mysql":
-        prepare_mysql(cfg)
-    else:
-        prepare_sqlite(cfg)
+    prepare_database(cfg)
     revoked = []
     if keep_keys is not None:
         from .store import open_store
@@ -714,10 +720,7 @@ def verify_uploaded(path):
     cfg = config_module.load(path)
     if not cfg.api["api_key"]:
         raise InstallError("The uploaded config.ini has no api_key: upload the file the installer showed.")
-    if cfg.backend == "mysql":
-        prepare_mysql(cfg)
-    else:
-        prepare_sqlite(cfg)
+    prepare_database(cfg)
     return cfg
 
 
