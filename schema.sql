@@ -1,6 +1,7 @@
 -- taskq schema for MySQL 5.7+ and MariaDB 10.3+ (InnoDB, utf8mb4).
 -- Load it once into an empty database: mysql DBNAME < schema.sql (or run the installer).
--- Keep in step with lib/taskq/store/sqlite_schema.sql; tests/test_schema.py compares them.
+-- Keep in step with lib/taskq/store/sqlite_schema.sql; tests/store/test_migrations.py and
+-- tests/store/test_sqlite_migrations.py hold each to its migrations.
 --
 -- Times are DATETIME(6) in UTC, always written from the database clock
 -- (UTC_TIMESTAMP(6), never NOW()), so the session and server time zones and
@@ -73,6 +74,12 @@ CREATE TABLE tasks (
     -- the type's dedupe_scope when the task was created; 'active' releases
     -- dedupe_key (sets it to '~<id>') when the task finishes
     dedupe_scope     VARCHAR(8) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT 'always',
+    -- dependencies (migration 0010): parents not yet settled (status 'waiting'
+    -- while above 0), what a failed or cancelled parent does (cancel | run),
+    -- and the parent whose failure cancelled this task
+    waiting_on       INT NOT NULL DEFAULT 0,
+    on_parent_failure VARCHAR(8) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT 'cancel',
+    cancelled_by     BIGINT UNSIGNED NULL,
     PRIMARY KEY (id),
     -- duplicates are decided here, never by read-then-insert
     UNIQUE KEY tasks_dedupe (dedupe_key),
@@ -109,6 +116,17 @@ CREATE TABLE task_history (
     created_at DATETIME(6) NOT NULL,
     PRIMARY KEY (id),
     KEY task_history_task (task_id, id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Dependencies (migration 0010): task_id waits for parent_id. No foreign
+-- keys: writing an edge must not lock the tasks again, and retention deletes
+-- a finished task's edges with it.
+CREATE TABLE task_dependencies (
+    task_id   BIGINT UNSIGNED NOT NULL,
+    parent_id BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (task_id, parent_id),
+    -- a parent's completion finds its children here
+    KEY task_dependencies_parent (parent_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- API keys: only the SHA-256 of each key is kept (the key is shown once).
@@ -151,7 +169,8 @@ CREATE TABLE task_runs (
 -- One row per applied schema version; migrations add rows.
 CREATE TABLE taskq_schema_version (
     version    INT NOT NULL PRIMARY KEY,
-    applied_at DATETIME(6) NOT NULL
+    applied_at DATETIME(6) NOT NULL,
+    needs_release VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- Claims without SKIP LOCKED lock the 'claim' row first, so they take turns:
@@ -163,8 +182,8 @@ CREATE TABLE taskq_locks (
 
 INSERT INTO taskq_locks (name) VALUES ('claim');
 
--- Keyed claims that answered no task: a first claim arriving after its own
--- retry was answered (empty) must then claim nothing either.
+-- Keyed claims that answered no task, for CLAIM_KEY_WINDOW (10 minutes): a
+-- first claim arriving after its own resend was answered empty claims nothing.
 CREATE TABLE taskq_claim_requests (
     request_hash CHAR(40) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     created_at   DATETIME(6) NOT NULL,
@@ -216,6 +235,8 @@ CREATE TABLE login_failures (
     PRIMARY KEY (address)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
-INSERT INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6)), (2, UTC_TIMESTAMP(6)),
-    (3, UTC_TIMESTAMP(6)), (4, UTC_TIMESTAMP(6)), (5, UTC_TIMESTAMP(6)), (6, UTC_TIMESTAMP(6)),
-    (7, UTC_TIMESTAMP(6)), (8, UTC_TIMESTAMP(6));
+INSERT INTO taskq_schema_version (version, applied_at) VALUES (1, UTC_TIMESTAMP(6)),
+    (2, UTC_TIMESTAMP(6)), (3, UTC_TIMESTAMP(6)), (4, UTC_TIMESTAMP(6)), (5, UTC_TIMESTAMP(6)),
+    (6, UTC_TIMESTAMP(6)), (7, UTC_TIMESTAMP(6)), (8, UTC_TIMESTAMP(6));
+INSERT INTO taskq_schema_version (version, applied_at, needs_release)
+    VALUES (9, UTC_TIMESTAMP(6), '0.5.0'), (10, UTC_TIMESTAMP(6), '0.5.0');

@@ -18,14 +18,23 @@ rest. The build refuses to run when a script lacks the `#!/usr/bin/env
 python3` shebang or any shipped text file has CRLF line endings (a CRLF
 shebang is the classic CGI "500 Internal Server Error").
 
-Every .py file under lib/ (taskq and the vendored packages) also ships as
-unchecked-hash bytecode (PEP 552) in its __pycache__ folder, compiled by an
-interpreter of the target version (the running one, or --compile-with, or
-pythonX.Y found on PATH or under pyenv): a host whose lib/ the web server
-cannot write (or that sets PYTHONDONTWRITEBYTECODE) would otherwise compile
-PyMySQL and taskq from source on every request. Unchecked hashes ignore file
-timestamps, which unzip and FTP do not keep; an edited .py under lib/ needs
-its __pycache__ file deleted (or a rebuilt bundle).
+Every .py file under lib/ also ships as hash-based bytecode (PEP 552) in its
+__pycache__ folder, compiled by an interpreter of the target version (the
+running one, or --compile-with, or pythonX.Y found on PATH or under pyenv): a
+host whose lib/ the web server cannot write (or that sets
+PYTHONDONTWRITEBYTECODE) would otherwise compile PyMySQL and taskq from source
+on every request. Hashes, not timestamps, because unzip and FTP do not keep
+those. taskq's own modules get checked hashes: Python compares the source's
+hash with the .pyc's on import, so a .py edited or replaced on the host takes
+effect on the next request. The vendored packages get unchecked hashes (the
+source is not even read): nobody edits those on a host, and a zip brings
+each of their .py files together with its .pyc.
+
+lib/taskq/MANIFEST names the release (version + a hash of lib/taskq's
+files), lists lib/taskq's files and the vendored distributions, and every
+.py and .sql file of taskq ends with a line naming the release: the CGI
+entry answers 503 naming the files when lib/ holds files of two releases
+(taskq/release.py).
 
 Needs pip for the running interpreter (`python3 -m pip --version`); pip's
 cache is used, so a rebuild downloads nothing new.
@@ -58,6 +67,7 @@ FILES = (
     "schema.sql",
     "config.example.ini",
     "README.md",
+    "CHANGELOG.md",
     "data/.htaccess",
     "lib/.htaccess",
 )
@@ -68,6 +78,7 @@ TEXT_SUFFIXES = (".py", ".sql", ".ini", ".htaccess", ".md", ".txt", ".json", ".h
 # Third-party files shipped byte for byte as their upstream release has them
 # (docs_ui's Swagger UI): not checked for line endings, never rewritten.
 VENDORED = ("lib/taskq/static/swagger-ui/",)
+OWN = "lib/taskq/"  # taskq's own files: release lines, MANIFEST, checked-hash bytecode
 SKIP_NAMES = ("__pycache__", ".DS_Store")
 SKIP_SUFFIXES = (".pyc", ".pyo", ".orig", ".rej", ".swp", "~")
 MAX_CLOSURE_ROUNDS = 5
@@ -267,19 +278,69 @@ def wheel_files(path):
             yield name, archive.read(info)
 
 
+# -- the release: manifest and release lines -------------------------------------
+def release_module(root=ROOT):
+    """lib/taskq/release.py of the project being bundled (the format lives there)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "taskq_release_for_bundle", os.path.join(root, "lib", "taskq", "release.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def own_files(entries):
+    """Arcnames of taskq's own files (lib/taskq/...), vendored Swagger UI included."""
+    return sorted(arc for arc in entries if arc.startswith(OWN))
+
+
+def release_id(version, entries):
+    """version + the first 12 hex digits of a hash over lib/taskq's paths and contents."""
+    import hashlib
+
+    tree = hashlib.sha256()
+    for arc in own_files(entries):
+        tree.update(arc.encode("utf-8") + b"\0" + hashlib.sha256(entries[arc][0]).digest())
+    return "%s+%s" % (version, tree.hexdigest()[:12])
+
+
+def stamp_release(entries, version, release_py):
+    """Append the release line to taskq's .py/.sql files, add lib/taskq/MANIFEST; the id."""
+    import hashlib
+
+    release = release_id(version, entries)
+    for arc in own_files(entries):
+        if arc.endswith(release_py.STAMPED) and not arc.startswith(VENDORED):
+            data, mode = entries[arc]
+            if data and not data.endswith(b"\n"):
+                data += b"\n"
+            entries[arc] = (data + release_py.stamp_line(arc, release).encode("ascii"), mode)
+    dists = {arc.split("/")[1] for arc in entries
+             if arc.startswith("lib/") and arc.split("/")[1].endswith(".dist-info")}
+    files = {arc[len(OWN):]: hashlib.sha256(entries[arc][0]).hexdigest() for arc in own_files(entries)}
+    manifest = release_py.Manifest(release, files, dists)
+    entries[OWN + release_py.MANIFEST] = (manifest.text().encode("utf-8"), 0o644)
+    return release
+
+
 # -- bytecode ----------------------------------------------------------------
 # Run by the target interpreter: compile each listed file (relative to the
-# folder given) to __pycache__/<name>.<cache tag>.pyc, unchecked hash.
+# folder given) to __pycache__/<name>.<cache tag>.pyc; each stdin line is
+# "checked <path>" or "unchecked <path>" (the kind of PEP 552 hash).
 COMPILE_SCRIPT = r"""
 import os, py_compile, sys
 root = sys.argv[1]
 print("TAG " + sys.implementation.cache_tag)
-for rel in sys.stdin.read().split("\n"):
-    if not rel:
+modes = {"checked": py_compile.PycInvalidationMode.CHECKED_HASH,
+         "unchecked": py_compile.PycInvalidationMode.UNCHECKED_HASH}
+for line in sys.stdin.read().split("\n"):
+    if not line:
         continue
+    kind, rel = line.split(" ", 1)
     try:
         out = py_compile.compile(os.path.join(root, rel), dfile=rel, doraise=True,
-                                 invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                                 invalidation_mode=modes[kind])
     except py_compile.PyCompileError as exc:
         print("SKIP %s %s" % (rel, str(exc).splitlines()[-1:]))
     else:
@@ -324,7 +385,8 @@ def find_interpreter(python_version, compile_with=None):
 
 
 def compile_bytecode(entries, python, work):
-    """Add __pycache__/*.pyc entries for every lib/**/*.py; returns the cache tag."""
+    """Add __pycache__/*.pyc entries for every lib/**/*.py (checked hashes for
+    lib/taskq, unchecked for the vendored packages); returns the cache tag."""
     sources = sorted(arc for arc in entries if arc.startswith("lib/") and arc.endswith(".py"))
     tree = os.path.join(work, "compile")
     for arc in sources:
@@ -332,7 +394,8 @@ def compile_bytecode(entries, python, work):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as handle:
             handle.write(entries[arc][0])
-    result = subprocess.run([python, "-I", "-c", COMPILE_SCRIPT, tree], input="\n".join(sources),
+    listing = ["%s %s" % ("checked" if arc.startswith(OWN) else "unchecked", arc) for arc in sources]
+    result = subprocess.run([python, "-I", "-c", COMPILE_SCRIPT, tree], input="\n".join(listing),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if result.returncode != 0:
         raise BundleError("compiling the bytecode with %s failed:\n%s" % (python, result.stdout[-3000:]))
@@ -404,9 +467,12 @@ def build(root=ROOT, python_version=None, platforms=DEFAULT_PLATFORMS, output_di
                     raise BundleError("%s would overwrite %s" % (name, arcname))
                 if arcname != "lib/.htaccess":
                     entries[arcname] = (data, 0o644)
+        release = stamp_release(entries, version, release_module(root))
+        log("release %s" % release)
         if compiler:
             tag = compile_bytecode(entries, compiler, work)
-            log("bytecode: %s (unchecked hash), compiled by %s" % (tag, compiler))
+            log("bytecode: %s (checked hash for lib/taskq, unchecked for the vendored "
+                "packages), compiled by %s" % (tag, compiler))
         partial = target + ".part"
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             dirs = set()

@@ -76,9 +76,27 @@ def revoke_key(ctx, name):
 
 
 # -- retention ---------------------------------------------------------------
+# A lottery round doubles its batch while batches come back full, up to this
+# many tasks per kind (and HISTORY_BATCH_FACTOR times as many history rows):
+# bigger batches cost less per row, and one stays a short transaction.
+MAX_ROUND_BATCH = 800
+PER_TASK_KINDS = ("history", "claim_requests")  # batches of HISTORY_BATCH_FACTOR x size
+
+
 def _batch(store, config, batch):
-    r = config.retention
-    return store.purge(config.retention_days(), r["history_days"], batch)
+    return store.purge(config.retention_seconds(), config.retention["history_days"], batch)
+
+
+def _full(done, size):
+    """True when some kind filled its batch, so old rows of it may remain
+    (task_runs: any row deleted, since a batch takes at most 12 periods)."""
+    for kind, n in done.items():
+        if kind == "runs":
+            if n:
+                return True
+        elif n >= size * (HISTORY_BATCH_FACTOR if kind in PER_TASK_KINDS else 1):
+            return True
+    return False
 
 
 def purge_until(store, config, max_rows, batch=None):
@@ -94,23 +112,64 @@ def purge_until(store, config, max_rows, batch=None):
         for kind, n in done.items():
             totals[kind] = totals.get(kind, 0) + n
         deleted += sum(done.values())
-        if all(n < size * (HISTORY_BATCH_FACTOR if kind == "history" else 1)
-               for kind, n in done.items()):  # every kind ran out of old rows
+        if not _full(done, size):  # every kind ran out of old rows
             more = False
             break
     return totals, more
+
+
+def retention_view(config):
+    """[retention] as an answer shows it: days (a fraction for hours) and seconds."""
+    seconds = dict(config.retention_seconds(), history=config.retention["history_days"])
+    return ({kind: (s // 86400 if s % 86400 == 0 else round(s / 86400.0, 6))
+             for kind, s in seconds.items()}, seconds)
 
 
 def purge(ctx):
     body = ctx.request.json() if ctx.request.content_length() else {}
     max_rows = v.integer(body, "max_rows", low=1, high=MAX_PURGE_ROWS, default=DEFAULT_PURGE_ROWS)
     totals, more = purge_until(ctx.store, ctx.config, max_rows)
+    days, seconds = retention_view(ctx.config)
     return 200, "Purged %d row(s)" % sum(totals.values()), {
         "deleted": totals, "total": sum(totals.values()), "more": more,
-        "retention": dict(ctx.config.retention_days(),
-                          history=ctx.config.retention["history_days"])}
+        "retention": days, "retention_seconds": seconds}
+
+
+def recount(ctx):
+    """The counters GET /stats and the types show, recounted from the rows
+    (the upgrade step runs this too): for a drift nobody can explain later."""
+    fixed = ctx.store.recount()
+    changed = len(fixed["task_counts"]) + len(fixed["usage_count"])
+    return 200, ("Counters recounted: %d corrected" % changed if changed else
+                 "Counters recounted: all were right"), fixed
 
 
 def collect(ctx):
-    """The lottery's share: one batch of each kind, at most gc_batch rows each."""
-    _batch(ctx.store, ctx.config, ctx.config.retention["gc_batch"])
+    """The lottery's round, sized from the backlog: batch after batch while
+    batches come back full (each twice the last, up to MAX_ROUND_BATCH) and the
+    next one, at the last one's pace, still ends within gc_time_ms; so a round
+    with nothing old costs one batch, and one that is behind works up to the
+    time budget. Returns ({kind: rows}, batches)."""
+    import time
+
+    r = ctx.config.retention
+    budget = r["gc_time_ms"] / 1000.0
+    size = r["gc_batch"]
+    top = max(size, MAX_ROUND_BATCH)
+    totals = {}
+    batches = 0
+    start = time.monotonic()
+    while True:
+        began = time.monotonic()
+        done = _batch(ctx.store, ctx.config, size)
+        batches += 1
+        for kind, n in done.items():
+            totals[kind] = totals.get(kind, 0) + n
+        if not _full(done, size):
+            break
+        now = time.monotonic()
+        grown = min(size * 2, top)
+        if now - start + (now - began) * grown / size > budget:
+            break
+        size = grown
+    return totals, batches

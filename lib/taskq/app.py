@@ -12,6 +12,7 @@ import time
 
 from . import errors, transport
 from .router import FILES, PUBLIC, ROLE_GRANTS, ROUTE_ROLES, SELF_AUTHORIZED, Router
+from .web import RawResponse, compare_digest, shift_mount  # noqa: F401 (RawResponse: handlers' answers)
 
 STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 303: "See Other",
                304: "Not Modified", 400: "Bad Request",
@@ -22,14 +23,9 @@ STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 303: "See Other",
 
 CORS_HEADERS = "Content-Type, Authorization, X-API-Key"
 
-try:  # the C function behind hmac.compare_digest, without hmac's imports
-    from _operator import _compare_digest as compare_digest
-except ImportError:  # pragma: no cover
-    from hmac import compare_digest
-
-
 class Request:
     def __init__(self, environ, max_body_bytes):
+        shift_mount(environ)
         self.environ = environ
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
         self.path = environ.get("PATH_INFO", "") or "/"
@@ -95,7 +91,9 @@ class Context:
         self.key = None  # {id, name, role} of the API key from api_keys, when one was used
         self.locked = False  # no config file and not ./serve: only PUBLIC routes answer
         self.caller = None  # GET /health: the caller's role, "open", or None (anonymous)
+        self.role = None  # the role _authorize let in: a ROLES name, or "open" (no keys at all)
         self.schema_budget = None  # [CPU seconds left] for validating params (schemas.py)
+        self.started = time.monotonic()  # a keyed claim older than store.base.stale_claim refuses
         self._store = None
 
     @property
@@ -107,7 +105,13 @@ class Context:
                 from .store import open_store
 
                 self._store = open_store(self.config)
+            self._store.finished = 0
+            self._store.started = self.started
         return self._store
+
+    def finished(self):
+        """Tasks this request finished (completed, failed, cancelled)."""
+        return self._store.finished if self._store is not None else 0
 
     def close(self, failed=False):
         if self._store is not None:
@@ -137,8 +141,6 @@ class StorePool:
         self._lock = threading.Lock()
 
     def take(self, config):
-        import time
-
         while True:
             with self._lock:
                 if not self._idle:
@@ -152,8 +154,6 @@ class StorePool:
         return open_store(config)
 
     def give(self, store):
-        import time
-
         with self._lock:
             if len(self._idle) < self.MAX_IDLE:
                 self._idle.append((store, time.monotonic()))
@@ -280,13 +280,14 @@ class Application:
                     payload.update(answer[3])
                 payload["timestamp"] = int(time.time())
             failed = False
-            if name not in PUBLIC and _lottery(config.retention["gc_probability"]):
+            if name not in PUBLIC and _lottery(config.retention["gc_probability"]
+                                               * (1 + context.finished())):
                 self._collect(context, environ)
         except errors.TaskqError as exc:
             status = exc.status
             failed = status >= 500
             headers.extend(exc.headers())
-            payload = _error(exc.message)
+            payload = _error(exc.message, exc.summary)
             if exc.details is not None:
                 payload["details"] = exc.details
             if status >= 500 and not isinstance(exc, errors.NotInstalled):  # not a fault: no log line per visit
@@ -334,7 +335,9 @@ class Application:
                 raise errors.Unauthorized(
                     "Creating an API key needs an admin key; make the first one with the "
                     "installer (install.py) or: python3 install.py --create-key NAME --role admin")
+            context.role = "open"
             return
+        context.role = role
         needed = ROUTE_ROLES.get(name, "admin")
         if needed not in ROLE_GRANTS.get(role, ()):
             raise errors.Forbidden(
@@ -383,7 +386,7 @@ class Application:
         return role
 
     def _collect(self, context, environ):
-        """One retention batch (the lottery won); its failure never spoils the answer."""
+        """One retention round (the lottery won); its failure never spoils the answer."""
         try:
             from .admin import collect
 
@@ -416,29 +419,25 @@ class Application:
         return 204, headers, b""
 
 
-class RawResponse:
-    """An answer that is not the JSON envelope (HTML, CSS, Prometheus text): status,
-    headers (its Content-Type and Cache-Control replace the JSON ones), body bytes."""
-
-    __slots__ = ("status", "headers", "body")
-
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-
-
 def _lottery(probability):
-    """True for about `probability` of calls; os.urandom, because importing
-    random costs a CGI request about 2 ms."""
+    """True for about `probability` of calls (always from 1 up); os.urandom,
+    because importing random costs a CGI request about 2 ms. A request's
+    ticket is gc_probability times one plus the tasks it finished, so retention
+    deletes in step with what finishes, however many tasks a request carries."""
     if probability <= 0:
         return False
+    if probability >= 1:
+        return True
     import os
 
     return int.from_bytes(os.urandom(4), "big") < probability * 4294967296.0
 
 
-def _error(text):
-    """An error envelope: the text in `error` and in `message` (TaskManager clients read either)."""
-    return {"success": False, "error": text, "message": text, "timestamp": int(time.time())}
+def _error(text, summary=None):
+    """An error envelope: the text in `error`, and in `message` too unless TaskManager
+    words the case its own way (`summary`): its clients read either."""
+    return {"success": False, "error": text, "message": summary or text,
+            "timestamp": int(time.time())}
 
 
 def _log_error(config, environ, exc, traceback):

@@ -13,7 +13,10 @@ lists. An error answer raises the ApiError subclass that matches its status
 
 Connection errors, timeouts and 502/503/504 are retried with exponential
 backoff and jitter, waiting what a `Retry-After` header asks for; 4xx answers
-are never retried. Retrying every route is safe: creates are deduplicated,
+are never retried. Given several base URLs (one per web node), a request that
+gets no answer or 502/503/504 from one goes on at once to the next, and the
+failed node is skipped for a back-off, then tried again (see Nodes). Retrying
+every route, on any node, is safe: creates are deduplicated,
 progress is conditional on the lease, a complete repeated by its worker
 answers its first outcome, and every claim carries a `request_key` that its
 retries repeat, so a claim whose answer was lost answers the same tasks
@@ -26,6 +29,7 @@ import json
 import os
 import random
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -152,6 +156,61 @@ def parse_retry_after(value):
     return max(0.0, when.timestamp() - time.time())
 
 
+class Nodes:
+    """The API's base URLs (one per web node) and which of them failed lately.
+
+    Requests go to the home node (`start`; random when not given, so clients
+    spread over the nodes) and, while it is skipped, to the next ones in
+    turn. A node that gave no answer or 502/503/504 is skipped for `backoff`
+    seconds (at least its Retry-After), doubling while it keeps failing up
+    to `backoff_max`; then the next request tries it again, so work comes
+    back to a node once it answers. One Nodes may serve several Clients
+    (a worker's heartbeats and its claims); it is thread-safe.
+    """
+
+    def __init__(self, urls, start=None, backoff=5.0, backoff_max=120.0):
+        if isinstance(urls, str):
+            urls = [urls]
+        urls = [url.rstrip("/") for url in urls]
+        if not urls:
+            raise ValueError("at least one base URL is needed")
+        for url in urls:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ValueError("base_url must start with http:// or https://, not %r" % url)
+        self.urls = urls
+        self.home = random.randrange(len(urls)) if start is None else start % len(urls)
+        self.backoff = backoff
+        self.backoff_max = max(backoff, backoff_max)
+        self._lock = threading.Lock()
+        self._until = [0.0] * len(urls)   # monotonic time until which a node is skipped
+        self._failures = [0] * len(urls)  # its failures in a row
+
+    def order(self):
+        """Indexes to try in one round: the nodes not skipped, from home on;
+        when every node is skipped, all of them, the soonest back first."""
+        now = time.monotonic()
+        count = len(self.urls)
+        turn = [(self.home + step) % count for step in range(count)]
+        with self._lock:
+            live = [index for index in turn if self._until[index] <= now]
+            if live:
+                return live
+            return sorted(turn, key=lambda index: self._until[index])
+
+    def failed(self, index, retry_after=None):
+        with self._lock:
+            self._failures[index] += 1
+            wait = min(self.backoff_max, self.backoff * 2 ** (self._failures[index] - 1))
+            if retry_after is not None:
+                wait = max(wait, min(self.backoff_max, retry_after))
+            self._until[index] = time.monotonic() + wait
+
+    def answered(self, index):
+        with self._lock:
+            self._failures[index] = 0
+            self._until[index] = 0.0
+
+
 class Client:
     """One method per API route.
 
@@ -160,13 +219,23 @@ class Client:
     each retry with full jitter; max_delay caps any single wait, including
     one asked for by Retry-After. on_retry(attempt, delay, error) is called
     before each wait (for logging).
+
+    base_url: one URL, a list of them (one per web node), or a Nodes shared
+    with another Client. With several, a try that gets no answer or
+    502/503/504 moves on at once to the next node not in back-off (calling
+    on_failover(failed_url, next_url, error)); a wait and a retry come only
+    when every such node failed. start, node_backoff and node_backoff_max
+    are Nodes' start, backoff and backoff_max.
     """
 
     def __init__(self, base_url, api_key=None, timeout=30.0, retries=5, backoff=0.5,
-                 max_delay=30.0, on_retry=None, user_agent=None):
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://, not %r" % base_url)
-        self.base_url = base_url.rstrip("/")
+                 max_delay=30.0, on_retry=None, user_agent=None, start=None, node_backoff=5.0,
+                 node_backoff_max=120.0, on_failover=None):
+        if isinstance(base_url, Nodes):
+            self.nodes = base_url
+        else:
+            self.nodes = Nodes(base_url, start, node_backoff, node_backoff_max)
+        self.on_failover = on_failover
         self.api_key = api_key or None
         self.timeout = timeout
         self.retries = retries
@@ -178,6 +247,15 @@ class Client:
         # Does the server complete the `results` a claim carries? None: not known yet.
         self.claim_results = None
 
+    @property
+    def base_url(self):
+        """The URL the next request goes to (the first of base_urls unless it is skipped)."""
+        return self.nodes.urls[self.nodes.order()[0]]
+
+    @property
+    def base_urls(self):
+        return list(self.nodes.urls)
+
     # -- transport -----------------------------------------------------
     def request(self, method, path, body=None, query=None):
         """Send one request (with retries); returns the parsed envelope's `data`."""
@@ -186,11 +264,11 @@ class Client:
     def request_envelope(self, method, path, body=None, query=None, text=False):
         """Like request() but returns the whole JSON envelope (with text=True:
         the body as a string, for GET /metrics)."""
-        url = self.base_url + path
+        target = path
         if query:
             pairs = [(k, _query_value(v)) for k, v in query.items() if v is not None]
             if pairs:
-                url += "?" + urllib.parse.urlencode(pairs)
+                target += "?" + urllib.parse.urlencode(pairs)
         data = None
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         if body is not None:
@@ -202,17 +280,40 @@ class Client:
             headers["X-API-Key"] = self.api_key
         attempt = 0
         while True:
+            answered, answer = self._round(method, target, data, headers, text)
+            if answered:
+                return answer
+            error = answer
+            if attempt >= self.retries:
+                raise error
+            delay = self._delay(attempt, error.retry_after)
+            attempt += 1
+            if self.on_retry is not None:
+                self.on_retry(attempt, delay, error)
+            time.sleep(delay)
+
+    def _round(self, method, target, data, headers, text):
+        """One try on each node not in back-off (on every node when all are):
+        (True, the answer), or (False, the last retryable error) when none gave one."""
+        nodes = self.nodes
+        order = nodes.order()
+        for position, index in enumerate(order):
             try:
-                return self._send(method, url, data, headers, text)
+                answer = self._send(method, nodes.urls[index] + target, data, headers, text)
             except ApiError as exc:
-                retryable = exc.status is None or exc.status in RETRY_STATUSES
-                if not retryable or attempt >= self.retries:
+                if exc.status is not None and exc.status not in RETRY_STATUSES:
+                    nodes.answered(index)  # it answered: the node is up, the request is wrong
                     raise
-                delay = self._delay(attempt, exc.retry_after)
-                attempt += 1
-                if self.on_retry is not None:
-                    self.on_retry(attempt, delay, exc)
-                time.sleep(delay)
+                nodes.failed(index, exc.retry_after)
+                rest = order[position + 1:]
+                if not rest:
+                    return False, exc
+                if self.on_failover is not None:
+                    self.on_failover(nodes.urls[index], nodes.urls[rest[0]], exc)
+                continue
+            nodes.answered(index)
+            return True, answer
+        raise AssertionError("Nodes.order() is never empty")
 
     def _delay(self, attempt, retry_after):
         if retry_after is not None:
@@ -289,22 +390,29 @@ class Client:
 
     # -- tasks -----------------------------------------------------------
     def create_task(self, type, params, priority=None, run_at=None,  # noqa: A002 - the API's field
-                    delay_seconds=None):
+                    delay_seconds=None, depends_on=None, on_parent_failure=None):
         """The task in full (as get_task answers it) with `deduplicated`.
 
         run_at (a datetime, naive = UTC, or an ISO-8601 string) or delay_seconds
         makes a task that no claim hands out before then (status 'scheduled').
+        depends_on: ids of parent tasks; the task waits (status 'waiting') until
+        they are settled; on_parent_failure 'cancel' (default) or 'run' says what
+        a failed or cancelled parent does to it.
         """
         body = {"type": type, "params": params}
-        _put(body, priority=priority, run_at=_time(run_at), delay_seconds=delay_seconds)
+        _put(body, priority=priority, run_at=_time(run_at), delay_seconds=delay_seconds,
+             depends_on=None if depends_on is None else list(depends_on),
+             on_parent_failure=on_parent_failure)
         return self.request("POST", "/tasks", body)
 
     def create_tasks(self, tasks):
-        """Batch create: tasks is a list of {type, params, priority?} (1-500).
+        """Batch create: tasks is a list of {type, params, priority?, run_at?,
+        delay_seconds?, ref?, depends_on?, on_parent_failure?} (1-500); a
+        depends_on entry is a task id or the ref of an earlier item.
 
         Returns {results, created, deduplicated, failed, count}; each result is
-        {index, ok: true, id, deduplicated, ...} or {index, ok: false, status,
-        error, details?}.
+        {index, ok: true, id, deduplicated, ref?, ...} or {index, ok: false,
+        status, error, details?}.
         """
         return self.request("POST", "/tasks", {"tasks": list(tasks)})
 
@@ -424,6 +532,10 @@ class Client:
     def task_history(self, task_id):
         return self.request("GET", "/tasks/%d/history" % task_id)
 
+    def task_graph(self, task_id):
+        """The workflow a task belongs to: {id, nodes, edges, count, truncated, max_nodes}."""
+        return self.request("GET", "/tasks/%d/graph" % task_id)
+
     def list_tasks(self, status=None, type=None, limit=None, offset=None):  # noqa: A002
         """Newest first: {tasks: [...], count, total, limit, offset, pagination}.
 
@@ -456,7 +568,7 @@ class Client:
         return self.request("POST", "/task-types/%s/resume" % urllib.parse.quote(name, safe=""))
 
     def cancel_task(self, task_id):
-        """Cancel a pending, scheduled or claimed task; the task with previous_status."""
+        """Cancel a pending, scheduled, waiting or claimed task; the task with previous_status."""
         return self.request("POST", "/tasks/%d/cancel" % task_id)
 
     def retry_task(self, task_id):

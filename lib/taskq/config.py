@@ -14,9 +14,11 @@ DEFAULT_SQLITE_PATH = os.path.join(PROJECT_ROOT, "data", "taskq.sqlite3")
 
 BACKENDS = ("sqlite", "mysql")
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+DAY_SECONDS = 86400
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY_SECONDS}
 
 # section -> key -> (kind, default). config.example.ini documents the same
-# keys; tests/test_docs.py keeps the two in step.
+# keys; tests/unit/test_docs.py keeps the two in step.
 DEFAULTS = {
     "database": {
         "backend": ("choice:sqlite,mysql", "sqlite"),
@@ -49,13 +51,16 @@ DEFAULTS = {
         "max_body_bytes": ("int:1024:1073741824", 1048576),
         "cors_origins": ("list", ()),
     },
+    # *_days are durations held in seconds: "30" is days (as before units),
+    # "12h", "90m", "3600s", "30d" say their unit
     "retention": {
-        "completed_days": ("int:0:36500", 30),
-        "failed_days": ("int:0:36500", 90),
-        "cancelled_days": ("int:0:36500", 30),
-        "history_days": ("int:0:36500", 30),
+        "completed_days": ("duration:36500", 30 * DAY_SECONDS),
+        "failed_days": ("duration:36500", 90 * DAY_SECONDS),
+        "cancelled_days": ("duration:36500", 30 * DAY_SECONDS),
+        "history_days": ("duration:36500", 30 * DAY_SECONDS),
         "gc_probability": ("float:0:1", 0.01),
         "gc_batch": ("int:1:10000", 50),
+        "gc_time_ms": ("int:0:10000", 50),
     },
     "log": {
         "file": ("str", ""),
@@ -80,8 +85,8 @@ class Config:
         self.log = values["log"]
         self.retention = values["retention"]
 
-    def retention_days(self):
-        """{status: days} for the finished statuses retention deletes (0 = keep forever)."""
+    def retention_seconds(self):
+        """{status: seconds} for the finished statuses retention deletes (0 = keep forever)."""
         r = self.retention
         return {"completed": r["completed_days"], "failed": r["failed_days"],
                 "cancelled": r["cancelled_days"]}
@@ -122,6 +127,8 @@ def convert(section, key, kind, raw):
         if not int(low) <= value <= int(high):
             raise ConfigError("Invalid configuration: %s must be between %s and %s, not %d" % (where, low, high, value))
         return value
+    if kind.startswith("duration:"):
+        return duration(where, raw, int(kind.split(":")[1]))
     if kind.startswith("float:"):
         _, low, high = kind.split(":")
         try:
@@ -140,6 +147,22 @@ def convert(section, key, kind, raw):
                               % (where, ", ".join(choices), raw))
         return low
     raise AssertionError(kind)
+
+
+def duration(where, raw, max_days):
+    """Seconds from "30" (days: what these keys always meant), "30d", "12h", "90m" or "600s"."""
+    unit = raw[-1:].lower()
+    number = raw[:-1] if unit in DURATION_UNITS else raw
+    try:
+        value = int(number.strip())
+    except ValueError:
+        raise ConfigError("Invalid configuration: %s must be a whole number of days, or one "
+                          "with a unit (30d, 12h, 90m, 600s), not %r" % (where, raw)) from None
+    seconds = value * DURATION_UNITS.get(unit, DAY_SECONDS)
+    if not 0 <= seconds <= max_days * DAY_SECONDS:
+        raise ConfigError("Invalid configuration: %s must be between 0 and %d days, not %r"
+                          % (where, max_days, raw))
+    return seconds
 
 
 def simple_ini(text):

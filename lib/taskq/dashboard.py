@@ -3,8 +3,8 @@
 Log in with an admin API key; the browser then holds a session cookie
 (HttpOnly, SameSite=Strict, Secure over HTTPS, with an expiry) whose token
 the database knows only as a SHA-256. Every form carries the session's CSRF
-token; failed logins are counted per client address in the database and
-refused for a while past a limit. With no API key configured the dashboard
+token; wrong keys are counted per client address in the database and, past
+a limit, answered 429 for a while, yet the right key always logs in. With no API key configured the dashboard
 is read-only and says how to set one. Markup lives in templates/ (escaped by
 default); every page is sent with a Content-Security-Policy that allows no
 inline script.
@@ -13,7 +13,7 @@ inline script.
 import os
 
 from . import __version__
-from .errors import BadRequest, Forbidden, NotFound, TaskqError, TooManyRequests
+from .errors import BadRequest, Forbidden, NotFound, TaskqError
 
 SESSION_COOKIE = "taskq_session"
 LOGIN_COOKIE = "taskq_login"
@@ -38,30 +38,23 @@ NAV = (("overview", "", "Overview"), ("tasks", "/tasks", "Tasks"), ("failed", "/
 
 # -- plumbing ------------------------------------------------------------------
 def _raw(status, headers, body):
-    from .app import RawResponse
+    from .web import RawResponse
 
     return RawResponse(status, headers, body)
 
 
 def base_url(environ):
-    """The URL prefix in front of /dashboard as the browser sees it.
+    """The URL prefix in front of /dashboard as the browser sees it, safe for
+    links and Location headers (web.url_prefix: never another host).
 
     Behind the shipped .htaccess the browser asked for /<folder>/dashboard/...
     while the script is /<folder>/cgi-bin/api.py: REQUEST_URI minus PATH_INFO
     gives the prefix the links must keep. Without REQUEST_URI (wsgiref, other
     servers) SCRIPT_NAME is the prefix.
     """
-    path_info = environ.get("PATH_INFO", "")
-    uri = environ.get("REQUEST_URI", "").split("?", 1)[0]
-    if uri:
-        from urllib.parse import unquote
+    from .web import url_prefix
 
-        uri = unquote(uri)
-        trimmed = uri.rstrip("/") if len(uri) > 1 else uri
-        info = path_info.rstrip("/") if len(path_info) > 1 else path_info
-        if info and trimmed.endswith(info):
-            return trimmed[:len(trimmed) - len(info)]
-    return environ.get("SCRIPT_NAME", "").rstrip("/")
+    return url_prefix(environ, environ.get("PATH_INFO", ""))
 
 
 def _is_https(environ):
@@ -102,7 +95,7 @@ def _new_token():
 
 
 def _same(given, expected):
-    from .app import compare_digest
+    from .web import compare_digest
 
     return bool(given) and bool(expected) and compare_digest(given.encode("utf-8", "replace"),
                                                               expected.encode("utf-8", "replace"))
@@ -219,6 +212,7 @@ def _guarded(page):
     """Render `page(ctx, session, ...)` for a logged-in (or read-only) visitor;
     others go to the login form. A TaskqError becomes an error page, not JSON."""
     def wrapper(ctx, **params):
+        session = None
         try:
             session = _session(ctx)
             if session is None:
@@ -227,30 +221,42 @@ def _guarded(page):
                 raise Forbidden("Your session has ended: log in again")
             return page(ctx, session, **params)
         except TaskqError as exc:
-            return _error_page(ctx, exc)
+            return _error_page(ctx, exc, session)
 
     wrapper.__name__ = page.__name__
     wrapper.__doc__ = page.__doc__
     return wrapper
 
 
-def _error_page(ctx, exc):
-    return _page(ctx, "error.html", "Error %d" % exc.status, Session(read_only=True),
+def _error_page(ctx, exc, session=None):
+    """The error as a page that tells the truth about who is looking: the navigation
+    for a session, the read-only banner only when no key is configured, else neither."""
+    if session is None:
+        try:
+            session = _session(ctx)
+        except TaskqError:  # e.g. the database is the error: show no navigation
+            session = None
+    return _page(ctx, "error.html", "Error %d" % exc.status, session,
                  status=exc.status, extra_headers=exc.headers(), message=exc.message)
 
 
 # -- login and logout ----------------------------------------------------------
-def login_form(ctx, error=None, status=200):
+def login_form(ctx, error=None, status=200, extra_headers=()):
     """The login page; a fresh token in a cookie and in the form guards it against CSRF."""
     if not _admin_keys(ctx.config) and not _has_db_keys(ctx):
         return _redirect(ctx, "")
     token = _new_token()
-    headers = [_cookie(ctx.request.environ, LOGIN_COOKIE, token, 3600)]
+    headers = [_cookie(ctx.request.environ, LOGIN_COOKIE, token, 3600)] + list(extra_headers)
     return _page(ctx, "login.html", "Log in", None, status=status, extra_headers=headers,
                  csrf=token, error=error)
 
 
 def login(ctx):
+    """Log in with an admin key. The key is checked before the throttle: the right key
+    always logs in, so guessers sharing the owner's address (a proxy, a NAT) cannot
+    lock the owner out. Wrong keys are what is throttled: each costs half a second,
+    and past LOGIN_MAX_FAILURES in the window an address's wrong keys get 429. What
+    makes guessing hopeless is the keys' length (256 random bits), not this count."""
     environ = ctx.request.environ
     address = (environ.get("REMOTE_ADDR") or "unknown")[:64]
     try:
@@ -259,23 +265,24 @@ def login(ctx):
             raise Forbidden("The login form expired: reload the page and try again")
         if not _admin_keys(ctx.config) and not _has_db_keys(ctx):
             return _redirect(ctx, "")
-        failures = ctx.store.login_failures(address, LOGIN_WINDOW_SECONDS)
-        if failures >= LOGIN_MAX_FAILURES:
-            raise TooManyRequests("Too many failed logins from your address: wait %d minutes"
-                                  % (LOGIN_WINDOW_SECONDS // 60), retry_after=LOGIN_WINDOW_SECONDS)
         given = form.get("key", "").strip()
         ref = _key_ref(ctx, given) if given else None
-        if ref is None:
-            ctx.store.record_login_failure(address, LOGIN_WINDOW_SECONDS)
-            import time
+        if ref is not None:
+            token = _new_token()
+            ctx.store.create_session(_hash(token), _new_token(), ref, SESSION_SECONDS)
+            return _redirect(ctx, "", [_cookie(environ, SESSION_COOKIE, token, SESSION_SECONDS),
+                                       _cookie(environ, LOGIN_COOKIE, "", 0)])
+        import time
 
-            time.sleep(0.5)  # every wrong guess costs the guesser, too
-            return login_form(ctx, error="That key is not an admin key.", status=401)
-        ctx.store.clear_login_failures(address)
-        token = _new_token()
-        ctx.store.create_session(_hash(token), _new_token(), ref, SESSION_SECONDS)
-        return _redirect(ctx, "", [_cookie(environ, SESSION_COOKIE, token, SESSION_SECONDS),
-                                   _cookie(environ, LOGIN_COOKIE, "", 0)])
+        time.sleep(0.5)  # every wrong guess costs the guesser, too
+        if ctx.store.login_failures(address, LOGIN_WINDOW_SECONDS) >= LOGIN_MAX_FAILURES:
+            return login_form(ctx, error="That key is not an admin key. Too many wrong keys came "
+                                         "from your address lately, so they are refused for up "
+                                         "to %d minutes; the right key still logs in."
+                                         % (LOGIN_WINDOW_SECONDS // 60), status=429,
+                              extra_headers=[("Retry-After", str(LOGIN_WINDOW_SECONDS))])
+        ctx.store.record_login_failure(address, LOGIN_WINDOW_SECONDS)
+        return login_form(ctx, error="That key is not an admin key.", status=401)
     except TaskqError as exc:
         return _error_page(ctx, exc)
 
@@ -461,10 +468,69 @@ def task(ctx, session, id):
     from .store.base import STEER_FROM
 
     actions = [a for a in TASK_ACTIONS if view["status"] in STEER_FROM[a]]
+    links = ctx.store.dependencies(id) or {"parents": [], "children": [], "children_count": 0}
+    in_workflow = bool(links["parents"] or links["children"])
+    drawing = None
+    if in_workflow:
+        drawing = workflow_drawing(ctx.store.graph(id, max_nodes=DRAWN_NODES + 1), id)
     return _page(ctx, "task.html", "Task %d" % id, session, active="tasks", task=view,
                  actions=actions, notice=_notice(ctx.request.query),
+                 parents=links["parents"], children=links["children"],
+                 more_children=links["children_count"] - len(links["children"]),
+                 waiting_on=links.get("waiting_on", 0),
+                 in_workflow=in_workflow, drawing=drawing, drawn_nodes=DRAWN_NODES,
                  events=events, has_params=view.get("params") not in (None, {}),
                  has_result=view.get("result") is not None)
+
+
+# The task page draws a workflow of up to this many tasks (columns by depth,
+# an SVG of rects and lines: no script, no asset, inside the page's CSP);
+# a larger one is listed, and GET /tasks/{id}/graph answers it whole.
+DRAWN_NODES = 60
+_BOX_W, _BOX_H, _COL_W, _ROW_H, _PAD = 170, 40, 210, 56, 10
+
+
+def workflow_drawing(graph, current):
+    """Where each task of a workflow graph ({nodes, edges} as store.graph
+    answers) goes in a drawing: a column per depth (the longest chain of
+    parents above it), tasks by id within a column; None past DRAWN_NODES."""
+    nodes = {node["id"]: node for node in graph["nodes"]}
+    if len(nodes) > DRAWN_NODES or graph.get("truncated"):
+        return None
+    parents = {task_id: [] for task_id in nodes}
+    for edge in graph["edges"]:
+        if edge["child"] in parents and edge["parent"] in nodes:
+            parents[edge["child"]].append(edge["parent"])
+    depth = {}
+
+    def depth_of(task_id):  # dependencies never form a cycle, so this ends
+        if task_id not in depth:
+            depth[task_id] = 1 + max((depth_of(p) for p in parents[task_id]), default=-1)
+        return depth[task_id]
+
+    columns = {}
+    for task_id in sorted(nodes):
+        columns.setdefault(depth_of(task_id), []).append(task_id)
+    place, boxes, rows_of = {}, [], {}
+    for column, ids in sorted(columns.items()):
+        # beside their parents' rows, so few lines cross (the first column by id)
+        ids.sort(key=lambda t: (sum(rows_of[p] for p in parents[t]) / len(parents[t])
+                                if parents[t] else 0, t))
+        for row, task_id in enumerate(ids):
+            rows_of[task_id] = row
+            x, y = _PAD + column * _COL_W, _PAD + row * _ROW_H
+            place[task_id] = (x, y)
+            node = nodes[task_id]
+            label = node["type"] if len(node["type"]) <= 20 else node["type"][:19] + "\u2026"
+            boxes.append({"id": task_id, "type": label, "status": node["status"], "x": x, "y": y,
+                          "w": _BOX_W, "h": _BOX_H, "tx": x + 8, "ty1": y + 16, "ty2": y + 32,
+                          "current": task_id == current})
+    lines = [{"x1": place[p][0] + _BOX_W, "y1": place[p][1] + _BOX_H // 2,
+              "x2": place[c][0], "y2": place[c][1] + _BOX_H // 2}
+             for c in sorted(parents) for p in sorted(parents[c])]
+    rows = max(len(ids) for ids in columns.values())
+    return {"width": 2 * _PAD + (len(columns) - 1) * _COL_W + _BOX_W,
+            "height": 2 * _PAD + (rows - 1) * _ROW_H + _BOX_H, "boxes": boxes, "lines": lines}
 
 
 @_guarded
@@ -494,6 +560,11 @@ def health(ctx, session):
         checks["database"] = ctx.store.server_info()
         checks["reachable"] = True
         checks["schema"] = ctx.store.schema_version()
+        from .stats import backlog
+        from .store.base import BACKLOG_CAP
+
+        checks["backlog"] = [{"table": table, "rows": n, "capped": n >= BACKLOG_CAP}
+                             for table, n in sorted(backlog(ctx).items())]
     except TaskqError as exc:
         checks["reachable"] = False
         checks["problem"] = exc.message
@@ -501,16 +572,29 @@ def health(ctx, session):
     for module, name in (("pymysql", "PyMySQL"), ("jsonschema", "jsonschema")):
         packages.append({"name": name, "version": _package_version(module)})
     settings = []
-    for section in ("database", "queue", "api", "log"):
+    for section in ("database", "queue", "api", "retention", "log"):
         for key, value in sorted(getattr(ctx.config, section).items()):
-            if key in ("password", "api_key") or "secret" in key:
+            if section == "retention" and key.endswith("_days"):
+                value = _duration(value)
+            elif key in ("password", "api_key") or "secret" in key:
                 value = "(set)" if value else "(not set)"
             elif isinstance(value, (list, tuple)):
                 value = ", ".join(value)
             settings.append({"key": "%s.%s" % (section, key), "value": value})
     return _page(ctx, "health.html", "Health", session, active="health", checks=checks,
                  python=platform.python_version(), implementation=platform.python_implementation(),
-                 packages=packages, settings=settings)
+                 packages=packages, settings=settings, release=__version__,
+                 notice=_notice(ctx.request.query))
+
+
+def _duration(seconds):
+    """A retention window as config.ini may write it: 30d, 12h, 90m, 45s; 0 = forever."""
+    if not seconds:
+        return "0 (kept forever)"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return "%d%s" % (seconds // size, unit)
+    return "%ds" % seconds
 
 
 def _package_version(module):
@@ -542,7 +626,9 @@ NOTICES = {"cancel": "Task cancelled.", "retry": "Task queued for retry.",
            "schedule-resumed": "Schedule resumed: its next run is from now on; runs missed "
                                "while paused are not made.",
            "schedule-deleted": "Schedule deleted. The tasks it made stay.",
-           "revoked": "Key revoked: requests with it now get 401, and its sessions are over."}
+           "revoked": "Key revoked: requests with it now get 401, and its sessions are over.",
+           "recounted": "Counters recounted: all were right.",
+           "recount-fixed": "Counters recounted: some had drifted and are corrected now."}
 TASK_ACTIONS = ("cancel", "retry", "requeue", "rerun")
 TYPE_ACTIONS = ("pause", "resume", "activate", "deactivate", "settings")
 MAX_SELECTED = 1000
@@ -583,6 +669,7 @@ def _acting(action):
             form = _form(ctx.request)
             if not _same(form.get("csrf", ""), session.csrf):
                 raise Forbidden("Invalid CSRF token: reload the page and try again")
+            ctx.role = "admin"  # a session that may act was opened with an admin key
             return action(ctx, session, form, **params)
         except TaskqError as exc:
             return _error_page(ctx, exc)
@@ -822,6 +909,15 @@ def key_revoke(ctx, session, form, name):
 
     _run(ctx, admin.revoke_key, name=name)
     return _redirect(ctx, "/keys?done=revoked")
+
+
+@_acting
+def health_recount(ctx, session, form):
+    from . import admin
+
+    _, _, fixed = _run(ctx, admin.recount)
+    drifted = fixed["task_counts"] or fixed["usage_count"]
+    return _redirect(ctx, "/health?done=" + ("recount-fixed" if drifted else "recounted"))
 
 
 def static(ctx, name):

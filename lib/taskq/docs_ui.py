@@ -37,7 +37,7 @@ def _etag(name):
     return '"taskq-%s-swagger-ui-%s-%s"' % (__version__, SWAGGER_UI_VERSION, name)
 
 
-# The page's one inline script, by its hash (tests/test_docs_ui.py recomputes it):
+# The page's one inline script, by its hash (tests/http/test_docs_ui.py recomputes it):
 # no other script runs, nothing is framed, and only this site is fetched from.
 SCRIPT_HASH = "sha256-N5wWm7mp+v1e5AEGkBXsLTgbZsshpsyRsQPRR1/5vGI="
 CSP = ("default-src 'none'; script-src 'self' '%s'; style-src 'self' 'unsafe-inline'; "

@@ -9,10 +9,13 @@ class TaskqError(Exception):
     status = 500
     message = "Internal server error"
 
-    def __init__(self, message=None, details=None):
+    def __init__(self, message=None, details=None, summary=None):
         super().__init__(message or self.message)
         self.message = message or self.message
         self.details = details
+        # the answer's `message` where TaskManager (PHP) words the case its own way;
+        # `error` keeps taskq's precise text
+        self.summary = summary
 
     def headers(self):
         return []
@@ -92,6 +95,40 @@ class DiskFull(Unavailable):
 class SchemaMissing(Unavailable):
     message = ("Database tables are missing: run the installer "
                "(install.py) or load schema.sql")
+
+
+class SchemaPending(Unavailable):
+    """The files are newer than the database: the upgrade step has not run yet.
+    Every route says so (health too, so monitoring sees it) and changes nothing."""
+
+    retry_after = 60
+
+    def __init__(self, database, release, pending):
+        from . import __version__
+
+        names = ", ".join(pending) or "v%d" % release
+        super().__init__(
+            "Database schema v%d is older than this release (%s needs v%d): pending migration%s %s; "
+            "run the upgrade: open install.py and press 'Upgrade the database schema', or run "
+            "python3 install.py --migrate" % (database, __version__, release,
+                                             "" if len(pending) == 1 else "s", names),
+            {"status": "upgrade_pending", "schema": {"database": database, "release": release,
+                                                     "pending": list(pending)}})
+
+
+class SchemaNewer(Unavailable):
+    """An older release uploaded over a database a newer one migrated: it would
+    run old SQL against new tables (and let counters drift), so it refuses."""
+
+    retry_after = 300
+
+    def __init__(self, database, release, needs_release=None):
+        upload = "upload release \u2265 %s" % needs_release if needs_release else \
+            "upload the newer release again"
+        super().__init__(
+            "database schema v%d is newer than this release (v%d): %s" % (database, release, upload),
+            {"status": "schema_newer", "schema": {"database": database, "release": release,
+                                                  "needs_release": needs_release}})
 
 
 class NotInstalled(Unavailable):

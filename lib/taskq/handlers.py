@@ -10,7 +10,9 @@ import json
 
 from . import __version__
 from . import validation as v
-from .errors import BadRequest, DiskFull, NotFound, NotInstalled, TaskqError, Unavailable
+from .errors import (BadRequest, DiskFull, NotFound, NotInstalled, SchemaNewer, SchemaPending,
+                     TaskqError, Unavailable)
+from .tasks import prepare_task
 
 MAX_BATCH_CREATE = 500
 MAX_BATCH_COMPLETE = 100
@@ -76,7 +78,10 @@ def health(ctx):
     try:
         ctx.store.ping()
     except TaskqError as exc:
-        if isinstance(exc, Unavailable):
+        if isinstance(exc, (SchemaPending, SchemaNewer)):  # reachable, at the wrong version
+            exc.details = dict(exc.details, version=__version__,
+                               database={"reachable": True, "backend": ctx.config.backend})
+        elif isinstance(exc, Unavailable):
             exc.details = {"status": "unavailable", "database": {"reachable": False,
                                                                  "backend": ctx.config.backend},
                            "version": __version__}
@@ -86,6 +91,7 @@ def health(ctx):
     database = {"reachable": True, "backend": ctx.config.backend}
     if ctx.caller is not None:  # the exact server version helps an attacker: callers with a key only
         database["server"] = ctx.store.server_info()
+        database["schema"] = ctx.store.schema_version()
     return 200, "OK", {"status": "ok", "version": __version__, "installed": True,
                        "features": list(FEATURES), "database": database}
 
@@ -100,18 +106,17 @@ def openapi(ctx):
 def base_url(environ):
     """Where this API answers, as the client addressed it (for `servers`): the
     request's URI less /openapi.json, so /api, /cgi-bin/api.py and the dev
-    server's / all work."""
-    uri = environ.get("REQUEST_URI")
-    if uri:
-        path = uri.split("?", 1)[0]
-        if path.endswith("/openapi.json"):
-            return path[:-len("/openapi.json")] or "/"
-    return environ.get("SCRIPT_NAME", "") or "/"
+    server's / all work; cleaned by web.url_prefix, so a crafted request line
+    (//other.host/openapi.json) cannot point the docs' "Try it" at another site."""
+    from .web import url_prefix
+
+    return url_prefix(environ, "/openapi.json") or "/"
 
 
 # -- task types --------------------------------------------------------------
 def register_type(ctx):
     body = ctx.request.json()
+    v.required_fields(body, ("name", "version", "param_schema"))
     name = v.type_name(body.get("name")) if "name" in body else v.string(body, "name")
     version = v.string(body, "version", max_length=64)
     schema = v.schema_object(body, "param_schema")
@@ -122,14 +127,16 @@ def register_type(ctx):
     v.check_schema(schema)
     from .hashing import canonical_json
 
+    # an identical re-register is every producer's start-up; a change is admin's
     row, created = ctx.store.register_type(name, version, canonical_json(schema),
-                                           max_attempts, claim_timeout, is_active, retry=retry)
+                                           max_attempts, claim_timeout, is_active, retry=retry,
+                                           may_change=ctx.role in ("admin", "open"))
     data = type_view(row)
     data.update(created=created, updated=not created)
     data.update(retry)
     if created:
-        return 201, "Task type registered", data
-    return 200, "Task type updated", data
+        return 201, "Task type registered successfully", data
+    return 200, "Task type updated successfully", data
 
 
 def _retry_policy(body):
@@ -161,47 +168,6 @@ def list_types(ctx):
 
 
 # -- tasks -------------------------------------------------------------------
-def _prepare_task(ctx, item, types):
-    """Validate one create item into a store item (raises BadRequest & co)."""
-    from .hashing import dedupe_key
-
-    name = v.type_name(item.get("type"), "type") if "type" in item else v.string(item, "type")
-    params = v.obj(item, "params")
-    priority = v.integer(item, "priority", default=0)
-    run_at, delay_seconds = v.run_time(item)
-    if name not in types:
-        types[name] = ctx.store.get_type(name)
-    task_type = types[name]
-    if task_type is None:
-        raise NotFound("Task type not found: %s" % name)
-    if not task_type["is_active"]:
-        raise BadRequest("Task type is inactive: %s" % name)
-    if ctx.config.queue["schema_validation"]:
-        if "_schema" not in task_type:
-            task_type["_schema"] = v.stored_schema(task_type["param_schema_json"])
-        if ctx.schema_budget is None:  # CPU seconds the whole request may spend validating
-            from .schemas import VALIDATION_CPU_SECONDS
-
-            ctx.schema_budget = [VALIDATION_CPU_SECONDS]
-        v.validate_params(task_type["_schema"], params, ctx.schema_budget)
-    from .hashing import canonical_json
-
-    scope = task_type.get("dedupe_scope") or "always"
-    return {"type_id": task_type["id"], "type": name, "params_json": canonical_json(params),
-            "dedupe_key": dedupe_key(name, params) if scope != "off" else _unshared_key(),
-            "dedupe_scope": scope, "priority": priority,
-            "max_attempts": task_type["max_attempts"] or ctx.config.queue["max_attempts"],
-            "claim_timeout": task_type["claim_timeout"],
-            "run_at": run_at, "delay_seconds": delay_seconds}
-
-
-def _unshared_key():
-    """A dedupe_key no other task can have: for types whose dedupe scope is off."""
-    import os
-
-    return "~" + os.urandom(16).hex()
-
-
 def _shown_key(key):
     """Released keys ('~...': scope off, or scope active after the task ended) show as null."""
     return None if key is None or key.startswith("~") else key
@@ -219,10 +185,17 @@ def create_task(ctx):
     body = ctx.request.json()
     if "tasks" in body and "type" not in body:
         return _create_batch(ctx, body)
-    item = _prepare_task(ctx, body, {})
-    (row, deduplicated), = ctx.store.create_tasks([item])
+    item = prepare_task(ctx, body, {})
+    if item["depends_on_refs"]:
+        raise BadRequest("Field 'depends_on' holds the ref %r: refs name earlier items of a batch "
+                         "(POST /tasks with {\"tasks\": [...]}); a single create takes task ids"
+                         % item["depends_on_refs"][0])
+    entry, = ctx.store.create_tasks([item])
+    if isinstance(entry, TaskqError):  # a parent that does not exist: nothing was written
+        raise entry
+    row, deduplicated = entry
     if deduplicated:
-        return 200, "Task already exists", _created_view(row, True, item["dedupe_key"])
+        return 200, "Task already exists (deduplicated)", _created_view(row, True, item["dedupe_key"])
     return 201, "Task created successfully", _created_view(row, False, item["dedupe_key"])
 
 
@@ -231,10 +204,17 @@ def _create_batch(ctx, body):
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_CREATE:
         raise BadRequest("Field 'tasks' must be an array of 1 to %d items" % MAX_BATCH_CREATE)
     prepared, results, types = [], [None] * len(items), {}
+    refs, positions = {}, {}  # ref -> the index of the first item carrying it; index -> prepared
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and isinstance(item.get("ref"), str):
+            refs.setdefault(item["ref"], index)
     for index, item in enumerate(items):
         try:
             v.require_object(item, "tasks[%d]" % index)
-            prepared.append((index, _prepare_task(ctx, item, types)))
+            task = prepare_task(ctx, item, types)
+            task["depends_on_items"] = _batch_links(index, task, refs, positions)
+            positions[index] = len(prepared)
+            prepared.append((index, task))
         except TaskqError as exc:
             if exc.status >= 500:
                 raise
@@ -244,10 +224,20 @@ def _create_batch(ctx, body):
                 results[index]["details"] = exc.details
     if prepared:
         rows = ctx.store.create_tasks([item for _, item in prepared])
-        for (index, item), (row, deduplicated) in zip(prepared, rows):
+        for (index, item), entry in zip(prepared, rows):
+            if isinstance(entry, TaskqError):  # a parent that does not exist (or was refused)
+                results[index] = {"index": index, "ok": False, "status": entry.status,
+                                  "error": entry.message}
+                if entry.details is not None:
+                    results[index]["details"] = entry.details
+                continue
+            row, deduplicated = entry
             result = _created_view(row, deduplicated, item["dedupe_key"])
             result.update(index=index, ok=True)
             results[index] = result
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and isinstance(item.get("ref"), str):
+            results[index]["ref"] = item["ref"]
     created = sum(1 for r in results if r["ok"] and not r["deduplicated"])
     deduplicated = sum(1 for r in results if r["ok"] and r["deduplicated"])
     failed = len(results) - created - deduplicated
@@ -256,22 +246,63 @@ def _create_batch(ctx, body):
                                     "count": len(results)}
 
 
+def _batch_links(index, task, refs, positions):
+    """The earlier items a batch item's depends_on refs name, as (position among
+    the prepared items, label); 400 for its own ref, a later item's, an unknown
+    one, or one of an item that was refused. Refs name earlier items only, so
+    a batch cannot make a cycle (and existing ids cannot depend on a new task)."""
+    own = task["ref"]
+    if own is not None and refs[own] != index:
+        raise BadRequest("Field 'ref' repeats the ref %r of tasks[%d]; refs must be unique in a batch"
+                         % (own, refs[own]))
+    links = []
+    for name in task["depends_on_refs"]:
+        at = refs.get(name)
+        if at is None:
+            raise BadRequest("Field 'depends_on' names the ref %r, which no item of the batch has" % name)
+        if at == index:
+            raise BadRequest("Field 'depends_on' names the item's own ref %r: a task cannot depend "
+                             "on itself" % name)
+        if at > index:
+            raise BadRequest("Field 'depends_on' names the ref %r of a later item (tasks[%d]); refs "
+                             "name earlier items of the batch" % (name, at))
+        if at not in positions:
+            raise BadRequest("Field 'depends_on' names the ref %r of tasks[%d], which was not created"
+                             % (name, at))
+        links.append((positions[at], "tasks[%d] (ref %r)" % (at, name)))
+    return links
+
+
 def _lease_seconds(ctx, body):
     return v.integer(body, "lease_seconds", low=1, high=ctx.config.queue["max_lease_seconds"])
+
+
+# A claim refuses any other field: an ignored filter would hand a worker
+# another pipeline's task (docs/api.md, "Unknown fields").
+CLAIM_FIELDS = frozenset(("worker_id", "type_pattern", "task_types", "task_type_id", "limit",
+                          "lease_seconds", "request_key", "sort_by", "sort_order", "results"))
+MAX_CLAIM_TYPES = 100
 
 
 def claim(ctx):
     from .store.base import SORT_FIELDS, SORT_ORDERS, claim_order
 
     body = ctx.request.json()
+    v.known_fields(body, CLAIM_FIELDS, "a claim")
     worker_id = v.string(body, "worker_id")
     pattern = v.like_pattern(v.string(body, "type_pattern", required=False), "type_pattern")
     limit = v.integer(body, "limit", low=1, high=MAX_CLAIM_LIMIT)
     lease = _lease_seconds(ctx, body)
     request_key = v.request_key(body)
     task_type_id = v.integer(body, "task_type_id", low=1, high=2 ** 32 - 1)
+    names = v.name_list(body, "task_types", MAX_CLAIM_TYPES)
     order = claim_order(v.choice(body, "sort_by", SORT_FIELDS),
                         v.choice(body, "sort_order", SORT_ORDERS, upper=True))
+    if names is not None:  # any of these types (and task_type_id, when both are given)
+        ids = {row["name"]: row["id"] for row in ctx.store.list_types(False)}
+        wanted = tuple(sorted(ids[name] for name in set(names) if name in ids))
+        task_type_id = wanted if task_type_id is None else tuple(
+            t for t in wanted if t == task_type_id)
     finished = None
     if "results" in body:  # the worker's last tasks ride along: one request per batch
         finished = _checked_results(body)
@@ -281,6 +312,7 @@ def claim(ctx):
     materialize_due(ctx)  # recurring schedules make their due tasks here: no cron needed
     rows = ctx.store.claim(worker_id, pattern, limit or 1, lease, request_key=request_key,
                            task_type_id=task_type_id, order=order)
+    rows = _with_parents(ctx, rows)
     if finished is not None:  # always the list form: the outcomes must reach the worker
         tasks = [task_view(row) for row in rows]
         done.update(tasks=tasks, count=len(tasks))
@@ -291,6 +323,18 @@ def claim(ctx):
     if not rows:
         raise NotFound("No available tasks")
     return 200, "Task claimed successfully", task_view(rows[0])
+
+
+def _with_parents(ctx, rows):
+    """Claimed tasks with parents carry them, with their results (fan-in,
+    at most dependencies.FAN_IN_BYTES of results per task)."""
+    if not rows:
+        return rows
+    parents = ctx.store.parents_of([row["id"] for row in rows])
+    if parents:
+        rows = [dict(row, parents=parents[row["id"]]) if row["id"] in parents else row
+                for row in rows]
+    return rows
 
 
 def progress(ctx, id):
@@ -341,7 +385,7 @@ def complete(ctx, id):
     success, result_json, error = _completion(body)
     retry_after = _retry_after(body, success)
     outcome = ctx.store.complete(id, worker_id, success, result_json, error, retry_after=retry_after)
-    message = "Task completed" if success else ("Task failed; it will be retried" if outcome["will_retry"]
+    message = "Task completed successfully" if success else ("Task failed; it will be retried" if outcome["will_retry"]
                                                 else "Task failed")
     return 200, message, outcome
 
@@ -398,7 +442,21 @@ def get_task(ctx, id):
     row = ctx.store.get_task(id)
     if row is None:
         raise NotFound("Task not found: %d" % id)
-    return 200, "Task found", task_view(row)
+    view = task_view(row)
+    links = ctx.store.dependencies(id)
+    if links and (links["parents"] or links["children"]):  # only tasks of a workflow
+        view.update(links)
+    return 200, "Task found", view
+
+
+def task_graph(ctx, id):
+    graph = ctx.store.graph(id)
+    if graph is None:
+        raise NotFound("Task not found: %d" % id)
+    from .store.dependencies import GRAPH_MAX_NODES
+
+    graph.update(id=id, count=len(graph["nodes"]), max_nodes=GRAPH_MAX_NODES)
+    return 200, "Task graph", graph
 
 
 def task_history(ctx, id):
@@ -428,12 +486,14 @@ def list_query(query):
             filters[name] = seconds
     sort_by = query.get("sort_by") or None
     if sort_by is not None and sort_by not in LIST_SORT_FIELDS:
-        raise BadRequest("Query parameter 'sort_by' must be one of %s" % ", ".join(LIST_SORT_FIELDS))
+        raise BadRequest("Query parameter 'sort_by' must be one of %s" % ", ".join(LIST_SORT_FIELDS),
+                         summary=v.CHOICE_SUMMARIES["sort_by"] % ", ".join(LIST_SORT_FIELDS))
     sort_order = query.get("sort_order") or None
     if sort_order is not None:
         if sort_order.upper() not in ("ASC", "DESC") or sort_order not in (
                 sort_order.upper(), sort_order.lower()):
-            raise BadRequest("Query parameter 'sort_order' must be one of ASC, DESC")
+            raise BadRequest("Query parameter 'sort_order' must be one of ASC, DESC",
+                             summary=v.CHOICE_SUMMARIES["sort_order"] % "ASC, DESC")
         sort_order = sort_order.upper()
     return filters, list_order(sort_by, sort_order)
 

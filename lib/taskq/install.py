@@ -24,7 +24,7 @@ import sys
 
 from . import config as config_module
 from .config import DEFAULTS, PROJECT_ROOT
-from .errors import TaskqError
+from .errors import SchemaNewer, TaskqError
 
 MIN_PYTHON = (3, 8)
 SECRET_FILE_NAME = ".taskq-install-secret"
@@ -79,10 +79,10 @@ def _module_check(module, package, root):
 
 
 def shipped_bytecode(root):
-    """{cache tag: magic number} of the unchecked-hash .pyc files shipped in lib/taskq/__pycache__.
+    """{cache tag: magic number} of the hash-based .pyc files shipped in lib/taskq/__pycache__.
 
-    A bundle ships those (tools/bundle.py); the interpreter writes
-    timestamp-based ones, which are not counted.
+    A bundle ships those (tools/bundle.py: checked hashes for taskq, unchecked
+    before); the interpreter writes timestamp-based ones, which are not counted.
     """
     found = {}
     cache = os.path.join(root, "lib", "taskq", "__pycache__")
@@ -99,8 +99,8 @@ def shipped_bytecode(root):
                 head = handle.read(8)
         except OSError:
             continue
-        # PEP 552: magic (4 bytes), flags (4 bytes little endian; 0b01 = hash, unchecked)
-        if len(head) == 8 and int.from_bytes(head[4:8], "little") == 1:
+        # PEP 552: magic (4 bytes), flags (4 bytes little endian; bit 0 = hash-based)
+        if len(head) == 8 and int.from_bytes(head[4:8], "little") & 1:
             found.setdefault(parts[1], head[:4])
     return found
 
@@ -125,6 +125,28 @@ def bytecode_check(root):
                  "compiles PyMySQL and taskq from source." % (sys.version_info[:2] * 2))
 
 
+def release_check(root):
+    """Does lib/ hold the files of one release (taskq/release.py)?"""
+    from . import release
+
+    name = "Files of one release"
+    mismatch = release.check(os.path.join(root, "lib"))
+    if mismatch is not None:
+        return Check(name, False, "lib/taskq/MANIFEST says %s: %s"
+                     % (mismatch.release or "unreadable", mismatch.summary), release.FIX)
+    manifest = os.path.join(root, "lib", "taskq", release.MANIFEST)
+    if not os.path.exists(manifest):
+        return Check(name, True, "no lib/taskq/MANIFEST (not an upload of a bundle): not checked", "")
+    return Check(name, True, "lib/ holds release %s" % _manifest_release(manifest), "")
+
+
+def _manifest_release(path):
+    from . import release
+
+    with open(path, encoding="utf-8") as handle:
+        return release.Manifest.parse(handle.read()).release
+
+
 def environment_checks(root=PROJECT_ROOT, path=None):
     """What the host must offer before installing; each failing Check says how to fix it."""
     path = path or config_path()
@@ -139,6 +161,7 @@ def environment_checks(root=PROJECT_ROOT, path=None):
     checks.append(_module_check("pymysql", "PyMySQL", root))
     checks.append(_module_check("jsonschema", "jsonschema", root))
     checks.append(bytecode_check(root))
+    checks.append(release_check(root))
 
     api = os.path.join(root, "cgi-bin", "api.py")
     if not os.path.isfile(api):
@@ -586,11 +609,24 @@ def prepare_mysql(cfg):
     try:
         before = migrate.current_version(conn)
         applied = migrate.migrate(conn)
-        return before, applied
     except pymysql.err.MySQLError as exc:
         raise InstallError(explain_mysql_error(exc, cfg.database), _blamed_field(exc)) from None
     finally:
         conn.close()
+    recount(cfg)
+    return before, applied
+
+
+def recount(cfg):
+    """Heal the maintained counters (the upgrade step's last act): an older
+    release that ran against this database may have let them drift."""
+    from .store import open_store
+
+    store = open_store(cfg)
+    try:
+        return store.recount()
+    finally:
+        store.close()
 
 
 def prepare_sqlite(cfg):
@@ -599,7 +635,9 @@ def prepare_sqlite(cfg):
 
     path = cfg.database["sqlite_path"]
     try:
-        SQLiteStore(cfg).close()
+        SQLiteStore(cfg).close()  # an older file is upgraded (and recounted) on opening
+    except SchemaNewer as exc:
+        raise InstallError("%s (%s)." % (exc.message, path), "sqlite_path") from None
     except TaskqError as exc:
         raise InstallError("%s at %s: make its folder writable for the web server." % (exc.message, path),
                            "sqlite_path") from None
@@ -663,7 +701,7 @@ def existing_keys(settings, path):
         conn.close()
     from .store import open_store
 
-    store = open_store(cfg)
+    store = open_store(cfg, check_schema=False)  # an older schema is upgraded only after this
     try:
         return store.list_keys()
     finally:

@@ -19,13 +19,17 @@ import os
 import re
 
 from .config import PROJECT_ROOT
-from .errors import TaskqError
+from .errors import SchemaNewer, TaskqError
 
 MIGRATIONS_DIR = os.path.join(PROJECT_ROOT, "migrations", "mysql")
 LOCK_NAME = "taskq_migrate"
 LOCK_TIMEOUT = 30
 
 Migration = collections.namedtuple("Migration", "number name path")
+# A migration's "-- release: X" line: the first taskq release that has it. The
+# version row keeps it (needs_release, from migration 0009 on), so an older
+# release that meets this schema can name the release to upload again.
+_RELEASE_LINE = re.compile(r"^--\s*release:\s*([0-9A-Za-z.+-]{1,32})\s*$", re.M)
 
 _FILE_NAME = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
 
@@ -54,6 +58,19 @@ def statements(text):
     return [part.strip() for part in script.split(";") if part.strip()]
 
 
+def release_of(text):
+    """The release a migration script names on its "-- release:" line, or None."""
+    match = _RELEASE_LINE.search(text)
+    return match.group(1) if match else None
+
+
+def pending_names(conn=None, directory=MIGRATIONS_DIR, recorded=None):
+    """'0009_schema_release'-style names of the migrations not yet applied."""
+    if recorded is None:
+        recorded = recorded_versions(conn)
+    return ["%04d_%s" % (m.number, m.name) for m in available(directory) if m.number not in recorded]
+
+
 def current_version(conn):
     """The highest recorded schema version, 0 for a database without the version table."""
     with conn.cursor() as cur:
@@ -74,6 +91,18 @@ def recorded_versions(conn):
         return {int(row[0]) for row in cur.fetchall()}
 
 
+def needs_release(conn, version):
+    """The release a newer schema version names (migration 0009 on), or None."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT needs_release FROM taskq_schema_version WHERE version = %s",
+                        (version,))
+            row = cur.fetchone()
+    except Exception:  # noqa: BLE001 - a schema from before 0009 has no such column
+        return None
+    return row[0] if row else None
+
+
 def pending(conn, directory=MIGRATIONS_DIR):
     """Migrations not yet recorded; refuses a database newer than this code.
 
@@ -85,8 +114,8 @@ def pending(conn, directory=MIGRATIONS_DIR):
     version = max(recorded) if recorded else 0
     newest = migrations[-1].number if migrations else 0
     if version > newest:
-        raise MigrationError("The database schema is at version %d, newer than this copy of taskq "
-                             "knows (%d): upload the newer taskq files" % (version, newest))
+        refusal = SchemaNewer(version, newest, needs_release(conn, version))
+        raise MigrationError(refusal.message, refusal.details)
     return [m for m in migrations if m.number not in recorded]
 
 
@@ -104,6 +133,23 @@ def _execute(cur, statement):
             raise
 
 
+UNKNOWN_COLUMN = 1054
+
+
+def _record_releases(cur, unrecorded):
+    """Write the release each applied migration names; a later migration
+    applied before 0009 (merged in another order) waits for its column."""
+    for release, number in list(unrecorded):
+        try:
+            cur.execute("UPDATE taskq_schema_version SET needs_release = %s WHERE version = %s",
+                        (release, number))
+        except Exception as exc:  # noqa: BLE001 - PyMySQL is imported by the caller only
+            if not (exc.args and exc.args[0] == UNKNOWN_COLUMN):
+                raise
+            return
+        unrecorded.remove((release, number))
+
+
 def migrate(conn, directory=MIGRATIONS_DIR, lock_timeout=LOCK_TIMEOUT):
     """Apply every pending migration under the migration lock; returns their numbers.
 
@@ -115,7 +161,7 @@ def migrate(conn, directory=MIGRATIONS_DIR, lock_timeout=LOCK_TIMEOUT):
             raise MigrationError("Another installer is changing the database schema; "
                                  "try again in a minute")
     try:
-        applied = []
+        applied, unrecorded = [], []
         # read the version only once the lock is held: the other installer
         # may just have applied what we were about to
         for migration in pending(conn, directory):
@@ -126,6 +172,10 @@ def migrate(conn, directory=MIGRATIONS_DIR, lock_timeout=LOCK_TIMEOUT):
                     _execute(cur, statement)
                 cur.execute("INSERT IGNORE INTO taskq_schema_version (version, applied_at) "
                             "VALUES (%s, UTC_TIMESTAMP(6))", (migration.number,))
+                release = release_of(script)
+                if release:  # the column exists from 0009, the first file with the line
+                    unrecorded.append((release, migration.number))
+                    _record_releases(cur, unrecorded)
             conn.commit()
             applied.append(migration.number)
         return applied

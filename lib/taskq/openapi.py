@@ -1,11 +1,13 @@
 """The OpenAPI 3.1 document for GET /openapi.json, built from plain dicts.
 
 Paths come from the router's table, so a route cannot exist without being
-documented here (tests/test_docs.py checks every route has an operation).
+documented here (tests/unit/test_docs.py checks every route has an operation).
 """
 
 from . import __version__
 from .store.base import LIST_SORT_FIELDS
+from .store.dependencies import (CHILDREN_SHOWN, FAN_IN_BYTES, GRAPH_MAX_NODES, MAX_PARENTS,
+                                 ON_PARENT_FAILURE)
 from .validation import MAX_AGE_SECONDS
 
 
@@ -33,7 +35,8 @@ def _errors(*statuses):
             "404": "Not found",
             "409": "Task not claimed, lease lost, or the API key name is taken",
             "411": "Chunked body the server cannot read", "413": "Request body too large",
-            "503": "Database unavailable (Retry-After says when to retry)"}
+            "503": "Database unavailable, or at another schema version than this release "
+                   "(Retry-After says when to retry)"}
     return {s: {"description": text[s], "content": {"application/json": {"schema": _ref("Error")}}}
             for s in statuses}
 
@@ -60,7 +63,7 @@ _NAME = {"name": "name", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": _NAME_PATTERN}}
 _TS = {"type": ["string", "null"], "format": "date-time"}
 _INT32 = {"type": "integer", "minimum": -2147483647, "maximum": 2147483647}
-STATUSES = ["pending", "claimed", "completed", "failed", "cancelled", "scheduled"]
+STATUSES = ["pending", "claimed", "completed", "failed", "cancelled", "scheduled", "waiting"]
 SORT_BY = ["created_at", "priority", "id", "attempts"]
 SORT_ORDER = ["ASC", "DESC", "asc", "desc"]
 DEFAULT_SERVERS = ("/api", "/cgi-bin/api.py")
@@ -136,14 +139,31 @@ def _ops_paths(s):
         "/admin/purge": {"post": _op(
             "Delete tasks and history older than the [retention] days now (admin)",
             {**_ok("Rows deleted per kind; `more` when old rows may remain", {
-                "type": "object", "required": ["deleted", "total", "more", "retention"], "properties": {
+                "type": "object", "required": ["deleted", "total", "more", "retention",
+                                               "retention_seconds"], "properties": {
                     "deleted": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
                     "total": {"type": "integer", "minimum": 0}, "more": {"type": "boolean"},
-                    "retention": {"type": "object", "additionalProperties": {"type": "integer"}}}}),
+                    "retention": {"type": "object", "description": "days (a fraction where set in hours)",
+                                  "additionalProperties": {"type": "number", "minimum": 0}},
+                    "retention_seconds": {"type": "object",
+                                          "additionalProperties": {"type": "integer", "minimum": 0}}}}),
              **_errors("400", "401", "403", "413")},
             _body({"type": "object", "properties": {
                 "max_rows": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 10000}}},
                 required=False))},
+        "/admin/recount": {"post": _op(
+            "Heal the maintained counters from the rows they count (admin)",
+            {**_ok("What was wrong: the counters changed, empty when none had drifted", {
+                "type": "object", "required": ["task_counts", "usage_count"], "properties": {
+                    "task_counts": {"type": "array", "items": {
+                        "type": "object", "required": ["type", "status", "was", "now"], "properties": {
+                            "type": {"type": "string"}, "status": {"type": "string"},
+                            "was": {"type": "integer"}, "now": {"type": "integer"}}}},
+                    "usage_count": {"type": "array", "items": {
+                        "type": "object", "required": ["type", "was", "now"], "properties": {
+                            "type": {"type": "string"}, "was": {"type": "integer"},
+                            "now": {"type": "integer"}}}}}}),
+             **_errors("401", "403", "503")})},
     }
 
 
@@ -182,6 +202,23 @@ def document(config=None, base_url=None):
         "claimed_at": _TS, "lease_expires_at": _TS, "completed_at": _TS,
         "created_at": _TS, "updated_at": _TS,
         "run_at": {**_TS, "description": "When the task is due; 'scheduled' until then"}}
+    link = {"type": "object", "required": ["id", "type", "status"], "properties": {
+        "id": {"type": "integer"}, "type": {"type": "string"}, "status": {"enum": STATUSES}}}
+    # only on tasks of a workflow (GET /tasks/{id}), and `parents` with results on a claim
+    dep_props = {
+        "parents": {"type": "array", "maxItems": MAX_PARENTS, "items": {"allOf": [link, {
+            "type": "object", "properties": {"result": {}, "result_omitted": {"const": True}}}]},
+            "description": "The task's parents by id; a claim adds their results, at most %d "
+                           "bytes of them together (the rest say result_omitted: GET them)"
+                           % FAN_IN_BYTES},
+        "children": {"type": "array", "maxItems": CHILDREN_SHOWN, "items": link,
+                     "description": "The first %d tasks that depend on this one, by id"
+                                    % CHILDREN_SHOWN},
+        "children_count": {"type": "integer"},
+        "waiting_on": {"type": "integer", "description": "Parents not settled yet"},
+        "on_parent_failure": {"enum": list(ON_PARENT_FAILURE)},
+        "cancelled_by": {"type": ["integer", "null"],
+                         "description": "The parent whose failure cancelled this task"}}
     s = {
         "Success": {"type": "object", "required": ["success", "message", "data", "timestamp"],
                     "properties": {"success": {"const": True}, "message": {"type": "string"},
@@ -207,13 +244,33 @@ def document(config=None, base_url=None):
             "dedupe_scope": {"enum": ["always", "active", "off"]}}},
         "NewTask": {"type": "object", "required": ["type", "params"], "properties": {
             "type": {"type": "string", "pattern": _NAME_PATTERN}, "params": {"type": "object"},
-            "priority": dict(_INT32, default=0), **_LATER}},
+            "priority": dict(_INT32, default=0), **_LATER,
+            "depends_on": {"type": "array", "maxItems": MAX_PARENTS, "items": {"oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": 2 ** 62},
+                {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}]},
+                "description": "Parents: task ids, or in a batch the refs of earlier items. "
+                               "The task waits (status waiting) until every parent is settled"},
+            "ref": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$",
+                    "description": "Names this batch item for the depends_on of later items"},
+            "on_parent_failure": {"enum": list(ON_PARENT_FAILURE), "default": "cancel",
+                                  "description": "What a failed or cancelled parent does: cancel "
+                                                 "this task, or count as settled (run)"}}},
         "Completion": {"type": "object", "required": ["success"], "properties": {
             "success": {"type": "boolean"}, "result": {}, "error": {"type": "string", "maxLength": 65535},
             "retry_after_seconds": {"type": "integer", "minimum": 0, "maximum": 604800,
                                     "description": "Failed attempt only: wait this long before "
                                                    "the retry (instead of the type's backoff)"}}},
-        "Task": {"type": "object", "required": sorted(task_props), "properties": task_props},
+        "Task": {"type": "object", "required": sorted(task_props),
+                 "properties": dict(task_props, **dep_props)},
+        "TaskGraph": {"type": "object", "required": ["id", "nodes", "edges", "truncated", "count",
+                                                     "max_nodes"], "properties": {
+            "id": {"type": "integer"}, "nodes": {"type": "array", "maxItems": GRAPH_MAX_NODES,
+                                                 "items": link},
+            "edges": {"type": "array", "items": {"type": "object", "required": ["parent", "child"],
+                                                 "properties": {"parent": {"type": "integer"},
+                                                                "child": {"type": "integer"}}}},
+            "truncated": {"type": "boolean"}, "count": {"type": "integer"},
+            "max_nodes": {"type": "integer"}}},
         "CreatedTask": {"allOf": [_ref("Task"), {"type": "object", "required": ["dedupe_key", "deduplicated"],
                                                  "properties": {"dedupe_key": {"type": "string"},
                                                                 "deduplicated": {"type": "boolean"}}}]},
@@ -334,8 +391,13 @@ def document(config=None, base_url=None):
                 _ref("Task"), {"type": "object", "required": ["tasks", "count"], "properties": {
                     "tasks": {"type": "array", "items": _ref("Task")}, "count": {"type": "integer"}}}]}),
              **_errors("400", "401", "403", "404", "413")},
-            _body({"type": "object", "required": ["worker_id"], "properties": {
+            _body({"type": "object", "required": ["worker_id"], "additionalProperties": False,
+                   "description": "Any other field is a 400 that names it: a claim never "
+                                  "ignores a filter", "properties": {
                 "worker_id": worker, "type_pattern": {"type": "string", "minLength": 1, "maxLength": 255},
+                "task_types": {"type": "array", "minItems": 1, "maxItems": 100,
+                               "items": {"type": "string", "pattern": _NAME_PATTERN},
+                               "description": "Type names, any of which may be claimed"},
                 "task_type_id": {"type": "integer", "minimum": 1, "maximum": 2 ** 32 - 1},
                 "sort_by": {"enum": SORT_BY, "description": "created_at is creation (id) order"},
                 "sort_order": {"enum": SORT_ORDER,
@@ -369,6 +431,10 @@ def document(config=None, base_url=None):
                                    params=[_ID])},
         "/tasks/{id}/history": {"get": _op("A task's events, oldest first",
                                            {**_ok("Events"), **_errors("401", "404")}, params=[_ID])},
+        "/tasks/{id}/graph": {"get": _op(
+            "The workflow a task belongs to: every task linked to it by dependencies, either "
+            "way (at most %d tasks; truncated says when more exist)" % GRAPH_MAX_NODES,
+            {**_ok("Nodes and edges", _ref("TaskGraph")), **_errors("401", "404")}, params=[_ID])},
         "/tasks/{id}/progress": {"post": _op(
             "Report progress; extends the lease (heartbeat)",
             {**_ok("Progress recorded"), **_errors("400", "401", "403", "404", "409", "413")},
@@ -450,7 +516,7 @@ def _operations():
             {**_ok("Task type", _ref("TaskType")), **_errors("400", "401", "403", "404")}, params=[_NAME])},
     }
     summaries = {
-        "cancel": "Admin: cancel a pending, scheduled or claimed task",
+        "cancel": "Admin: cancel a pending, scheduled, waiting or claimed task",
         "retry": "Admin: a failed or cancelled task runs again (attempts reset)",
         "requeue": "Admin: a claimed task goes back to pending now",
         "rerun": "Admin: a completed task runs again although its dedupe key exists"}

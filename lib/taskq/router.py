@@ -22,6 +22,7 @@ ROUTES = (
     ("POST", "/tasks/complete", "complete_batch"),
     ("GET", "/tasks/{id:int}", "get_task"),
     ("GET", "/tasks/{id:int}/history", "task_history"),
+    ("GET", "/tasks/{id:int}/graph", "task_graph"),
     ("POST", "/tasks/{id:int}/progress", "progress"),
     ("POST", "/tasks/{id:int}/complete", "complete"),
     # steering and type settings: taskq/operations.py (admin routes: operations.ADMIN_ROUTES)
@@ -47,6 +48,7 @@ ROUTES = (
     ("GET", "/admin/keys", "admin.list_keys"),
     ("DELETE", "/admin/keys/{name}", "admin.revoke_key"),
     ("POST", "/admin/purge", "admin.purge"),
+    ("POST", "/admin/recount", "admin.recount"),
     # the dashboard (lib/taskq/dashboard.py): HTML pages behind a session cookie
     ("GET", "/dashboard", "dashboard.overview"),
     ("GET", "/dashboard/login", "dashboard.login_form"),
@@ -66,6 +68,7 @@ ROUTES = (
     ("POST", "/dashboard/keys", "dashboard.key_create"),
     ("POST", "/dashboard/keys/{name}/revoke", "dashboard.key_revoke"),
     ("GET", "/dashboard/health", "dashboard.health"),
+    ("POST", "/dashboard/health/recount", "dashboard.health_recount"),
     ("GET", "/dashboard/static/{name}", "dashboard.static"),
 )
 
@@ -88,6 +91,7 @@ ROUTE_ROLES = {
     "complete_batch": "worker",
     "get_task": "read-only",
     "task_history": "read-only",
+    "task_graph": "read-only",
     "progress": "worker",
     "complete": "worker",
     "stats.show": "read-only",
@@ -96,6 +100,7 @@ ROUTE_ROLES = {
     "admin.list_keys": "admin",
     "admin.revoke_key": "admin",
     "admin.purge": "admin",
+    "admin.recount": "admin",
     # steering and type settings (operations.ADMIN_ROUTES): operator actions
     "operations.type_settings": "admin",
     "operations.pause_type": "admin",

@@ -18,7 +18,7 @@ moves to the first occurrence after now.
 from datetime import datetime, timedelta, timezone
 
 from . import validation as v
-from .errors import BadRequest, NotFound
+from .errors import BadRequest, NotFound, TaskqError
 
 MAX_EVERY_SECONDS = 366 * 86400
 MAX_CATCH_UP = 1000
@@ -114,7 +114,6 @@ def materialize_due(ctx):
             _materialize(ctx, row)
         except Exception as exc:  # noqa: BLE001 - a broken schedule must not fail the claim
             from .cron import CronError
-            from .errors import TaskqError
 
             if isinstance(exc, TaskqError) and exc.status >= 500:
                 raise
@@ -172,9 +171,9 @@ def create(ctx):
     start_at = v.timestamp(body, "start_at")
     if start_at is not None:
         start_at = start_at.replace(microsecond=0)
-    from .handlers import _prepare_task
+    from .tasks import prepare_task
 
-    item = _prepare_task(ctx, {"type": body.get("type"), "params": body.get("params"),
+    item = prepare_task(ctx, {"type": body.get("type"), "params": body.get("params"),
                                "priority": body.get("priority")}, {})
     now = parse_iso(ctx.store.clock())
     if rule.cron is None:

@@ -394,8 +394,12 @@ def _local_resolver(schema, cls):
 def errors_within_budget(schema, params, budget):
     """Every error of `params` against `schema`, sorted; `budget` is a one-item list of
     the CPU seconds this request may still spend (shared by a batch's items)."""
-    import signal
     import time
+
+    try:  # the C module: signal.py's enum wrapping costs a CGI create about 0.7 ms
+        import _signal as signal
+    except ImportError:  # pragma: no cover - every CPython 3.8-3.13 has it
+        import signal
 
     started = time.process_time()
     timed = False
@@ -410,7 +414,8 @@ def errors_within_budget(schema, params, budget):
         pass
     try:
         try:
-            found = list(validator(schema).iter_errors(params))
+            found = [] if valid_without_jsonschema(schema, params) else list(
+                validator(schema).iter_errors(params))
         finally:
             if timed:
                 signal.setitimer(signal.ITIMER_PROF, 0)
@@ -433,3 +438,178 @@ def _too_costly():
     return BadRequest("Checking params against this type's param_schema took more than %g s "
                       "of CPU (a costly pattern or uniqueItems on a large array); nothing "
                       "was created" % VALIDATION_CPU_SECONDS)
+
+
+# -- params accepted without importing jsonschema (issue 19) --------------------------
+# A CGI create pays jsonschema's import (100+ ms) on every request, more than the rest of
+# the request. Most param_schemas use only keywords that mean the same in drafts 6, 7,
+# 2019-09 and 2020-12: the drafts every supported jsonschema release picks for a schema
+# without $schema (3.2: draft 7; 4.x: 2020-12) or naming one of them. Params such a schema
+# accepts are accepted here, jsonschema never loaded. Everything else goes to jsonschema:
+# any other keyword or $schema, a keyword value of an unexpected shape, and every params
+# that fails, so an error's message and path are always jsonschema's own.
+# tests/unit/test_schema_fast_path.py holds this to the JSON-Schema-Test-Suite and to
+# jsonschema on generated schemas.
+FAST_DRAFTS = ("json-schema.org/draft-06/schema", "json-schema.org/draft-07/schema",
+               "json-schema.org/draft/2019-09/schema", "json-schema.org/draft/2020-12/schema")
+# no effect on validity: annotations, and `format`, which jsonschema asserts only when
+# given a format checker (validator() gives none); $defs matter only through a $ref
+FAST_IGNORED = frozenset(("title", "description", "default", "examples", "$comment", "format",
+                          "readOnly", "writeOnly", "deprecated", "definitions", "$defs"))
+_TYPES = {"array": lambda x: type(x) is list, "boolean": lambda x: type(x) is bool,
+          "null": lambda x: x is None, "object": lambda x: type(x) is dict,
+          "string": lambda x: type(x) is str,
+          "number": lambda x: type(x) in (int, float),
+          "integer": lambda x: type(x) is int or type(x) is float and x.is_integer()}
+
+
+class _Unsupported(Exception):
+    """The schema uses something the fast path does not decide: jsonschema must."""
+
+
+def valid_without_jsonschema(schema, params):
+    """True when `params` meets `schema` by the keywords decided here; False when it
+    fails or when jsonschema must decide (and name the errors)."""
+    try:
+        return fast_verdict(schema, params) is True
+    except RecursionError:
+        return False
+
+
+def fast_verdict(schema, instance):
+    """True (valid) or False (invalid) by the fast path's keywords, None when it cannot say."""
+    if type(schema) is not dict:
+        return None
+    draft = schema.get("$schema")
+    if draft is not None and (type(draft) is not str
+                              or draft.split("://", 1)[-1].rstrip("#") not in FAST_DRAFTS):
+        return None
+    if "$id" in schema and type(schema["$id"]) is not str:
+        return None
+    try:
+        return _valid(schema, instance, True)
+    except _Unsupported:
+        return None
+
+
+def _number(value):
+    if type(value) not in (int, float):
+        raise _Unsupported()
+    return value
+
+
+def _valid(schema, instance, root=False):
+    if schema is True or schema is False:
+        return schema
+    if type(schema) is not dict:
+        raise _Unsupported()
+    for word in schema:  # every keyword known before any decides (no sibling overrides)
+        if word not in _KEYWORDS and word not in FAST_IGNORED and not (
+                root and word in ("$schema", "$id")):
+            raise _Unsupported()
+    for word, value in schema.items():
+        check = _KEYWORDS.get(word)
+        if check is not None and not check(value, instance, schema):
+            return False
+    return True
+
+
+def _type(value, instance, schema):
+    names = value if type(value) is list else [value]
+    found = False
+    for name in names:
+        test = _TYPES.get(name) if type(name) is str else None
+        if test is None:
+            raise _Unsupported()
+        found = found or test(instance)
+    return found
+
+
+def _properties(value, instance, schema):
+    if type(value) is not dict:
+        raise _Unsupported()
+    if type(instance) is not dict:
+        return True
+    return all(_valid(sub, instance[name]) for name, sub in value.items() if name in instance)
+
+
+def _additional(value, instance, schema):
+    named = schema.get("properties", {})
+    if type(value) not in (dict, bool) or type(named) is not dict or "patternProperties" in schema:
+        raise _Unsupported()
+    if type(instance) is not dict:
+        return True
+    return all(_valid(value, item) for name, item in instance.items() if name not in named)
+
+
+def _required(value, instance, schema):
+    if type(value) is not list or any(type(name) is not str for name in value):
+        raise _Unsupported()
+    return type(instance) is not dict or all(name in instance for name in value)
+
+
+def _items(value, instance, schema):
+    if type(value) not in (dict, bool):
+        raise _Unsupported()  # the array form: draft 7's tuples, refused by 2020-12
+    return type(instance) is not list or all(_valid(value, item) for item in instance)
+
+
+def _equal(one, two):
+    """JSON equality: 1 == 1.0, true is not 1, containers compared item by item."""
+    if type(one) is bool or type(two) is bool:
+        return one is two
+    if type(one) is list:
+        return (type(two) is list and len(one) == len(two)
+                and all(_equal(a, b) for a, b in zip(one, two)))
+    if type(one) is dict:
+        return (type(two) is dict and one.keys() == two.keys()
+                and all(_equal(item, two[key]) for key, item in one.items()))
+    if type(two) in (list, dict):
+        return False
+    return one == two
+
+
+def _enum(value, instance, schema):
+    if type(value) is not list:
+        raise _Unsupported()
+    return any(_equal(each, instance) for each in value)
+
+
+def _pattern(value, instance, schema):
+    """As jsonschema: re.search, in this process under the same CPU timer; check() has
+    refused patterns that backtrack exponentially."""
+    import re
+
+    if type(value) is not str:
+        raise _Unsupported()
+    if type(instance) is not str:
+        return True
+    try:
+        return re.search(value, instance) is not None
+    except re.error:
+        raise _Unsupported() from None
+
+
+def _bound(kind, compare):
+    def check(value, instance, schema):
+        _number(value)
+        if kind == "number":
+            return type(instance) not in (int, float) or compare(instance, value)
+        return type(instance) is not kind or compare(len(instance), value)
+    return check
+
+
+_KEYWORDS = {
+    "type": _type, "properties": _properties, "additionalProperties": _additional,
+    "required": _required, "items": _items, "enum": _enum,
+    "const": lambda value, instance, schema: _equal(value, instance),
+    "pattern": _pattern,
+    "minimum": _bound("number", lambda x, v: x >= v),
+    "maximum": _bound("number", lambda x, v: x <= v),
+    "exclusiveMinimum": _bound("number", lambda x, v: x > v),
+    "exclusiveMaximum": _bound("number", lambda x, v: x < v),
+    "minLength": _bound(str, lambda n, v: n >= v), "maxLength": _bound(str, lambda n, v: n <= v),
+    "minItems": _bound(list, lambda n, v: n >= v), "maxItems": _bound(list, lambda n, v: n <= v),
+    "minProperties": _bound(dict, lambda n, v: n >= v),
+    "maxProperties": _bound(dict, lambda n, v: n <= v),
+}

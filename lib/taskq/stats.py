@@ -5,11 +5,14 @@ updates in its own transaction (Store._tally); finished attempts of the last
 hour and day come from task_runs (5-minute periods with a run-time
 histogram); the oldest pending task and the live leases are one index read
 each. Nothing here scans tasks or task_history, so the answer costs the same
-at 1M tasks as at 10 (bench/stats_scale.py, docs/performance.md).
-The figures are computed by pure functions from the store's raw rows.
+at 1M tasks as at 10 (bench/stats_scale.py, docs/performance.md). /metrics
+also counts the retention backlog (Store.backlog: index reads of the rows past
+their retention, at most BACKLOG_CAP per table, so it costs nothing while
+retention keeps up). The figures are computed by pure functions from the
+store's raw rows.
 """
 
-from .store.base import RUN_BUCKETS
+from .store.base import BACKLOG_CAP, RUN_BUCKETS
 
 OUTCOMES = ("completed", "failed", "retry")
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -98,9 +101,16 @@ def _number(value):
     return str(value)
 
 
-def exposition(stats):
-    """The /stats figures as Prometheus text (pure): gauges, since every
-    figure is a current value or a sliding window, not a running total."""
+def backlog(ctx):
+    """{table: rows past their [retention] still present} (Store.backlog)."""
+    config = ctx.config
+    return ctx.store.backlog(config.retention_seconds(), config.retention["history_days"])
+
+
+def exposition(stats, backlog=None):
+    """The /stats figures (and the retention backlog) as Prometheus text
+    (pure): gauges, since every figure is a current value or a sliding
+    window, not a running total."""
     lines = []
 
     def family(name, help_text, samples):
@@ -110,8 +120,8 @@ def exposition(stats):
             text = ",".join('%s="%s"' % (k, _label(v)) for k, v in labels)
             lines.append("%s%s %s" % (name, "{%s}" % text if text else "", _number(value)))
 
-    family("taskq_tasks", "Tasks by type and status (pending, scheduled, claimed, completed, "
-           "failed, cancelled).",
+    family("taskq_tasks", "Tasks by type and status (pending, scheduled, waiting, claimed, "
+           "completed, failed, cancelled).",
            [((("type", t), ("status", s)), n)
             for t, info in sorted(stats["types"].items()) for s, n in sorted(info["counts"].items())])
     family("taskq_oldest_pending_age_seconds", "Age of the oldest pending task (NaN when none).",
@@ -132,12 +142,17 @@ def exposition(stats):
                [((), runs["p95"])])
     family("taskq_live_leases", "Live leases per worker.",
            [((("worker", w),), n) for w, n in sorted(stats["leases"].items())])
+    if backlog is not None:
+        family("taskq_retention_backlog",
+               "Rows past their [retention] still present, per table (counted up to %d: "
+               "that value means at least)." % BACKLOG_CAP,
+               [((("table", table),), n) for table, n in sorted(backlog.items())])
     return "\n".join(lines) + "\n"
 
 
 def metrics(ctx):
-    from .app import RawResponse
+    from .web import RawResponse
 
-    text = exposition(figures(ctx.store.stats()))
+    text = exposition(figures(ctx.store.stats()), backlog(ctx))
     return RawResponse(200, [("Content-Type", PROMETHEUS_TYPE), ("Cache-Control", "no-store")],
                        text.encode("utf-8"))

@@ -2,7 +2,8 @@
 
 Every check raises BadRequest (or ValidationFailed) before anything is
 written, so a bad request changes nothing. jsonschema is imported only by the
-two functions that need it: claim and complete never pay for it.
+functions that need it: claim and complete never pay for it, and a create only
+when its params fail or its schema is beyond schemas.fast_verdict.
 """
 
 import re
@@ -12,7 +13,8 @@ from .errors import BadRequest, ValidationFailed
 TYPE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
 REQUEST_KEY = re.compile(r"[\x21-\x7e]{1,128}\Z")
 INT32_MAX = 2147483647
-TASK_STATUSES = ("pending", "claimed", "completed", "failed", "cancelled", "scheduled")
+TASK_STATUSES = ("pending", "claimed", "completed", "failed", "cancelled", "scheduled", "waiting")
+REF = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 MAX_DELAY_SECONDS = 10 * 366 * 86400  # run_at / delay_seconds: at most ten years ahead
 
 _JSON_TYPE = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
@@ -179,11 +181,38 @@ def require_object(body, what="Request body"):
 
 
 def _missing(name):
-    return BadRequest("Missing required field: %s" % name)
+    return BadRequest("Missing required field: %s" % name,
+                      summary="Missing required fields: %s" % name)
+
+
+def required_fields(body, names):
+    """400 naming every missing one at once, in TaskManager's words."""
+    missing = [name for name in names if body.get(name) is None]
+    if missing:
+        text = "Missing required fields: %s" % ", ".join(missing)
+        raise BadRequest(text, summary=text)
 
 
 def _wrong(name, expected, value):
     return BadRequest("Field '%s' must be %s, not %s" % (name, expected, json_type(value)))
+
+
+def known_fields(body, allowed, what):
+    """400 naming the first field (in sorted order) of `body` that `allowed` lacks."""
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest("Unknown field %r in %s (it would be ignored): allowed are %s"
+                         % (unknown[0], what, ", ".join(sorted(allowed))))
+
+
+def name_list(body, name, max_items):
+    """An optional non-empty array of type names (each as type_name checks it)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 1 <= len(value) <= max_items:
+        raise BadRequest("Field '%s' must be an array of 1 to %d type names" % (name, max_items))
+    return [type_name(item, name) for item in value]
 
 
 def string(body, name, required=True, max_length=255, min_length=1, default=None):
@@ -265,7 +294,14 @@ def choice(body, name, allowed, upper=False):
     if isinstance(value, str) and (value in allowed or upper and value.upper() in allowed
                                    and value in (value.upper(), value.lower())):
         return value.upper() if upper else value
-    raise BadRequest("Field '%s' must be one of %s" % (name, ", ".join(allowed)))
+    summary = CHOICE_SUMMARIES.get(name)
+    raise BadRequest("Field '%s' must be one of %s" % (name, ", ".join(allowed)),
+                     summary=summary and summary % ", ".join(allowed))
+
+
+# TaskManager's own words for a bad sort (its later version's, on claims and lists)
+CHOICE_SUMMARIES = {"sort_by": "Invalid sort_by field. Allowed values: %s",
+                    "sort_order": "Invalid sort_order. Allowed values: %s"}
 
 
 def schema_object(body, name):
@@ -277,11 +313,22 @@ def schema_object(body, name):
         try:
             value = json.loads(value)
         except ValueError:
-            raise BadRequest("Field '%s' is a string but not valid JSON" % name) from None
+            raise BadRequest("Field '%s' is a string but not valid JSON" % name,
+                             summary="Invalid JSON schema format") from None
+        if value == []:
+            return {}
         if not isinstance(value, dict):
             raise BadRequest("Field '%s' must hold a JSON object, not %s" % (name, json_type(value)))
         return value
-    return obj(body, name)
+    return php_obj(body, name)
+
+
+def php_obj(body, name, required=True):
+    """An object field that also takes [] for {}: PHP's json_encode writes an empty
+    array for an empty object, and both TaskManager versions accept it."""
+    if body.get(name) == []:
+        return {}
+    return obj(body, name, required)
 
 
 def type_name(value, name="name"):
@@ -442,3 +489,43 @@ def validate_params(schema, params, budget=None):
     details = schema_errors(schema, params, budget)
     if details:
         raise ValidationFailed(details=details)
+
+
+def ref(body, name="ref"):
+    """A batch item's optional `ref`: 1-64 characters of A-Z a-z 0-9 _ . : -."""
+    value = string(body, name, required=False, max_length=64)
+    if value is not None and not REF.match(value):
+        raise BadRequest("Field '%s' must be 1 to 64 characters of A-Z a-z 0-9 _ . : -" % name)
+    return value
+
+
+def depends_on(body, max_parents):
+    """(task ids, refs) of a create item's optional `depends_on`: an array of
+    at most max_parents entries, each a task id (an integer) or the ref of an
+    earlier item of the same batch (a string). Repeats count once."""
+    value = body.get("depends_on")
+    if value is None:
+        return [], []
+    if not isinstance(value, list):
+        raise _wrong("depends_on", "an array of task ids and refs", value)
+    if len(value) > max_parents:
+        raise BadRequest("Field 'depends_on' may name at most %d parents, not %d"
+                         % (max_parents, len(value)))
+    ids, refs = [], []
+    for index, entry in enumerate(value):
+        name = "depends_on[%d]" % index
+        if isinstance(entry, int) and not isinstance(entry, bool):
+            if not 1 <= entry <= 2 ** 62:
+                raise BadRequest("Field '%s' must be a task id between 1 and %d" % (name, 2 ** 62))
+            if entry not in ids:
+                ids.append(entry)
+        elif isinstance(entry, str):
+            if not REF.match(entry):
+                raise BadRequest("Field '%s' must be a ref: 1 to 64 characters of "
+                                 "A-Z a-z 0-9 _ . : -" % name)
+            if entry not in refs:
+                refs.append(entry)
+        else:
+            raise BadRequest("Field '%s' must be a task id (an integer) or the ref of an earlier "
+                             "item of the batch (a string), not %s" % (name, json_type(entry)))
+    return ids, refs

@@ -5,9 +5,16 @@ Run a command per task:
     python3 -m taskq.worker --url https://example.com/cgi-bin/api.py \\
         --type 'images.%' --concurrency 4 --exec "./resize.sh"
 
+With one web node per database node, give each one's URL (`--url` again):
+each worker process starts at its own node (by its worker id's hash, and a
+pool's processes in turn) and moves at once to the next when a node gives no
+answer or 502/503/504; the failed node is skipped for a back-off (5 s,
+doubling to 2 min) and then tried again, so the work comes back to it.
+
 The command gets the task's params as JSON on stdin and TASKQ_TASK_ID,
 TASKQ_TASK_TYPE, TASKQ_ATTEMPT (and TASKQ_MAX_ATTEMPTS, TASKQ_WORKER_ID) in
-its environment. Its stdout, if it parses as JSON, is the result (otherwise
+its environment; a task with parents (dependencies) also gets TASKQ_PARENTS_FILE,
+a JSON file of its claim's `parents` with their results. Its stdout, if it parses as JSON, is the result (otherwise
 {"stdout": "..."}); a non-zero exit is a failure whose error is the tail of
 its stderr; --task-timeout kills it (its whole process group) when it runs
 too long. A failing command picks its own retry delay (a rate limit's
@@ -38,6 +45,8 @@ lives, so an outage shorter than the lease costs no work; a complete applied
 whose answer was lost answers its outcome again when repeated. Each claim
 carries a request_key that its retries repeat, so a claim whose answer was
 lost gets the same tasks rather than leaving them claimed by nobody.
+Both hold whichever node answers the repeat, so a failover never completes
+a task twice.
 
 SIGTERM or SIGINT stops claiming, lets the claimed tasks finish, completes
 them and exits 0; a second signal kills running commands and exits 1 without
@@ -56,9 +65,11 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 
 from .client import (RETRY_STATUSES, ApiError, BadRequest, Client, Conflict, Forbidden,
-                     MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized, new_request_key)
+                     MethodNotAllowed, NotFound, Nodes, PayloadTooLarge, Unauthorized,
+                     new_request_key)
 
 ERROR_TAIL = 4000
 KILL_GRACE = 2.0
@@ -142,12 +153,14 @@ class LeaseLost(Exception):
 
 # -- one claimed task ----------------------------------------------------------
 class Task:
-    """A claimed task as a handler sees it: id, type, params, attempt, max_attempts."""
+    """A claimed task as a handler sees it: id, type, params, attempt, max_attempts,
+    parents (of a task with dependencies: [{id, type, status, result}], see docs/api.md)."""
 
     def __init__(self, data, runner, lease):
         self.id = data["id"]
         self.type = data["type"]
         self.params = data.get("params") or {}
+        self.parents = data.get("parents") or []
         self.attempt = data.get("attempts", 1)
         self.max_attempts = data.get("max_attempts")
         self.data = data
@@ -510,6 +523,24 @@ class Runner:
                    TASKQ_ATTEMPT=str(task.attempt), TASKQ_WORKER_ID=self.worker_id,
                    TASKQ_MAX_ATTEMPTS="" if task.max_attempts is None else str(task.max_attempts))
         data = json.dumps(task.params, ensure_ascii=False).encode("utf-8")
+        parents_file = None
+        if task.parents:  # fan-in: the claim's parents (with their results) as a JSON file
+            import tempfile
+
+            handle, parents_file = tempfile.mkstemp(prefix="taskq-parents-", suffix=".json")
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(task.parents, out, ensure_ascii=False)
+            env["TASKQ_PARENTS_FILE"] = parents_file
+        try:
+            return self._command_outcome(task, env, data)
+        finally:
+            if parents_file is not None:
+                try:
+                    os.unlink(parents_file)
+                except OSError:
+                    pass
+
+    def _command_outcome(self, task, env, data):
         try:
             proc = subprocess.Popen(self.command, shell=True, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
@@ -684,6 +715,18 @@ def _ignore(signum, frame):
     pass
 
 
+def start_node(name, count, slot=0):
+    """Which of `count` URLs a worker starts at: by its name's hash, plus a
+    pool's process number, so workers spread over the nodes."""
+    return (zlib.crc32(name.encode("utf-8")) + slot) % count
+
+
+def split_urls(values):
+    """Base URLs from --url values (and TASKQ_URL): each may hold several,
+    separated by commas or spaces."""
+    return [url for value in values for url in value.replace(",", " ").split()]
+
+
 def default_worker_id():
     return "%s-%d-%04x" % (socket.gethostname(), os.getpid(), random.getrandbits(16))
 
@@ -703,8 +746,10 @@ def build_parser():
         prog="taskq-worker",
         description="Claim tasks from a taskq API and run them: a command per task (--exec) "
                     "or the Python handlers registered with @taskq.worker.handler.")
-    parser.add_argument("--url", default=os.environ.get("TASKQ_URL"),
-                        help="API base URL, e.g. https://example.com/cgi-bin/api.py (or TASKQ_URL)")
+    parser.add_argument("--url", dest="urls", action="append", metavar="URL",
+                        help="API base URL, e.g. https://example.com/cgi-bin/api.py (or TASKQ_URL); "
+                             "repeat it for several web nodes: a node that fails is skipped for a "
+                             "while and the work goes on through the others")
     parser.add_argument("--api-key", default=os.environ.get("TASKQ_API_KEY"),
                         help="API key (default: TASKQ_API_KEY)")
     parser.add_argument("--worker-id", metavar="ID",
@@ -732,6 +777,9 @@ def build_parser():
                         help="lease_seconds asked for on claim and heartbeat (default: the server's)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                         help="HTTP timeout per request (default 30)")
+    parser.add_argument("--node-backoff", type=float, default=5.0, metavar="SECONDS",
+                        help="with several --url: skip a node that failed for this long, doubling "
+                             "while it keeps failing up to 120 s, then try it again (default 5)")
     parser.add_argument("--task-type-id", type=int, metavar="ID",
                         help="claim only tasks of this type id (with --type, both must hold)")
     parser.add_argument("--sort-by", choices=("created_at", "priority", "id", "attempts"),
@@ -749,14 +797,20 @@ def main(argv=None, handlers=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = HANDLERS if handlers is None else handlers
-    if not args.url:
+    args.urls = split_urls(args.urls if args.urls else [os.environ.get("TASKQ_URL") or ""])
+    if not args.urls:
         parser.error("--url (or TASKQ_URL) is required")
+    for url in args.urls:
+        if not url.startswith(("http://", "https://")):
+            parser.error("--url must start with http:// or https://, not %r" % url)
     if not args.command and not handlers:
         parser.error("--exec COMMAND is required (or register Python handlers and call main())")
     if args.concurrency < 1 or not 1 <= args.batch <= 100:
         parser.error("--concurrency must be at least 1 and --batch 1 to 100")
     if args.max_tasks is not None and args.max_tasks < 1:
         parser.error("--max-tasks must be at least 1")
+    if args.node_backoff <= 0:
+        parser.error("--node-backoff must be more than 0")
     if args.concurrency == 1:
         runner = _make_runner(args, handlers, args.worker_id, Budget(args.max_tasks))
         runner.install_signals()
@@ -764,16 +818,29 @@ def main(argv=None, handlers=None):
     return _run_pool(args, handlers)
 
 
-def _make_runner(args, handlers, worker_id, budget):
+def _make_runner(args, handlers, worker_id, budget, slot=None):
+    worker_id = worker_id or default_worker_id()
+    log = _stderr_log(worker_id)
+    if slot is None:
+        start = start_node(worker_id, len(args.urls))
+    else:  # a pool's processes take the nodes in turn
+        start = start_node(args.worker_id or socket.gethostname(), len(args.urls), slot)
+    # one Nodes for claims and heartbeats: a node one of them found down, both skip
+    nodes = Nodes(args.urls, start=start, backoff=args.node_backoff)
+
+    def failover(failed, following, error):
+        log("no answer from %s (%s); going on with %s" % (failed, error, following))
+
     def client(retries):
-        return Client(args.url, api_key=args.api_key, timeout=args.timeout, retries=retries)
+        return Client(nodes, api_key=args.api_key, timeout=args.timeout, retries=retries,
+                      on_failover=failover)
 
     # heartbeats retry on their own schedule (Heartbeat.beat): a client that
     # slept through retries would hold up the beats of the other tasks
     return Runner(client(5), worker_id=worker_id, handlers=handlers, command=args.command,
                   patterns=args.types, batch=args.batch, budget=budget, once=args.once,
                   poll_min=args.poll_min, poll_max=args.poll_max, task_timeout=args.task_timeout,
-                  lease_seconds=args.lease, heartbeat_client=client(0),
+                  lease_seconds=args.lease, heartbeat_client=client(0), log=log,
                   task_type_id=args.task_type_id, sort_by=args.sort_by, sort_order=args.sort_order)
 
 
@@ -782,7 +849,7 @@ _EARLY_SIGNALS = []
 
 def _child(args, handlers, index, shared, parent):
     worker_id = "%s-%d" % (args.worker_id, index + 1) if args.worker_id else None
-    runner = _make_runner(args, handlers, worker_id, Budget(shared=shared))
+    runner = _make_runner(args, handlers, worker_id, Budget(shared=shared), slot=index)
     runner.parent = parent
     # The pool's parent forwards SIGINT as SIGTERM, so a terminal's Ctrl-C
     # (sent to the whole process group) is not counted twice.

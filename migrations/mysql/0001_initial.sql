@@ -78,4 +78,4 @@ CREATE TABLE IF NOT EXISTS taskq_schema_version (
     applied_at DATETIME(6) NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
-INSERT IGNORE INTO taskq_schema_version VALUES (1, UTC_TIMESTAMP(6));
+INSERT IGNORE INTO taskq_schema_version (version, applied_at) VALUES (1, UTC_TIMESTAMP(6));

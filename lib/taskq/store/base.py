@@ -6,7 +6,7 @@ at this border: a lost or refused connection is Unavailable, missing tables
 are SchemaMissing. Timestamps leave a store as ISO-8601 UTC strings, taken
 from the database's own clock so web and database hosts may disagree.
 
-Rules every backend keeps (tests/contract.py pins them on each):
+Rules every backend keeps (tests/http/test_api_*.py pins them on each):
 - claim hands a task to at most one live lease, highest priority first, then
   oldest; it increments attempts and sets lease_expires_at = db_now + lease.
 - an expired lease is dealt with inside claim: the task is claimable again
@@ -19,13 +19,32 @@ Rules every backend keeps (tests/contract.py pins them on each):
 """
 
 import os
+import time
 
+from ..errors import Conflict, Forbidden, NotFound, TaskqError, Unavailable
+
+# A keyed claim that answered no task is remembered this long (seconds), so
+# the first claim of a key that reaches the server after its own resend was
+# answered empty claims nothing either (its client stopped listening); a keyed
+# claim that would commit later than half of it after its request arrived
+# refuses instead (stale_claim), so no first claim outlives the memory.
+CLAIM_KEY_WINDOW = 600
+# A retention backlog is counted exactly up to this many rows per table: a
+# bounded read (tens of milliseconds at the cap), paid only while behind.
+BACKLOG_CAP = 100000
+# task_runs keeps two days of 5-minute periods (GET /stats reads one day).
+RUNS_KEEP_SECONDS = 2 * 86400
+# The statuses retention deletes; a request that moves tasks into them owes
+# retention that many rows (Store.finished weighs its lottery ticket).
+FINISHED = ("completed", "failed", "cancelled")
 HISTORY_EVENTS = ("created", "claimed", "progress", "completed", "failed", "retry", "lease_expired",
-                  "cancelled", "retried", "requeued", "rerun")
+                  "cancelled", "retried", "requeued", "rerun", "released", "restored")
 
 # Steering actions and the statuses each acts on (taskq.operations).
 # A scheduled task (run_at ahead, or a retry waiting its backoff) cancels like a pending one.
-STEER_FROM = {"cancel": ("pending", "scheduled", "claimed"), "retry": ("failed", "cancelled"),
+# A waiting task (dependencies) cancels too: its waiting children are settled as for a failure.
+STEER_FROM = {"cancel": ("pending", "scheduled", "claimed", "waiting"),
+              "retry": ("failed", "cancelled"),
               "requeue": ("claimed",), "rerun": ("completed",)}
 # A released dedupe key ('~<id>', or '~<random>' for scope off) starts with this;
 # hashes are hex, so a released key never deduplicates anything.
@@ -116,6 +135,11 @@ class Store:
     """The contract. Methods come in families: *_type, *_task(s), claim/progress/complete."""
 
     backend = "abstract"
+    # tasks this store's writes finished since the request began (app.py
+    # resets it): retention's lottery weighs a request by it
+    finished = 0
+
+    started = None  # time.monotonic() of the request being served (app.Context sets it)
 
     def __init__(self, config):
         self.config = config
@@ -144,11 +168,14 @@ class Store:
 
     # -- task types ----------------------------------------------------
     def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout,
-                      is_active=True):
+                      is_active=True, retry=None, may_change=True):
         """Insert or update a type by name; returns (type_row, created).
 
         max_attempts and claim_timeout may be None (the config's apply). An
         inactive type refuses new tasks; its queued tasks are still claimed.
+        With may_change false (a producer), an existing type is left as it is
+        when the definition is the same, and a different one raises Forbidden
+        (type_changes), decided under the row's lock.
         """
         raise NotImplementedError
 
@@ -332,16 +359,27 @@ class Store:
         raise NotImplementedError
 
     # -- retention -----------------------------------------------------
-    def purge(self, days, history_days, batch):
+    def purge(self, keep, history_keep, batch):
         """Delete one batch of old rows per kind; returns {kind: rows deleted}.
 
-        days: {status: days} (0 = keep forever) for finished tasks, by
-        updated_at through tasks_retention; history_days for task_history,
-        read from its oldest end by primary key. At most `batch` tasks of each
-        status and HISTORY_BATCH_FACTOR * batch history rows, in one short transaction (one commit: a log flush on InnoDB),
+        keep: {status: seconds} (0 = keep forever) for finished tasks, by
+        updated_at through tasks_retention; history_keep (seconds) for
+        task_history, read from its oldest end by primary key. At most `batch`
+        tasks of each status and HISTORY_BATCH_FACTOR * batch history rows (and
+        as many taskq_claim_requests rows older than CLAIM_KEY_WINDOW), in one
+        short transaction (one commit: a log flush on InnoDB),
         so a purge never scans and never holds locks long; it locks only
         finished rows, which no claim reads.
         """
+        raise NotImplementedError
+
+    def backlog(self, keep, history_keep, cap=BACKLOG_CAP):
+        """{table: rows past their retention still present}, each counted
+        through the index purge reads and at most `cap` (so a count of `cap`
+        means at least that many): tasks (every finished status),
+        task_history (old rows among its oldest `cap`, read only when its
+        oldest row is old), task_runs, taskq_claim_requests (older than
+        CLAIM_KEY_WINDOW)."""
         raise NotImplementedError
 
     # -- dashboard -----------------------------------------------------
@@ -363,6 +401,13 @@ class Store:
 
     def schema_version(self):
         """The schema version the database is at (the dashboard's health page)."""
+        raise NotImplementedError
+
+    def recount(self):
+        """Heal the maintained counters from the rows they count: task_counts
+        (GET /stats) exactly, usage_count raised to the tasks present (it counts
+        tasks ever made, so it is never lowered). Returns what was wrong:
+        {"task_counts": [{type, status, was, now}], "usage_count": [{type, was, now}]}."""
         raise NotImplementedError
 
     def failed_groups(self, limit):
@@ -390,11 +435,37 @@ class Store:
         """Count one failed login; a window older than window_seconds starts again at 1."""
         raise NotImplementedError
 
-    def clear_login_failures(self, address):
-        raise NotImplementedError
-
 
 # -- decisions shared by the backends ----------------------------------------
+def type_changes(existing, version, param_schema_json, max_attempts, claim_timeout, is_active,
+                 retry):
+    """The fields of a stored type that a re-register would change, in a fixed
+    order ([] = the same definition). A producer may only re-register a type
+    unchanged; changing one is admin's (the type is everyone's queue)."""
+    import json
+
+    changed = []
+    if existing["version"] != version:
+        changed.append("version")
+    if existing["param_schema_json"] != param_schema_json and (
+            json.loads(existing["param_schema_json"]) != json.loads(param_schema_json)):
+        changed.append("param_schema")
+    for field, value in (("max_attempts", max_attempts), ("claim_timeout", claim_timeout)):
+        if existing[field] != value:
+            changed.append(field)
+    if bool(existing["is_active"]) != bool(is_active):
+        changed.append("is_active")
+    for field in RETRY_FIELDS:
+        if retry is not None and existing[field] != retry[field]:
+            changed.append(field)
+    return changed
+
+
+def refuse_type_change(name, changed):
+    return Forbidden("Task type %s exists with a different %s; changing a type needs an admin key "
+                     "(a producer may re-register it only unchanged)" % (name, ", ".join(changed)))
+
+
 def check_lease(task_id, state, worker_id, lease_live, claimed_before):
     """Raise unless `worker_id` holds a live lease on the task in `state`.
 
@@ -403,14 +474,13 @@ def check_lease(task_id, state, worker_id, lease_live, claimed_before):
     callable telling whether this worker held the task earlier, so a worker
     that lost its lease to another gets 409 rather than 403.
     """
-    from ..errors import Conflict, Forbidden, NotFound
-
     if state is None:
         raise NotFound("Task not found: %d" % task_id)
     if state["status"] == "cancelled":
         raise Conflict("Task was cancelled")
     if state["status"] != "claimed":
-        raise Conflict("Task is not claimed (status: %s)" % state["status"])
+        raise Conflict("Task is not claimed (status: %s)" % state["status"],
+                       summary="Task is not in claimed state")
     if state["claimed_by"] != worker_id:
         if claimed_before():
             raise Conflict("Lease lost: the lease expired and the task was claimed by another worker")
@@ -446,8 +516,6 @@ def holds_lease(state, worker_id, lease_live):
 
 def client_error(exc):
     """True for an error that belongs to one batch item (4xx), not to the request."""
-    from ..errors import TaskqError
-
     return isinstance(exc, TaskqError) and exc.status < 500
 
 
@@ -476,7 +544,7 @@ def retry_delay(policy, attempts, requested=None, rand=None):
     jitter = policy.get("retry_jitter") or 0
     if jitter:
         if rand is None:
-            import random  # only here: importing it costs every request ~2 ms
+            import random
 
             rand = random.random
         delay *= 1 + jitter * (2 * rand() - 1)
@@ -510,6 +578,11 @@ def run_bucket(run_ms):
         if seconds <= bound:
             return index
     return len(RUN_BUCKETS) - 1
+
+
+def finished_count(changes):
+    """How many of the (type, old, new) changes finish a task."""
+    return sum(1 for _, old, new in changes if new in FINISHED and old != new)
 
 
 def count_deltas(changes):
@@ -546,12 +619,14 @@ def order_candidates(rows, limit, descending=True):
 
 def pick_type_ids(matching, task_type_id):
     """The type ids a claim may take from: those matching the pattern (None =
-    all types), narrowed to task_type_id when one is given."""
+    all types), narrowed to task_type_id when one is given: an id, or a
+    tuple of ids (a claim's task_types; empty when none of them exists)."""
     if task_type_id is None:
         return matching
+    wanted = list(task_type_id) if isinstance(task_type_id, tuple) else [task_type_id]
     if matching is None:
-        return [task_type_id]
-    return [type_id for type_id in matching if type_id == task_type_id]
+        return wanted
+    return [type_id for type_id in matching if type_id in wanted]
 
 
 # -- concurrency limits, pause, dedupe scope, steering -----------------------
@@ -610,8 +685,6 @@ def steer_event(action, state):
 
 def steer_refusal(action, task_id, state):
     """The error for a task `action` cannot act on, or None when it can."""
-    from ..errors import Conflict, NotFound
-
     if state is None:
         return NotFound("Task not found: %d" % task_id)
     if state["status"] not in STEER_FROM[action]:
@@ -620,9 +693,21 @@ def steer_refusal(action, task_id, state):
     return None
 
 
-def dedupe_conflict(holder):
-    from ..errors import Conflict
+def stale_claim(started, now=None):
+    """The error for a keyed claim about to commit more than half of
+    CLAIM_KEY_WINDOW after its request arrived (started: time.monotonic() of
+    the arrival, None outside a request), else None. Its resend may have been
+    answered empty longer ago than that answer is remembered."""
+    if started is None:
+        return None
+    waited = (time.monotonic() if now is None else now) - started
+    if waited <= CLAIM_KEY_WINDOW / 2:
+        return None
+    return Unavailable("This claim waited %d s for the database and claimed nothing; claim again "
+                       "with the same request_key" % waited)
 
+
+def dedupe_conflict(holder):
     return Conflict("Another pending, scheduled or claimed task holds this dedupe key: %s" %
                     ("id %d" % holder["id"] if holder else "unknown"))
 

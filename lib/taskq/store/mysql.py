@@ -29,13 +29,16 @@ docs/scaling.md has the figures that chose it.
 import os
 import time
 
-from ..errors import DiskFull, PayloadTooLarge, SchemaMissing, Unavailable
-from .base import (DEFAULT_ORDER, HISTORY_BATCH_FACTOR, PERIOD_SECONDS, PROMOTE_BATCH,
-                   RETRY_FIELDS, STEER_FROM, Store, check_lease, claim_caps, client_error,
-                   count_deltas, dedupe_conflict, expired_message, holds_lease, like_escape_free,
-                   load_queries, order_candidates, pick_type_ids, repeated_outcome, retry_delay,
-                   run_deltas, runs_purge_bound,
-                   spread_candidates, steer_event, steer_key, steer_refusal)
+from ..errors import (Conflict, DiskFull, PayloadTooLarge, SchemaMissing, SchemaNewer,
+                      SchemaPending, Unavailable)
+from .base import (BACKLOG_CAP, CLAIM_KEY_WINDOW, DEFAULT_ORDER, HISTORY_BATCH_FACTOR,
+                   PERIOD_SECONDS, PROMOTE_BATCH, RETRY_FIELDS, RUNS_KEEP_SECONDS, STEER_FROM,
+                   Store, check_lease, claim_caps, client_error, count_deltas, dedupe_conflict,
+                   expired_message, finished_count, holds_lease, like_escape_free, load_queries,
+                   order_candidates, pick_type_ids, refuse_type_change, repeated_outcome,
+                   retry_delay, run_deltas, runs_purge_bound, spread_candidates, stale_claim,
+                   steer_event, steer_key, steer_refusal, type_changes)
+from .dependencies import DependencyRules
 from .driver import enable_tls, pymysql  # PyMySQL without ssl and cryptography
 
 CLIENT = pymysql.constants.CLIENT
@@ -73,6 +76,9 @@ SCHEMA_MISSING_CODES = frozenset((1146, 1054))
 RETRY_CODES = frozenset((1213, 1205))      # deadlock (and Galera certification failure), lock wait timeout
 UNKNOWN_VARIABLE = 1193
 DUPLICATE_KEY = 1062
+# The schema version this release speaks: migrations/mysql/ up to this number
+# (tests/store/test_migrations.py ties the two together). Every request checks it.
+SCHEMA_VERSION = 10
 NOT_SUPPORTED = 1235  # e.g. GET_LOCK on a Galera node
 
 # Payloads above this size are measured against the server's max_allowed_packet
@@ -297,10 +303,10 @@ def _match(filters, where, params):
         params.append(filters["newer_than_seconds"])
 
 
-class MySQLStore(Store):
+class MySQLStore(DependencyRules, Store):
     backend = "mysql"
 
-    def __init__(self, config):
+    def __init__(self, config, check_schema=True):
         super().__init__(config)
         db = config.database
         ssl = None
@@ -313,19 +319,24 @@ class MySQLStore(Store):
 
                 ssl = ssl_module.create_default_context()
         cluster = db["cluster"]
-        flags = CLIENT.FOUND_ROWS
-        if cluster == "auto":
-            flags |= CLIENT.MULTI_STATEMENTS  # the session setup asks about wsrep_on in passing
+        # the session setup asks about the schema (and wsrep_on) in passing
+        flags = CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS
         try:
             self.conn = connect(db, charset="utf8mb4", autocommit=True, client_flag=flags,
                                 ssl=ssl, ssl_disabled=ssl is None)
             self.flavour, self.version = parse_server_version(self.conn.get_server_info())
-            self.cluster = self._setup_session(cluster)
+            self.cluster, schema = self._setup_session(cluster, check_schema)
+            self._schema = schema[0] if schema else None
+            if check_schema:
+                self.check_schema(*schema)
         except pymysql.err.MySQLError as exc:
             # the log line names the routes tried (exc.tried); the answer does not
             if getattr(self, "conn", None) is not None:
                 self.close()
             raise (translate(exc) or Unavailable()) from exc
+        except (SchemaNewer, SchemaPending):
+            self.close()
+            raise
         self._max_packet = None
         self._slot = self.conn.thread_id() % COUNTER_SLOTS
         setting = db["skip_locked"]
@@ -334,19 +345,32 @@ class MySQLStore(Store):
         # 30-43% more than the portable path, which has to take turns.
         self.skip_locked = setting != "off" and supports_skip_locked(self.flavour, self.version)
 
-    def _setup_session(self, setting):
-        """READ COMMITTED for the session; returns whether this is a cluster node.
+    def _setup_session(self, setting, check_schema=True):
+        """READ COMMITTED for the session; returns (whether this is a cluster
+        node, (newest schema version, versions recorded) or None).
 
-        `auto` on MariaDB reads @@wsrep_on in the same round trip as the
-        SET (two statements, one packet), so detection costs a plain server
-        nothing; MySQL has no wsrep_on (Percona XtraDB Cluster: say galera).
-        On a cluster node, reads then wait until the node has applied what
-        the cluster committed before they started (wsrep_sync_wait), so a
-        task claimed through one node is seen claimed through any other.
+        The schema question and, with `auto` on MariaDB, @@wsrep_on ride in
+        the same packet as the SET, so neither costs a round trip; MySQL has
+        no wsrep_on (Percona XtraDB Cluster: say galera). On a cluster node,
+        reads then wait until the node has applied what the cluster committed
+        before they started (wsrep_sync_wait), so a task claimed through one
+        node is seen claimed through any other.
         """
+        detect = setting == "auto" and self.flavour == "MariaDB"
+        parts = [Q["session_setup"]]
+        if check_schema:
+            parts.append(Q["schema_check"])
+        if detect:
+            parts.append(Q["wsrep_on"])
         cursor = self.conn.cursor()
-        if setting == "auto" and self.flavour == "MariaDB":
-            cursor.execute(Q["session_setup_detect"])
+        cursor.execute(";\n".join(parts))
+        schema = None
+        if check_schema:
+            cursor.nextset()
+            newest, recorded = cursor.fetchone()
+            schema = (int(newest or 0), int(recorded or 0))
+        cluster = setting == "galera"
+        if detect:
             try:
                 cursor.nextset()
                 cluster = bool(int(cursor.fetchone()[0]))
@@ -354,12 +378,28 @@ class MySQLStore(Store):
                 if _errno(exc) != UNKNOWN_VARIABLE:  # a build without wsrep
                     raise
                 cluster = False
-        else:
-            cursor.execute(Q["session_setup"])
-            cluster = setting == "galera"
         if cluster:
             cursor.execute(Q["session_setup_cluster"])
-        return cluster
+            if schema is not None and schema != (SCHEMA_VERSION, SCHEMA_VERSION):
+                # asked before the wait was on: a migration just committed
+                # through another node may not have been applied here yet
+                cursor.execute(Q["schema_check"])
+                newest, recorded = cursor.fetchone()
+                schema = (int(newest or 0), int(recorded or 0))
+        return cluster, schema
+
+    def check_schema(self, newest, recorded):
+        """Refuse a database this release does not speak, before any statement:
+        a newer one (an older upload over it) names the release to upload; an
+        older one (the upgrade step not run yet) names the pending migrations."""
+        if newest > SCHEMA_VERSION:
+            row = self._exec("schema_needs_release", (newest,)).fetchone()
+            raise SchemaNewer(newest, SCHEMA_VERSION, row[0] if row else None)
+        if newest < SCHEMA_VERSION or recorded < SCHEMA_VERSION:
+            from ..migrate import pending_names, recorded_versions
+
+            raise SchemaPending(newest, SCHEMA_VERSION, pending_names(
+                recorded=recorded_versions(self.conn)))
 
     # -- plumbing ------------------------------------------------------
     def close(self):
@@ -377,6 +417,18 @@ class MySQLStore(Store):
     def _exec(self, name, params=(), **fmt):
         """Run one statement; returns the cursor (rowcount = matched rows, lastrowid)."""
         return self._cursor(name, params, fmt)
+
+    def _exec_many(self, statements):
+        """Run [(sql, params)] in one round trip (the session has
+        MULTI_STATEMENTS on), one after the other; their matched-row counts."""
+        if not statements:
+            return []
+        cursor = self.conn.cursor()
+        cursor.execute(";\n".join(cursor.mogrify(sql, params) for sql, params in statements))
+        counts = [cursor.rowcount]
+        while cursor.nextset():
+            counts.append(cursor.rowcount)
+        return counts
 
     def _all(self, name, params=(), **fmt):
         cursor = self._cursor(name, params, fmt)
@@ -425,7 +477,7 @@ class MySQLStore(Store):
                 if _errno(exc) in RETRY_CODES and attempt < attempts:
                     # the other transaction needs a moment to finish; jitter
                     # keeps the retries of several losers apart
-                    import random  # only here: importing it costs every request ~2 ms
+                    import random
 
                     time.sleep(random.uniform(0.002, 0.02) * attempt)
                     continue
@@ -461,25 +513,50 @@ class MySQLStore(Store):
             raise PayloadTooLarge("Payload of %d bytes exceeds what the database accepts "
                                   "(max_allowed_packet = %d bytes)" % (size, limit))
 
+    # the hooks of DependencyRules
+    _mark = "%s"
+    _dep_integrity = pymysql.err.IntegrityError
+
+    def _dq(self, name, params=(), **fmt):
+        return self._cursor(name, params, fmt)
+
+    def _dq_many(self, name, rows):
+        self.conn.cursor().executemany(Q[name], rows)
+
+    def _dep_now(self):
+        return self._exec("db_now", ()).fetchone()[0]
+
+    def _dep_events(self, events, now):
+        self._events(events)
+
+    def _dep_read(self, work):
+        return self._read(work)
+
     def _events(self, events):
-        """Write history events [(task_id, event, worker_id, message)], many per statement.
+        """Write history events [(task_id, event, worker_id, message)]."""
+        for sql, params in self._event_statements(events):
+            self.conn.cursor().execute(sql, params)
+
+    def _event_statements(self, events):
+        """[(sql, params)] inserting history events, many per statement.
 
         A statement carries at most about PACKET_CHECK_BYTES of messages, so a
         batch of long error texts stays under max_allowed_packet.
         """
         if not self.history_enabled or not events:
-            return
+            return []
         head, _, values = Q["insert_event"].rpartition("VALUES")
         row = values.strip()
-        cursor = self.conn.cursor()
+        statements = []
         start, size = 0, 0
         for end, event in enumerate(events, 1):
             size += len(event[3] or "")
             if end == len(events) or size + len(events[end][3] or "") > PACKET_CHECK_BYTES // 4:
                 chunk = events[start:end]
-                cursor.execute(head + "VALUES " + ", ".join([row] * len(chunk)),
-                               [value for item in chunk for value in item])
+                statements.append((head + "VALUES " + ", ".join([row] * len(chunk)),
+                                   [value for item in chunk for value in item]))
                 start, size = end, 0
+        return statements
 
     # -- lifecycle -----------------------------------------------------
     def ping(self):
@@ -500,15 +577,37 @@ class MySQLStore(Store):
 
     # -- task types ----------------------------------------------------
     def register_type(self, name, version, param_schema_json, max_attempts, claim_timeout,
-                      is_active=True, retry=None):
+                      is_active=True, retry=None, may_change=True):
+        definition = (version, param_schema_json, max_attempts, claim_timeout, is_active, retry)
+
+        def unchanged(existing):
+            changed = type_changes(existing, *definition)
+            if changed:
+                raise refuse_type_change(name, changed)
+            return existing, False
+
         def work():
-            cursor = self._exec("upsert_type", (name, version, param_schema_json, int(is_active),
-                                                max_attempts, claim_timeout))
+            if may_change:
+                created = self._exec("upsert_type", (name, version, param_schema_json,
+                                                     int(is_active), max_attempts,
+                                                     claim_timeout)).rowcount == 1
+            else:
+                existing = self._one("get_type_locked", (name,))
+                if existing is not None:
+                    return unchanged(existing)
+                try:  # a plain INSERT: a type made meanwhile is compared, never overwritten
+                    self._exec("insert_type", (name, version, param_schema_json, int(is_active),
+                                               max_attempts, claim_timeout))
+                except pymysql.err.IntegrityError as exc:
+                    if _errno(exc) != DUPLICATE_KEY:
+                        raise
+                    return unchanged(self._one("get_type_locked", (name,)))
+                created = True
             row = self._one("get_type", (name,))
             if retry is not None:
                 self._exec("set_type_retry", tuple(retry[k] for k in RETRY_FIELDS) + (row["id"],))
                 row.update(retry)
-            return row, cursor.rowcount == 1
+            return row, created
 
         return self._transaction(work)
 
@@ -538,41 +637,58 @@ class MySQLStore(Store):
         now = None
         if any(item.get("run_at") is not None or item.get("delay_seconds") for item in items):
             now = self._exec("db_now", ()).fetchone()[0]
+        made = []  # each item's task id (None: refused), for the later items' depends_on_items
         for item in items:
             run_at = _run_at(item, now)
             status = "scheduled" if run_at is not None and run_at > now else "pending"
+            plan = None
+            if item.get("depends_on") or item.get("depends_on_items"):
+                plan = self._plan_children(item, made)
+                if not isinstance(plan, tuple):  # a BadRequest: this item is refused
+                    out.append((plan, None))
+                    made.append(None)
+                    continue
+                status = plan[0] or status
             try:
                 cursor = self._exec("insert_task", (
                     item["type_id"], item["type"], status, item["params_json"],
                     item["dedupe_key"], item["priority"], -item["priority"],
                     item["max_attempts"], item["claim_timeout"], run_at,
-                    item.get("dedupe_scope", "always")))
+                    item.get("dedupe_scope", "always"), plan[1] if plan else 0,
+                    item.get("on_parent_failure") or "cancel"))
             except pymysql.err.IntegrityError as exc:
                 if _errno(exc) != DUPLICATE_KEY:
                     raise
                 # the unique index said "exists": InnoDB undid only this
                 # statement, and the winner's row is committed (we waited for it)
                 out.append((self._one("task_by_dedupe_key", (item["dedupe_key"],)), True))
+                made.append(out[-1][0]["id"])
                 continue
             task_id = cursor.lastrowid
             changes.append((item["type"], None, status))
             events.append((task_id, "created", None, None))
+            if plan is not None:
+                if plan[0] == "cancelled":  # its 'cancelled' event comes after 'created'
+                    self._events(events)
+                    del events[:]
+                self._link_child(task_id, plan, self._dep_now())
             out.append((task_id, False))
-        self._events(events)
-        self._tally(changes)
+            made.append(task_id)
+        self._tally(changes, events=events)
         duplicates = {}
         for item, entry in zip(items, out):
-            if entry[1]:
+            if entry[1] is not False:  # deduplicated or refused: not a use
                 duplicates[item["type_id"]] = duplicates.get(item["type_id"], 0) + 1
         for type_id in sorted(duplicates):  # usage counts created tasks only
             self._exec("count_type_usage", (-duplicates[type_id], type_id))
         # the new tasks as GET /tasks/{id} shows them, read in one statement
-        new_ids = [entry[0] for entry in out if not entry[1]]
+        new_ids = [entry[0] for entry in out if entry[1] is False]
         rows = {}
         if new_ids:
             rows = {row["id"]: row for row in self._all("get_tasks", new_ids,
                                                         ids=_placeholders(new_ids))}
-        return [entry if entry[1] else (rows[entry[0]], False) for entry in out]
+        return [entry[0] if entry[1] is None else entry if entry[1] else (rows[entry[0]], False)
+                for entry in out]
 
     def _policies(self, ids):
         """{task_id: its type's retry settings} for tasks about to be retried."""
@@ -631,6 +747,7 @@ class MySQLStore(Store):
                     events.append((task_id, "failed", None, message))
                     changes.append((task_type, "claimed", "failed"))
                     runs.append((task_type, "failed", None))
+                    self._settle_children([(task_id, "failed")], changes)
         return events, changes, runs
 
     def _type_ids(self, type_pattern):
@@ -855,7 +972,7 @@ class MySQLStore(Store):
                     return sorted(self._all("get_tasks", ids, ids=_placeholders(ids)),
                                   key=lambda row: (-row["priority"], row["id"]))
                 if self._exec("answered_empty", (worker_id, request_key)).fetchall():
-                    return []  # its retry already answered "nothing": claim nothing late
+                    return []  # its resend was answered empty: this late first claim too
             restricted = self._restricted_types()
             if restricted:  # type turn rows: after claim_turn, before any task row
                 type_ids, limited = self._take_type_turns(type_pattern, restricted)
@@ -880,19 +997,21 @@ class MySQLStore(Store):
                 ids = self._pick(worker_id, type_pattern, limit, lease_seconds, task_type_id, order)
             if ids and request_key is not None:
                 self._exec("mark_request_key", (request_key,) + tuple(ids), ids=_placeholders(ids))
-            elif request_key is not None:
-                self._exec("remember_empty", (worker_id, request_key))
-                if os.urandom(1)[0] < 4:  # about one empty claim in 64 clears old entries
-                    self._exec("forget_empty", ())
             rows = []
+            if request_key is not None:
+                if not ids:
+                    self._exec("remember_empty", (worker_id, request_key))
+                    if os.urandom(1)[0] < 4:  # about one empty claim in 64
+                        self._exec("forget_empty", (CLAIM_KEY_WINDOW,))
+                elif stale_claim(self.started):
+                    raise stale_claim(self.started)  # rolled back: nothing claimed
             if ids:
                 # in claim order (the claim added 1 to every attempts alike)
                 rows = sorted(self._all("get_tasks", ids, ids=_placeholders(ids)),
                               key=lambda row: (sign * row[column], row["id"]))
                 events.extend((row["id"], "claimed", worker_id, None) for row in rows)
                 changes.extend((row["type"], "pending", "claimed") for row in rows)
-            self._events(events)
-            self._tally(changes, runs)
+            self._tally(changes, runs, events=events)
             return rows
 
         if request_key is None or (not self.skip_locked and not self.cluster):
@@ -1025,8 +1144,7 @@ class MySQLStore(Store):
                     if not client_error(exc):
                         raise
                     outcomes[index] = exc
-            self._events(events)
-            self._tally(changes, runs)
+            self._tally(changes, runs, events=events)
             return outcomes
 
         return self._transaction(work)
@@ -1061,12 +1179,14 @@ class MySQLStore(Store):
         if success:
             self._exec("complete_success", (result_json, task_id))
             event, message, status, will_retry = "completed", None, "completed", False
+            self._settle_children([(task_id, "completed")], changes)
         elif attempts < state["max_attempts"]:
             self._exec("complete_retry", (error, task_id))
             event, message, status, will_retry = "retry", error, "pending", True
         else:
             self._exec("complete_failure", (error, task_id))
             event, message, status, will_retry = "failed", error, "failed", False
+            self._settle_children([(task_id, "failed")], changes)
         events.append((task_id, event, worker_id, message))
         changes.append((state["type"], "claimed", status))
         runs.append((state["type"], "retry" if will_retry else status, state["run_ms"]))
@@ -1174,32 +1294,44 @@ class MySQLStore(Store):
                 status = "pending"
             event, message = steer_event(action, state)
             events.append((task_id, event, None, message))
-            outcomes.append({"id": task_id, "previous_status": state["status"], "status": status})
             changes.append((state["type"], state["status"], status))
+            if action == "cancel":
+                self._settle_children([(task_id, "cancelled")], changes)
+            elif action == "retry":
+                status = self._retried(task_id, state["type"], changes)
+            outcomes.append({"id": task_id, "previous_status": state["status"], "status": status})
             state["status"] = status
-        self._events(events)
-        self._tally(changes)
+        self._tally(changes, events=events)
         return outcomes
 
     # -- counters (GET /stats) -------------------------------------------
-    def _tally(self, changes, runs=()):
+    def _tally(self, changes, runs=(), events=()):
         """Apply status changes and finished runs to the counters, inside the
         caller's transaction, in key order (so two transactions never wait
-        for each other's counter rows in opposite orders)."""
+        for each other's counter rows in opposite orders); the history events
+        of the same changes ride in the same round trip, ahead of them."""
+        self.finished += finished_count(changes)
         slot = self._slot
-        for (task_type, status), delta in count_deltas(changes):
-            if self._exec("count_update", (delta, task_type, status, slot)).rowcount == 0:
+        counts = count_deltas(changes)
+        # one slot for task_runs: a row is shared only by the attempts of one
+        # type, outcome and run-time bucket in one 5-minute period, and GET
+        # /stats reads up to a day of these rows, so slots would cost reads
+        # (x8) more than they save in lock waits
+        finished = run_deltas(runs) if runs else []
+        written = self._event_statements(events)
+        matched = self._exec_many(  # one round trip; a counter row missing is inserted after
+            written
+            + [(Q["count_update"], (delta, task_type, status, slot))
+               for (task_type, status), delta in counts]
+            + [(Q["run_update"], (count, total, task_type, outcome, bucket, 0))
+               for (task_type, outcome, bucket), count, total in finished])[len(written):]
+        for ((task_type, status), delta), found in zip(counts, matched):
+            if found == 0:
                 self._exec("count_insert", (task_type, status, slot, delta))
-        if runs:
-            # one slot for task_runs: a row is shared only by the attempts of
-            # one type, outcome and run-time bucket in one 5-minute period, and
-            # GET /stats reads up to a day of these rows, so slots would cost
-            # reads (x8) more than they save in lock waits
-            period = self._exec("current_period").fetchone()[0]
-            for (task_type, outcome, bucket), count, total in run_deltas(runs):
-                if self._exec("run_update", (count, total, period, task_type, outcome, bucket,
-                                             0)).rowcount == 0:
-                    self._exec("run_insert", (period, task_type, outcome, bucket, 0, count, total))
+        for ((task_type, outcome, bucket), count, total), found in zip(finished,
+                                                                       matched[len(counts):]):
+            if found == 0:
+                self._exec("run_insert", (task_type, outcome, bucket, 0, count, total))
 
     def stats(self, lease_limit=1000):
         def runs(since):
@@ -1221,8 +1353,6 @@ class MySQLStore(Store):
 
     # -- API keys --------------------------------------------------------
     def create_key(self, name, role, prefix, key_hash):
-        from ..errors import Conflict
-
         def work():
             try:
                 self._exec("insert_key", (name, role, prefix, key_hash))
@@ -1257,40 +1387,61 @@ class MySQLStore(Store):
         return self._read(lambda: bool(self._exec("any_key").fetchall()))
 
     # -- retention -------------------------------------------------------
-    def purge(self, days, history_days, batch):
+    def purge(self, keep, history_keep, batch):
         def work():
             done = {}
-            for status, keep in sorted(days.items()):
-                if keep:
-                    done[status] = self._purge_tasks(status, keep, batch)
-            if history_days:
-                done["history"] = self._purge_history(history_days, batch * HISTORY_BATCH_FACTOR)
+            for status, seconds in sorted(keep.items()):
+                if seconds:
+                    done[status] = self._purge_tasks(status, seconds, batch)
+            if history_keep:
+                done["history"] = self._purge_history(history_keep, batch * HISTORY_BATCH_FACTOR)
+            done["claim_requests"] = self._exec("purge_claim_requests", (
+                CLAIM_KEY_WINDOW, batch * HISTORY_BATCH_FACTOR)).rowcount
             period = int(self._exec("current_period").fetchone()[0])
             bound = runs_purge_bound(self._exec("oldest_run_period").fetchone()[0],
-                                     period - 2 * 86400 // PERIOD_SECONDS)
+                                     period - RUNS_KEEP_SECONDS // PERIOD_SECONDS)
             done["runs"] = 0 if bound is None else self._exec("purge_runs", (bound,)).rowcount
             return done
 
         return self._transaction(work)
 
-    def _purge_tasks(self, status, keep_days, batch):
-        rows = self._exec("purge_pick_tasks", (status, keep_days, batch)).fetchall()
+    def backlog(self, keep, history_keep, cap=BACKLOG_CAP):
+        def work():
+            one = lambda name, params: int(self._exec(name, params).fetchone()[0])  # noqa: E731
+            tasks = sum(one("backlog_tasks", (status, seconds, cap))
+                        for status, seconds in sorted(keep.items()) if seconds)
+            history = 0
+            if history_keep:
+                oldest = self._exec("oldest_history_is_old", (history_keep,)).fetchone()
+                if oldest and oldest[0]:
+                    history = one("backlog_history", (cap, history_keep))
+            period = one("current_period", ())
+            return {"tasks": min(tasks, cap), "task_history": history,
+                    "task_runs": one("backlog_runs", (period - RUNS_KEEP_SECONDS // PERIOD_SECONDS, cap)),
+                    "taskq_claim_requests": one("backlog_claim_requests",
+                                                (CLAIM_KEY_WINDOW, cap))}
+
+        return self._read(work)
+
+    def _purge_tasks(self, status, keep_seconds, batch):
+        rows = self._exec("purge_pick_tasks", (status, keep_seconds, batch)).fetchall()
         if not rows:
             return 0
         ids = [row[0] for row in rows]
         self._exec("purge_tasks", ids, ids=_placeholders(ids))
+        self._forget_edges(ids)
         self._tally([(task_type, status, None) for _, task_type in rows])
         return len(ids)
 
-    def _purge_history(self, keep_days, batch):
+    def _purge_history(self, keep_seconds, batch):
         last = None
-        for history_id, old in self._exec("purge_history_head", (keep_days, batch)).fetchall():
+        for history_id, old in self._exec("purge_history_head", (keep_seconds, batch)).fetchall():
             if not old:
                 break
             last = history_id
         if last is None:
             return 0
-        return self._exec("purge_history", (last, keep_days)).rowcount
+        return self._exec("purge_history", (last, keep_seconds)).rowcount
 
     # -- dashboard -----------------------------------------------------
     def claimed_tasks(self, limit):
@@ -1312,9 +1463,27 @@ class MySQLStore(Store):
         return self._read(work)
 
     def schema_version(self):
+        if self._schema is not None:  # asked at connect, with the session setup
+            return self._schema
         from ..migrate import current_version
 
         return self._read(lambda: current_version(self.conn))
+
+    def recount(self):
+        def work():
+            slot, counts, usage = self._slot, [], []
+            for task_type, status, actual, counted in self._exec("count_drift").fetchall():
+                delta = int(actual) - int(counted)
+                if self._exec("count_update", (delta, task_type, status, slot)).rowcount == 0:
+                    self._exec("count_insert", (task_type, status, slot, delta))
+                counts.append({"type": task_type, "status": status, "was": int(counted),
+                               "now": int(actual)})
+            for type_id, name, was, present in self._exec("usage_drift").fetchall():
+                self._exec("usage_raise", (present, type_id))
+                usage.append({"type": name, "was": int(was), "now": int(present)})
+            return {"task_counts": counts, "usage_count": usage}
+
+        return self._transaction(work)
 
     def failed_groups(self, limit):
         def work():
@@ -1346,13 +1515,8 @@ class MySQLStore(Store):
     def record_login_failure(self, address, window_seconds):
         self._transaction(lambda: self._exec("record_login_failure", (address, window_seconds)))
 
-    def clear_login_failures(self, address):
-        self._transaction(lambda: self._exec("clear_login_failures", (address,)))
-
     # -- schedules -----------------------------------------------------
     def create_schedule(self, item):
-        from ..errors import Conflict
-
         def work():
             try:
                 cursor = self._exec("insert_schedule", (

@@ -1,6 +1,7 @@
 -- taskq schema for the embedded SQLite store (created on first use).
 -- Times are integer milliseconds since the Unix epoch, UTC.
--- Keep in step with schema.sql (MySQL/MariaDB); tests/test_schema.py compares them.
+-- Keep in step with schema.sql (MySQL/MariaDB); tests/store/test_migrations.py and
+-- tests/store/test_sqlite_migrations.py hold each to its migrations.
 
 CREATE TABLE IF NOT EXISTS task_types (
     id                INTEGER PRIMARY KEY,
@@ -50,7 +51,12 @@ CREATE TABLE IF NOT EXISTS tasks (
     finished_status  TEXT,
     finished_attempt INTEGER,
     run_at           INTEGER,
-    dedupe_scope     TEXT NOT NULL DEFAULT 'always'
+    dedupe_scope     TEXT NOT NULL DEFAULT 'always',
+    -- dependencies (version 9): parents not yet settled, cancel | run, and
+    -- the parent whose failure cancelled this task
+    waiting_on       INTEGER NOT NULL DEFAULT 0,
+    on_parent_failure TEXT NOT NULL DEFAULT 'cancel',
+    cancelled_by     INTEGER
 );
 
 -- claim: the next pending task, highest priority then oldest, without a sort
@@ -74,6 +80,14 @@ CREATE INDEX IF NOT EXISTS tasks_retention ON tasks (status, updated_at);
 -- claim: 'scheduled' tasks that are due, earliest first (promoted to 'pending')
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (status, run_at);
 
+-- dependencies (version 9): task_id waits for parent_id
+CREATE TABLE IF NOT EXISTS task_dependencies (
+    task_id   INTEGER NOT NULL,
+    parent_id INTEGER NOT NULL,
+    PRIMARY KEY (task_id, parent_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS task_dependencies_parent ON task_dependencies (parent_id, task_id);
+
 CREATE TABLE IF NOT EXISTS task_history (
     id         INTEGER PRIMARY KEY,
     task_id    INTEGER NOT NULL,
@@ -85,7 +99,8 @@ CREATE TABLE IF NOT EXISTS task_history (
 
 CREATE INDEX IF NOT EXISTS task_history_task ON task_history (task_id, id);
 
--- keyed claims that answered no task (a late first claim then claims nothing)
+-- keyed claims that answered no task, for CLAIM_KEY_WINDOW (10 minutes): a
+-- first claim arriving after its own resend was answered empty claims nothing
 CREATE TABLE IF NOT EXISTS taskq_claim_requests (
     request    TEXT PRIMARY KEY,
     created_at INTEGER NOT NULL
@@ -159,4 +174,13 @@ CREATE TABLE IF NOT EXISTS login_failures (
     address      TEXT PRIMARY KEY,
     failures     INTEGER NOT NULL,
     window_start INTEGER NOT NULL
+);
+
+-- One row per schema version that names the first release knowing it
+-- (version 8 on), so an older release opening this file can say which
+-- release to upload again. PRAGMA user_version stays the version itself.
+CREATE TABLE IF NOT EXISTS taskq_schema_version (
+    version       INTEGER PRIMARY KEY,
+    needs_release TEXT,
+    applied_at    INTEGER NOT NULL
 );

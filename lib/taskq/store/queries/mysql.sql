@@ -9,9 +9,17 @@
 -- name: session_setup
 SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED
 
--- name: session_setup_detect
--- [database] cluster = auto on MariaDB: the same SET, and wsrep_on, in one round trip
-SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SELECT @@wsrep_on
+-- name: schema_check
+-- sent in the same packet as session_setup: every request learns whether the
+-- database's schema is the one this release speaks (MySQLStore.check_schema)
+SELECT MAX(version), COUNT(*) FROM taskq_schema_version
+
+-- name: wsrep_on
+-- [database] cluster = auto on MariaDB: asked in the same packet too
+SELECT @@wsrep_on
+
+-- name: schema_needs_release
+SELECT needs_release FROM taskq_schema_version WHERE version = %s
 
 -- name: session_setup_cluster
 -- on a Galera node, reads first wait for the node to apply what the cluster committed
@@ -25,6 +33,18 @@ SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_time
        usage_count, last_used_at, created_at, updated_at, max_concurrency, is_paused, dedupe_scope,
        retry_delay_seconds, retry_backoff, retry_max_delay_seconds, retry_jitter
 FROM task_types WHERE name = %s
+
+-- name: get_type_locked
+-- a producer's re-register compares the stored definition under the row's lock
+SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
+       usage_count, last_used_at, created_at, updated_at, max_concurrency, is_paused, dedupe_scope,
+       retry_delay_seconds, retry_backoff, retry_max_delay_seconds, retry_jitter
+FROM task_types WHERE name = %s FOR UPDATE
+
+-- name: insert_type
+INSERT INTO task_types (name, version, param_schema_json, is_active, max_attempts,
+                        claim_timeout, created_at, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))
 
 -- name: list_types
 SELECT id, name, version, param_schema_json, is_active, max_attempts, claim_timeout,
@@ -53,8 +73,9 @@ ON DUPLICATE KEY UPDATE
 -- name: insert_task
 -- status is 'pending', or 'scheduled' with run_at ahead of the database clock
 INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, neg_priority,
-                   max_attempts, claim_timeout, created_at, updated_at, run_at, dedupe_scope)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), %s, %s)
+                   max_attempts, claim_timeout, created_at, updated_at, run_at, dedupe_scope,
+                   waiting_on, on_parent_failure)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), %s, %s, %s, %s)
 
 -- name: task_by_dedupe_key
 SELECT id, type, type_id, status, params_json, result_json, error_message, priority, progress,
@@ -232,7 +253,8 @@ SELECT GET_LOCK(CONCAT('taskq-claim-', SHA1(CONCAT(%s, '/', %s))), %s)
 DO RELEASE_LOCK(CONCAT('taskq-claim-', SHA1(CONCAT(%s, '/', %s))))
 
 -- name: answered_empty
--- the key's claim already answered no task: a late first claim claims nothing
+-- the key's claim already answered no task (CLAIM_KEY_WINDOW): a late first
+-- claim of that key claims nothing either
 SELECT 1 FROM taskq_claim_requests WHERE request_hash = SHA1(CONCAT(%s, '/', %s))
 
 -- name: remember_empty
@@ -240,8 +262,10 @@ INSERT IGNORE INTO taskq_claim_requests (request_hash, created_at)
 VALUES (SHA1(CONCAT(%s, '/', %s)), UTC_TIMESTAMP(6))
 
 -- name: forget_empty
--- now and then: a late first claim is seconds late, never a day
-DELETE FROM taskq_claim_requests WHERE created_at < UTC_TIMESTAMP(6) - INTERVAL 1 DAY LIMIT 200
+-- now and then an empty claim clears what is past the window itself, so the
+-- table keeps up with polling however rarely retention rounds run
+DELETE FROM taskq_claim_requests
+WHERE created_at < UTC_TIMESTAMP(6) - INTERVAL %s SECOND ORDER BY created_at LIMIT 200
 
 -- name: mark_request_key
 UPDATE tasks SET claim_request_key = %s WHERE id IN ({ids})
@@ -357,7 +381,7 @@ UPDATE tasks
 SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
     status = 'cancelled', lease_expires_at = NULL, completed_at = UTC_TIMESTAMP(6),
     updated_at = UTC_TIMESTAMP(6)
-WHERE id = %s AND status IN ('pending', 'scheduled', 'claimed')
+WHERE id = %s AND status IN ('pending', 'scheduled', 'claimed', 'waiting')
 
 -- name: requeue_task
 UPDATE tasks
@@ -485,12 +509,13 @@ INSERT INTO task_counts (type, status, slot, n) VALUES (%s, %s, %s, %s)
 ON DUPLICATE KEY UPDATE n = n + VALUES(n)
 
 -- name: run_update
+-- the current 5-minute period, as current_period reads it
 UPDATE task_runs SET n = n + %s, run_ms = run_ms + %s
-WHERE period = %s AND type = %s AND outcome = %s AND bucket = %s AND slot = %s
+WHERE period = UNIX_TIMESTAMP() DIV 300 AND type = %s AND outcome = %s AND bucket = %s AND slot = %s
 
 -- name: run_insert
 INSERT INTO task_runs (period, type, outcome, bucket, slot, n, run_ms)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+VALUES (UNIX_TIMESTAMP() DIV 300, %s, %s, %s, %s, %s, %s)
 ON DUPLICATE KEY UPDATE n = n + VALUES(n), run_ms = run_ms + VALUES(run_ms)
 
 -- name: current_period
@@ -549,20 +574,46 @@ DELETE FROM api_keys WHERE name = %s
 
 -- name: purge_pick_tasks
 SELECT id, type FROM tasks FORCE INDEX (tasks_retention)
-WHERE status = %s AND updated_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY
+WHERE status = %s AND updated_at < UTC_TIMESTAMP(6) - INTERVAL %s SECOND
 ORDER BY updated_at LIMIT %s FOR UPDATE
 
 -- name: purge_tasks
 DELETE FROM tasks WHERE id IN ({ids})
 
 -- name: purge_history_head
-SELECT id, created_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY FROM task_history
+SELECT id, created_at < UTC_TIMESTAMP(6) - INTERVAL %s SECOND FROM task_history
 ORDER BY id LIMIT %s
 
 -- name: purge_history
 -- the head rows just read were all old; the time condition again keeps a
 -- late-committing row with a low id
-DELETE FROM task_history WHERE id <= %s AND created_at < UTC_TIMESTAMP(6) - INTERVAL %s DAY
+DELETE FROM task_history WHERE id <= %s AND created_at < UTC_TIMESTAMP(6) - INTERVAL %s SECOND
+
+-- name: purge_claim_requests
+-- empty keyed claims past CLAIM_KEY_WINDOW, oldest first
+DELETE FROM taskq_claim_requests
+WHERE created_at < UTC_TIMESTAMP(6) - INTERVAL %s SECOND ORDER BY created_at LIMIT %s
+
+-- name: backlog_tasks
+-- rows purge_pick_tasks would take, counted in tasks_retention up to a cap
+SELECT COUNT(*) FROM (
+    SELECT 1 FROM tasks FORCE INDEX (tasks_retention)
+    WHERE status = %s AND updated_at < UTC_TIMESTAMP(6) - INTERVAL %s SECOND LIMIT %s) old
+
+-- name: oldest_history_is_old
+SELECT created_at < UTC_TIMESTAMP(6) - INTERVAL %s SECOND FROM task_history ORDER BY id LIMIT 1
+
+-- name: backlog_history
+-- the old rows among the oldest ones (primary key order, as purge reads them)
+SELECT COUNT(*) FROM (SELECT created_at FROM task_history ORDER BY id LIMIT %s) head
+WHERE created_at < UTC_TIMESTAMP(6) - INTERVAL %s SECOND
+
+-- name: backlog_runs
+SELECT COUNT(*) FROM (SELECT 1 FROM task_runs WHERE period < %s LIMIT %s) old
+
+-- name: backlog_claim_requests
+SELECT COUNT(*) FROM (SELECT 1 FROM taskq_claim_requests FORCE INDEX (taskq_claim_requests_age)
+    WHERE created_at < UTC_TIMESTAMP(6) - INTERVAL %s SECOND LIMIT %s) old
 
 -- name: oldest_run_period
 -- a plain read: a subquery inside the DELETE would take shared locks on the
@@ -599,9 +650,6 @@ ON DUPLICATE KEY UPDATE
     failures = IF(window_start > UTC_TIMESTAMP(6) - INTERVAL %s SECOND, failures + 1, 1),
     window_start = IF(failures = 1, UTC_TIMESTAMP(6), window_start)
 
--- name: clear_login_failures
-DELETE FROM login_failures WHERE address = %s
-
 -- name: claimed_tasks
 -- dashboard: who holds what now (reads tasks_status_id's claimed range)
 SELECT id, type, claimed_by, claimed_at, lease_expires_at, progress, updated_at
@@ -635,3 +683,150 @@ WHERE period > UNIX_TIMESTAMP() DIV 300 - 288 GROUP BY period DIV 12, outcome
 
 -- name: current_hour
 SELECT UNIX_TIMESTAMP() DIV 3600
+
+-- Recount (Store.recount): the maintained counters against the rows they count.
+
+-- name: count_drift
+-- one statement, so one snapshot: the tasks and the counters are read at the
+-- same moment, and the difference added as a delta stays right while other
+-- transactions go on adding theirs
+SELECT type, status, SUM(actual), SUM(counted) FROM (
+    SELECT type, status, COUNT(*) AS actual, 0 AS counted FROM tasks GROUP BY type, status
+    UNION ALL
+    SELECT type, status, 0, SUM(n) FROM task_counts GROUP BY type, status
+) AS both_sides GROUP BY type, status HAVING SUM(actual) <> SUM(counted) ORDER BY type, status
+
+-- name: usage_drift
+-- usage_count counts the tasks ever made (retention deletes rows, not uses):
+-- a recount can only raise it to the tasks still present
+SELECT tt.id, tt.name, tt.usage_count, present.n FROM task_types tt
+JOIN (SELECT type_id, COUNT(*) AS n FROM tasks GROUP BY type_id) AS present
+  ON present.type_id = tt.id
+WHERE tt.usage_count < present.n ORDER BY tt.id
+
+-- name: usage_raise
+UPDATE task_types SET usage_count = GREATEST(usage_count, %s) WHERE id = %s
+
+-- Dependencies (taskq.store.dependencies: the rules and which query runs when).
+-- A parent's children are reached through task_dependencies_parent; the
+-- locking reads lock them in id order (that index's order), so two parents'
+-- completions never take one child's lock in opposite orders.
+
+-- name: dep_lock_parents
+-- a new child's parents, locked: none of them finishes unseen before the child's edges commit
+SELECT id, status FROM tasks WHERE id IN ({ids}) ORDER BY id FOR UPDATE
+
+-- name: dep_insert_edge
+INSERT INTO task_dependencies (task_id, parent_id) VALUES (%s, %s)
+
+-- name: dep_cancel_new
+UPDATE tasks
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN CONCAT('~', id) ELSE dedupe_key END,
+    cancelled_by = %s, error_message = %s, completed_at = %s, updated_at = %s
+WHERE id = %s
+
+-- name: dep_waiting_children
+SELECT t.id, t.type, t.on_parent_failure, t.waiting_on, t.run_at
+FROM task_dependencies d JOIN tasks t ON t.id = d.task_id
+WHERE d.parent_id = %s AND t.status = 'waiting' ORDER BY d.task_id FOR UPDATE
+
+-- name: dep_cancel_children
+UPDATE tasks t JOIN task_dependencies d ON d.task_id = t.id
+SET t.dedupe_key = CASE WHEN t.dedupe_scope = 'active' THEN CONCAT('~', t.id) ELSE t.dedupe_key END,
+    t.status = 'cancelled', t.cancelled_by = %s, t.error_message = %s, t.completed_at = %s,
+    t.updated_at = %s
+WHERE d.parent_id = %s AND t.status = 'waiting' AND t.on_parent_failure = 'cancel'
+
+-- name: dep_count_settled
+UPDATE tasks t JOIN task_dependencies d ON d.task_id = t.id
+SET t.waiting_on = t.waiting_on - 1
+WHERE d.parent_id = %s AND t.status = 'waiting'
+
+-- name: dep_count_settled_run
+UPDATE tasks t JOIN task_dependencies d ON d.task_id = t.id
+SET t.waiting_on = t.waiting_on - 1
+WHERE d.parent_id = %s AND t.status = 'waiting' AND t.on_parent_failure = 'run'
+
+-- name: dep_release
+UPDATE tasks t JOIN task_dependencies d ON d.task_id = t.id
+SET t.status = CASE WHEN t.run_at IS NOT NULL AND t.run_at > %s THEN 'scheduled' ELSE 'pending' END,
+    t.updated_at = %s
+WHERE d.parent_id = %s AND t.status = 'waiting' AND t.waiting_on <= 0
+
+-- name: dep_having_children
+SELECT DISTINCT parent_id FROM task_dependencies WHERE parent_id IN ({ids})
+
+-- name: dep_parent_statuses
+-- a retried task's parents, locked (one of them may be completing right now)
+SELECT p.status FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
+WHERE d.task_id = %s ORDER BY p.id FOR UPDATE
+
+-- name: dep_set_waiting
+UPDATE tasks SET status = %s, waiting_on = %s, cancelled_by = NULL WHERE id = %s
+
+-- name: dep_unsettle_run
+UPDATE tasks t JOIN task_dependencies d ON d.task_id = t.id
+SET t.waiting_on = t.waiting_on + 1
+WHERE d.parent_id = %s AND t.status = 'waiting' AND t.on_parent_failure = 'run'
+
+-- name: dep_cancelled_children
+SELECT t.id, t.type, t.on_parent_failure, t.dedupe_scope, t.dedupe_key, t.params_json
+FROM task_dependencies d JOIN tasks t ON t.id = d.task_id
+WHERE d.parent_id = %s AND t.status = 'cancelled' AND t.cancelled_by = %s
+ORDER BY d.task_id FOR UPDATE
+
+-- name: dep_parents_status_of
+SELECT d.task_id, p.id, p.status FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
+WHERE d.task_id IN ({ids}) ORDER BY p.id FOR UPDATE
+
+-- name: dep_recancel
+UPDATE tasks SET cancelled_by = %s, error_message = %s WHERE id = %s
+
+-- name: dep_back_keyed
+UPDATE tasks
+SET status = 'waiting', dedupe_key = %s, waiting_on = %s, cancelled_by = NULL,
+    error_message = NULL, completed_at = NULL, updated_at = %s
+WHERE id = %s AND status = 'cancelled'
+
+-- name: dep_back
+UPDATE tasks
+SET status = 'waiting', waiting_on = %s, cancelled_by = NULL, error_message = NULL,
+    completed_at = NULL, updated_at = %s
+WHERE id IN ({ids}) AND status = 'cancelled'
+
+-- name: dep_task_state
+SELECT waiting_on, on_parent_failure, cancelled_by FROM tasks WHERE id = %s
+
+-- name: dep_parents
+SELECT p.id, p.type, p.status FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
+WHERE d.task_id = %s ORDER BY p.id
+
+-- name: dep_children
+SELECT c.id, c.type, c.status FROM task_dependencies d JOIN tasks c ON c.id = d.task_id
+WHERE d.parent_id = %s ORDER BY d.task_id LIMIT %s
+
+-- name: dep_children_count
+SELECT COUNT(*) FROM task_dependencies WHERE parent_id = %s
+
+-- name: dep_parents_results
+SELECT d.task_id, p.id, p.type, p.status,
+       CASE WHEN LENGTH(p.result_json) <= %s THEN p.result_json END, LENGTH(p.result_json)
+FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
+WHERE d.task_id IN ({ids}) ORDER BY d.task_id, p.id
+
+-- name: dep_node
+SELECT id, type, status FROM tasks WHERE id = %s
+
+-- name: dep_nodes
+SELECT id, type, status FROM tasks WHERE id IN ({ids})
+
+-- name: dep_edges_around
+SELECT task_id, parent_id FROM task_dependencies WHERE task_id IN ({ids})
+UNION
+SELECT task_id, parent_id FROM task_dependencies WHERE parent_id IN ({ids})
+
+-- name: dep_delete_child_edges
+DELETE FROM task_dependencies WHERE task_id IN ({ids})
+
+-- name: dep_delete_parent_edges
+DELETE FROM task_dependencies WHERE parent_id IN ({ids})

@@ -36,8 +36,9 @@ WHERE id = ?
 -- name: insert_task
 -- status is 'pending', or 'scheduled' with run_at ahead
 INSERT INTO tasks (type_id, type, status, params_json, dedupe_key, priority, max_attempts,
-                   claim_timeout, created_at, updated_at, run_at, dedupe_scope)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   claim_timeout, created_at, updated_at, run_at, dedupe_scope, waiting_on,
+                   on_parent_failure)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dedupe_key) DO NOTHING
 
 -- name: task_by_dedupe_key
@@ -121,14 +122,17 @@ SELECT id FROM tasks INDEXED BY tasks_claim_request
 WHERE claim_request_key = ? AND claimed_by = ? AND status = 'claimed' AND lease_expires_at > ?
 
 -- name: answered_empty
--- the key's claim already answered no task: a late first claim claims nothing
+-- the key's claim already answered no task (CLAIM_KEY_WINDOW): a late first
+-- claim of that key claims nothing either
 SELECT 1 FROM taskq_claim_requests WHERE request = ? || '/' || ?
 
 -- name: remember_empty
 INSERT OR IGNORE INTO taskq_claim_requests (request, created_at) VALUES (? || '/' || ?, ?)
 
 -- name: forget_empty
-DELETE FROM taskq_claim_requests WHERE created_at < ?
+-- now and then an empty claim clears what is past the window itself
+DELETE FROM taskq_claim_requests WHERE rowid IN (
+    SELECT rowid FROM taskq_claim_requests WHERE created_at < ? ORDER BY created_at LIMIT 200)
 
 -- name: mark_request_key
 UPDATE tasks SET claim_request_key = ? WHERE id = ?
@@ -215,7 +219,7 @@ SELECT id, type, status, params_json, dedupe_key, dedupe_scope, claimed_by FROM 
 UPDATE tasks
 SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
     status = 'cancelled', lease_expires_at = NULL, completed_at = ?, updated_at = ?
-WHERE id = ? AND status IN ('pending', 'scheduled', 'claimed')
+WHERE id = ? AND status IN ('pending', 'scheduled', 'claimed', 'waiting')
 
 -- name: requeue_task
 UPDATE tasks
@@ -374,6 +378,29 @@ SELECT id, created_at < ? FROM task_history ORDER BY id LIMIT ?
 -- name: purge_history
 DELETE FROM task_history WHERE id <= ? AND created_at < ?
 
+-- name: purge_claim_requests
+-- empty keyed claims past CLAIM_KEY_WINDOW, oldest first
+DELETE FROM taskq_claim_requests WHERE rowid IN (
+    SELECT rowid FROM taskq_claim_requests WHERE created_at < ? ORDER BY created_at LIMIT ?)
+
+-- name: backlog_tasks
+-- rows purge_pick_tasks would take, counted in tasks_retention up to a cap
+SELECT COUNT(*) FROM (SELECT 1 FROM tasks INDEXED BY tasks_retention
+                      WHERE status = ? AND updated_at < ? LIMIT ?)
+
+-- name: oldest_history_is_old
+SELECT created_at < ? FROM task_history ORDER BY id LIMIT 1
+
+-- name: backlog_history
+-- the old rows among the oldest ones (primary key order, as purge reads them)
+SELECT COUNT(*) FROM (SELECT created_at FROM task_history ORDER BY id LIMIT ?) WHERE created_at < ?
+
+-- name: backlog_runs
+SELECT COUNT(*) FROM (SELECT 1 FROM task_runs WHERE period < ? LIMIT ?)
+
+-- name: backlog_claim_requests
+SELECT COUNT(*) FROM (SELECT 1 FROM taskq_claim_requests WHERE created_at < ? LIMIT ?)
+
 -- name: oldest_run_period
 SELECT MIN(period) FROM task_runs
 
@@ -405,9 +432,6 @@ ON CONFLICT (address) DO UPDATE SET
     failures = CASE WHEN window_start > ? THEN failures + 1 ELSE 1 END,
     window_start = CASE WHEN window_start > ? THEN window_start ELSE excluded.window_start END
 
--- name: clear_login_failures
-DELETE FROM login_failures WHERE address = ?
-
 -- name: recent_finishers
 -- dashboard: workers that finished tasks lately, from tasks_retention's newest completed and
 -- failed entries (a bounded number of rows each), holding a task or not
@@ -436,3 +460,148 @@ GROUP BY substr(COALESCE(error_message, ''), 1, 200) ORDER BY count DESC, last_a
 -- (task_runs' primary key range; 12 five-minute periods an hour)
 SELECT period / 12 AS hour, outcome, SUM(n) FROM task_runs
 WHERE period > ? GROUP BY period / 12, outcome
+
+-- Recount (Store.recount), inside one write transaction.
+
+-- name: count_drift
+SELECT type, status, SUM(actual), SUM(counted) FROM (
+    SELECT type, status, COUNT(*) AS actual, 0 AS counted FROM tasks GROUP BY type, status
+    UNION ALL
+    SELECT type, status, 0, SUM(n) FROM task_counts GROUP BY type, status
+) GROUP BY type, status HAVING SUM(actual) <> SUM(counted) ORDER BY type, status
+
+-- name: usage_drift
+SELECT tt.id, tt.name, tt.usage_count, present.n FROM task_types tt
+JOIN (SELECT type_id, COUNT(*) AS n FROM tasks GROUP BY type_id) AS present
+  ON present.type_id = tt.id
+WHERE tt.usage_count < present.n ORDER BY tt.id
+
+-- name: usage_raise
+UPDATE task_types SET usage_count = MAX(usage_count, ?) WHERE id = ?
+
+-- name: schema_needs_release
+SELECT needs_release FROM taskq_schema_version WHERE version = ?
+
+-- name: record_schema_version
+INSERT OR REPLACE INTO taskq_schema_version (version, needs_release, applied_at) VALUES (?, ?, ?)
+
+-- Dependencies (taskq.store.dependencies: the rules and which query runs when).
+
+-- name: dep_lock_parents
+SELECT id, status FROM tasks WHERE id IN ({ids})
+
+-- name: dep_insert_edge
+INSERT INTO task_dependencies (task_id, parent_id) VALUES (?, ?)
+
+-- name: dep_cancel_new
+-- a child created after a parent it may not run without had failed
+UPDATE tasks
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
+    cancelled_by = ?, error_message = ?, completed_at = ?, updated_at = ?
+WHERE id = ?
+
+-- name: dep_waiting_children
+-- a parent's waiting children, through task_dependencies_parent
+SELECT t.id, t.type, t.on_parent_failure, t.waiting_on, t.run_at
+FROM task_dependencies d JOIN tasks t ON t.id = d.task_id
+WHERE d.parent_id = ? AND t.status = 'waiting' ORDER BY t.id
+
+-- name: dep_cancel_children
+UPDATE tasks
+SET dedupe_key = CASE WHEN dedupe_scope = 'active' THEN '~' || id ELSE dedupe_key END,
+    status = 'cancelled', cancelled_by = ?, error_message = ?, completed_at = ?, updated_at = ?
+WHERE id IN (SELECT task_id FROM task_dependencies WHERE parent_id = ?)
+  AND status = 'waiting' AND on_parent_failure = 'cancel'
+
+-- name: dep_count_settled
+UPDATE tasks SET waiting_on = waiting_on - 1
+WHERE id IN (SELECT task_id FROM task_dependencies WHERE parent_id = ?) AND status = 'waiting'
+
+-- name: dep_count_settled_run
+UPDATE tasks SET waiting_on = waiting_on - 1
+WHERE id IN (SELECT task_id FROM task_dependencies WHERE parent_id = ?)
+  AND status = 'waiting' AND on_parent_failure = 'run'
+
+-- name: dep_release
+UPDATE tasks
+SET status = CASE WHEN run_at IS NOT NULL AND run_at > ? THEN 'scheduled' ELSE 'pending' END,
+    updated_at = ?
+WHERE id IN (SELECT task_id FROM task_dependencies WHERE parent_id = ?)
+  AND status = 'waiting' AND waiting_on <= 0
+
+-- name: dep_having_children
+SELECT DISTINCT parent_id FROM task_dependencies WHERE parent_id IN ({ids})
+
+-- name: dep_parent_statuses
+SELECT p.status FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id WHERE d.task_id = ?
+
+-- name: dep_set_waiting
+UPDATE tasks SET status = ?, waiting_on = ?, cancelled_by = NULL WHERE id = ?
+
+-- name: dep_unsettle_run
+UPDATE tasks SET waiting_on = waiting_on + 1
+WHERE id IN (SELECT task_id FROM task_dependencies WHERE parent_id = ?)
+  AND status = 'waiting' AND on_parent_failure = 'run'
+
+-- name: dep_cancelled_children
+SELECT t.id, t.type, t.on_parent_failure, t.dedupe_scope, t.dedupe_key, t.params_json
+FROM task_dependencies d JOIN tasks t ON t.id = d.task_id
+WHERE d.parent_id = ? AND t.status = 'cancelled' AND t.cancelled_by = ? ORDER BY t.id
+
+-- name: dep_parents_status_of
+SELECT d.task_id, p.id, p.status FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
+WHERE d.task_id IN ({ids})
+
+-- name: dep_recancel
+UPDATE tasks SET cancelled_by = ?, error_message = ? WHERE id = ?
+
+-- name: dep_back_keyed
+UPDATE tasks
+SET status = 'waiting', dedupe_key = ?, waiting_on = ?, cancelled_by = NULL, error_message = NULL,
+    completed_at = NULL, updated_at = ?
+WHERE id = ? AND status = 'cancelled'
+
+-- name: dep_back
+UPDATE tasks
+SET status = 'waiting', waiting_on = ?, cancelled_by = NULL, error_message = NULL,
+    completed_at = NULL, updated_at = ?
+WHERE id IN ({ids}) AND status = 'cancelled'
+
+-- name: dep_task_state
+SELECT waiting_on, on_parent_failure, cancelled_by FROM tasks WHERE id = ?
+
+-- name: dep_parents
+SELECT p.id, p.type, p.status FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
+WHERE d.task_id = ? ORDER BY p.id
+
+-- name: dep_children
+SELECT c.id, c.type, c.status FROM task_dependencies d JOIN tasks c ON c.id = d.task_id
+WHERE d.parent_id = ? ORDER BY d.task_id LIMIT ?
+
+-- name: dep_children_count
+SELECT COUNT(*) FROM task_dependencies WHERE parent_id = ?
+
+-- name: dep_parents_results
+-- a claim's fan-in: each parent's result when it alone fits the budget, and its size in bytes
+SELECT d.task_id, p.id, p.type, p.status,
+       CASE WHEN length(CAST(p.result_json AS BLOB)) <= ? THEN p.result_json END,
+       length(CAST(p.result_json AS BLOB))
+FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
+WHERE d.task_id IN ({ids}) ORDER BY d.task_id, p.id
+
+-- name: dep_node
+SELECT id, type, status FROM tasks WHERE id = ?
+
+-- name: dep_nodes
+SELECT id, type, status FROM tasks WHERE id IN ({ids})
+
+-- name: dep_edges_around
+SELECT task_id, parent_id FROM task_dependencies WHERE task_id IN ({ids})
+UNION
+SELECT task_id, parent_id FROM task_dependencies WHERE parent_id IN ({ids})
+
+-- name: dep_delete_child_edges
+DELETE FROM task_dependencies WHERE task_id IN ({ids})
+
+-- name: dep_delete_parent_edges
+DELETE FROM task_dependencies WHERE parent_id IN ({ids})
