@@ -4,8 +4,14 @@
 uses it (directly or through `api`) runs on both. MariaDB tests use a
 throwaway database created for this run and dropped after it; with CI=true
 an unreachable server fails the run instead of skipping.
+
+The tests live in layers, shallow to deep: unit/ (Python only), store/ (each
+backend's store), http/ (the app in-process and as real processes), deploy/
+(the app as deployed). In deploy/ a file's name gives its tests their marker
+(DEPLOY_MARKERS), so no test lists it; `mysql` comes with the `backend` param.
 """
 
+import fnmatch
 import io
 import json
 import os
@@ -14,9 +20,17 @@ import uuid
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+LAYERS = ("unit", "store", "http", "deploy")  # README, "Development": what each needs
 sys.path.insert(0, os.path.join(ROOT, "lib"))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# tests/ for the helpers (support/, cgi_runner, live_server, this module's functions), and
+# each layer, so a test module imports another by name whichever folder either is in
+# (test_wsgi_servers runs http/'s suites again); pytest's default import mode already
+# needs every test file's name to be unique across the folders
+for _layer in reversed(LAYERS):
+    sys.path.insert(0, os.path.join(TESTS, _layer))
+sys.path.insert(0, TESTS)
 
 from taskq import config as config_module  # noqa: E402
 from taskq.app import Application  # noqa: E402
@@ -52,18 +66,45 @@ def load_mysql_schema(conn, path=os.path.join(ROOT, "schema.sql")):
                 cur.execute(statement)
 
 
-@pytest.fixture(scope="session")
-def mysql_database():
-    """Name of a throwaway MariaDB database holding schema.sql, for this run."""
+def mysql_admin():
+    """A connection to the test server without a database; with CI=true an
+    unreachable server fails the test, elsewhere it skips it."""
     try:
-        conn = mysql_connect()
+        return mysql_connect()
     except Exception as exc:  # noqa: BLE001
         if IN_CI:
             pytest.fail("MariaDB is required in CI and is unreachable: %s" % exc)
         pytest.skip("MariaDB not reachable: %s" % exc)
-    name = "taskq_test_%s" % uuid.uuid4().hex[:12]
+
+
+def create_database(conn, prefix):
+    name = "%s_%s" % (prefix, uuid.uuid4().hex[:12])
     with conn.cursor() as cur:
         cur.execute("CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci" % name)
+    return name
+
+
+@pytest.fixture
+def scratch_databases():
+    """make(prefix) -> name of a new, empty throwaway database; all dropped afterwards."""
+    admin, made = mysql_admin(), []
+
+    def make(prefix="taskq_scratch"):
+        made.append(create_database(admin, prefix))
+        return made[-1]
+
+    yield make
+    with admin.cursor() as cur:
+        for name in made:
+            cur.execute("DROP DATABASE IF EXISTS %s" % name)
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def mysql_database():
+    """Name of a throwaway MariaDB database holding schema.sql, for this run."""
+    conn = mysql_admin()
+    name = create_database(conn, "taskq_test")
     conn.select_db(name)
     load_mysql_schema(conn)
     yield name
@@ -76,7 +117,7 @@ def empty_mysql(database):
     conn = mysql_connect(database)
     with conn.cursor() as cur:
         cur.execute("SET FOREIGN_KEY_CHECKS = 0")
-        for table in ("task_history", "tasks", "task_schedules", "task_types",
+        for table in ("task_history", "tasks", "task_dependencies", "task_schedules", "task_types",
                       "taskq_claim_requests", "task_counts", "task_runs", "api_keys",
                       "dashboard_sessions", "login_failures"):
             # DELETE, not TRUNCATE: ~2 ms instead of ~70 ms per table, per test
@@ -106,7 +147,28 @@ def make_config(backend, tmp_path, mysql_db=None, **sections):
     return config_module.load(str(path))
 
 
+# tests/deploy/: a file's name says what it runs on, and gives its tests that marker
+DEPLOY_MARKERS = (("test_apache*.py", "apache"), ("*_browser.py", "browser"),
+                  ("test_wsgi_servers*.py", "servers"), ("test_galera*.py", "galera"))
+
+
+def layer_markers(path):
+    """The markers a test file's place implies: tests/deploy/test_apache_uploads.py is `apache`."""
+    folder, name = os.path.split(os.path.relpath(str(path), TESTS))
+    if folder != "deploy":
+        return ()
+    return tuple(mark for family, mark in DEPLOY_MARKERS if fnmatch.fnmatch(name, family))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config, items):
+    implied = {}
+    for item in items:
+        path = str(item.path)
+        if path not in implied:
+            implied[path] = layer_markers(path)
+        for mark in implied[path]:
+            item.add_marker(mark)
     if any(getattr(getattr(item, "module", None), "__name__", "") == "test_wsgi_servers" for item in items):
         from test_wsgi_servers import deselect_beyond_suite
 

@@ -1,8 +1,9 @@
 """Real processes for the worker-side tests: a dev server and worker commands.
 
 `LiveServer(config_path)` runs `python -m taskq.devserver` on a free port
-(the same WSGI app CGI serves) and stops it on close(); its stderr (request
-log lines unless quiet) goes to a file the test can read.
+(or the given one) (the same WSGI app CGI serves) and stops it on close();
+its stderr (request log lines unless quiet) goes to a file the test can read.
+Several LiveServers on one config.ini are web nodes on one database.
 """
 
 import os
@@ -36,8 +37,9 @@ def closed_port():
 
 
 class LiveServer:
-    def __init__(self, config_path, log_path, quiet=True, startup=20.0):
-        args = [sys.executable, "-m", "taskq.devserver", "--port", "0", "--config", str(config_path)]
+    def __init__(self, config_path, log_path, quiet=True, startup=20.0, port=0):
+        args = [sys.executable, "-m", "taskq.devserver", "--port", str(port),
+                "--config", str(config_path)]
         if quiet:
             args.append("--quiet")
         self.log_path = str(log_path)
@@ -67,6 +69,16 @@ class LiveServer:
     def log(self):
         with open(self.log_path, encoding="utf-8", errors="replace") as handle:
             return handle.read()
+
+    @property
+    def port(self):
+        return int(self.url.rsplit(":", 1)[1])
+
+    def kill(self):
+        """kill -9: the node dies mid-request, answering nothing more."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
     def close(self):
         if self.proc.poll() is None:

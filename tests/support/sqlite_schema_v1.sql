@@ -1,4 +1,4 @@
--- The SQLite schema as first released (version 1), frozen for tests/test_sqlite_migrations.py.
+-- The SQLite schema as first released (version 1), frozen for tests/store/test_sqlite_migrations.py.
 -- taskq schema for the embedded SQLite store (created on first use).
 -- Times are integer milliseconds since the Unix epoch, UTC.
 -- Keep in step with schema.sql (MySQL/MariaDB); tests/test_schema.py compares them.

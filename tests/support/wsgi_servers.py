@@ -1,15 +1,21 @@
-"""The app under persistent WSGI servers, for tests and bench/: gunicorn and mod_wsgi.
+"""The app under persistent WSGI servers, for tests and bench/: gunicorn, mod_wsgi, Passenger.
 
-    server = start_gunicorn(config_path)          # the project's passenger_wsgi.py
-    server = start_mod_wsgi(site, config_path)    # Apache + mod_wsgi (daemon mode)
+    server = start_documented_gunicorn(site, log) # docs/deploy.md's command, in a bundle
+    server = start_mod_wsgi(site, docroot)        # Apache + mod_wsgi (daemon mode)
+    server = start_passenger(site, docroot)       # Apache + Passenger
     server.url                                    # "http://127.0.0.1:PORT" (+ mount)
     server.close()
 
-Both serve `passenger_wsgi:application`, the entry point a host's Passenger
-uses too: the module-level app, which keeps one database connection per
-concurrent request and reuses it. gunicorn runs in the tests' interpreter
-(its packages); mod_wsgi runs Debian's python3 (the one it is built for), so
-its site must carry its packages in lib/, as the upload bundle does.
+Apache's mod_wsgi and Passenger lines, and the gunicorn command, are the blocks of
+docs/deploy.md marked `<!-- tested: NAME -->` (documented()), with the bundle's folder in
+place of the docs' /srv/taskq: what the docs print is what runs.
+
+All serve an unpacked upload bundle's `passenger_wsgi:application`, the entry
+point a host's Passenger uses too: the module-level app, which keeps one
+database connection per concurrent request and reuses it. gunicorn runs in the
+tests' interpreter (a bundle for its version); mod_wsgi and Passenger run
+Debian's python3 (the one mod_wsgi is built for), so their site carries a
+bundle for that version.
 """
 
 import os
@@ -50,19 +56,86 @@ def gunicorn_available():
     return None
 
 
-def start_gunicorn(config_path, log_path, workers=2, threads=4, timeout=30.0):
-    """gunicorn (gthread workers) on a free port, serving the project's passenger_wsgi.py."""
-    command = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--workers", str(workers),
-               "--threads", str(threads), "--chdir", ROOT, "--graceful-timeout", "3"]
-    helptext = subprocess.run(command[:3] + ["--help"], stdout=subprocess.PIPE,
-                              universal_newlines=True).stdout
-    if "--no-control-socket" in helptext:  # gunicorn 25+: a shared socket under ~ otherwise
-        command.append("--no-control-socket")
-    command.append("passenger_wsgi:application")
-    env = dict(os.environ, TASKQ_CONFIG=str(config_path), PYTHONUNBUFFERED="1")
+def mod_wsgi_available():
+    if not os.path.exists(MOD_WSGI):
+        return "%s is missing (Debian package libapache2-mod-wsgi-py3)" % MOD_WSGI
+    from support.apache import available
+
+    return available()
+
+
+DEPLOY_DOC = os.path.join(ROOT, "docs", "deploy.md")
+DOC_SITE = "/srv/taskq"  # where docs/deploy.md's snippets have the bundle
+
+
+def documented(name):
+    """The fenced block that docs/deploy.md marks `<!-- tested: name -->`, as printed there."""
+    with open(DEPLOY_DOC, encoding="utf-8") as handle:
+        text = handle.read()
+    found = re.findall(r"^<!-- tested: %s -->\n```[a-z]*\n(.*?)^```$" % re.escape(name), text,
+                       re.S | re.M)
+    if len(found) != 1:
+        raise LookupError("docs/deploy.md has %d blocks marked 'tested: %s'" % (len(found), name))
+    return found[0]
+
+
+def placed(snippet, site):
+    """A documented snippet for the bundle at `site`: its /srv/taskq, and nothing else, replaced."""
+    assert DOC_SITE in snippet, snippet
+    return snippet.replace(DOC_SITE, site)
+
+
+def mod_wsgi_conf(site, server_root, processes=2, threads=4, root=False, extra_mounts=()):
+    """docs/deploy.md's mod_wsgi configuration for the bundle at `site` (the API at /taskq, or
+    with `root` the documented line that mounts it at /), after the lines Debian's module
+    config supplies; bench/ may ask for other processes x threads and extra mounts."""
+    snippet = documented("mod_wsgi")
+    if root:
+        alias = [line for line in snippet.splitlines() if line.startswith("WSGIScriptAlias ")]
+        assert len(alias) == 1, snippet
+        snippet = snippet.replace(alias[0] + "\n", documented("mod_wsgi-root"))
+    if (processes, threads) != (2, 4):
+        assert "processes=2 threads=4" in snippet, snippet
+        snippet = snippet.replace("processes=2 threads=4", "processes=%d threads=%d" % (processes, threads))
+    return "\n".join([
+        'LoadModule wsgi_module "%s"' % MOD_WSGI,
+        'WSGISocketPrefix "%s/wsgi"' % server_root,
+    ] + ['WSGIScriptAlias %s "%s"' % (path, script) for path, script in extra_mounts]) + "\n" \
+        + placed(snippet, site)
+
+
+def start_mod_wsgi(site, docroot, processes=2, threads=4, extra_mounts=(), root=False):
+    """Apache with mod_wsgi in daemon mode serving `site` (config.ini in it) as docs/deploy.md
+    prints it: at /taskq, or at / with `root`. Server.url ends with the mount."""
+    from support.apache import start_apache
+
+    server = start_apache(docroot, extra_conf=lambda server_root: mod_wsgi_conf(
+        site, server_root, processes, threads, root, extra_mounts))
+    url = server.base_url + ("" if root else "/taskq")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _answers(url + "/health"):
+        time.sleep(0.2)
+    return Server(url, server.stop, server.error_log_path)
+
+
+def start_documented_gunicorn(site, log_path, timeout=30.0):
+    """docs/deploy.md's gunicorn command, run by sh for the bundle at `site` on a free port
+    (its /srv/taskq and 127.0.0.1:8000 replaced, and nothing else), with the tests' gunicorn."""
+    from support.apache import free_port
+
+    command = placed(documented("gunicorn"), site)
+    assert "127.0.0.1:8000" in command, command
+    url = "http://127.0.0.1:%d" % free_port()
+    command = command.replace("127.0.0.1:8000", url[len("http://"):])
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+               PYTHONUNBUFFERED="1")
+    env.pop("PYTHONPATH", None)  # taskq comes from the bundle's lib/, as on a server
+    env.pop("TASKQ_CONFIG", None)
+    # gunicorn 25+ makes a control socket there: one per server, not one shared under ~
+    env["XDG_RUNTIME_DIR"] = os.path.dirname(os.path.abspath(str(log_path)))
     log = open(str(log_path), "wb")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(["sh", "-c", command], stdout=log,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
     log.close()
 
     def stop():
@@ -75,58 +148,12 @@ def start_gunicorn(config_path, log_path, workers=2, threads=4, timeout=30.0):
                 proc.wait()
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(str(log_path), encoding="utf-8", errors="replace") as handle:
-            text = handle.read()
-        found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", text)
-        booted = len(re.findall(r"Booting worker", text))
-        if found and booted >= workers and _answers(found.group(1) + "/health"):
-            return Server(found.group(1), stop, str(log_path))
-        if proc.poll() is not None:
-            break
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _answers(url + "/health"):
+            return Server(url, stop, str(log_path))
         time.sleep(0.1)
     stop()
     raise RuntimeError("gunicorn did not start:\n%s" % open(str(log_path)).read()[-3000:])
-
-
-def mod_wsgi_available():
-    if not os.path.exists(MOD_WSGI):
-        return "%s is missing (Debian package libapache2-mod-wsgi-py3)" % MOD_WSGI
-    from support.apache import available
-
-    return available()
-
-
-def mod_wsgi_conf(site, server_root, processes=2, threads=4, mount="/wsgi", extra_mounts=()):
-    """Apache lines that serve site/passenger_wsgi.py at `mount` in a mod_wsgi daemon
-    (and each (mount, script) of extra_mounts in the same daemon)."""
-    return "\n".join([
-        'LoadModule wsgi_module "%s"' % MOD_WSGI,
-        'WSGISocketPrefix "%s/wsgi"' % server_root,
-        "WSGIDaemonProcess taskq processes=%d threads=%d python-path=%s display-name=taskq-wsgi"
-        % (processes, threads, os.path.join(site, "lib")),
-        "WSGIProcessGroup taskq",
-        "WSGIApplicationGroup %{GLOBAL}",
-        'WSGIScriptAlias %s "%s"' % (mount, os.path.join(site, "passenger_wsgi.py")),
-    ] + ['WSGIScriptAlias %s "%s"' % (path, script) for path, script in extra_mounts] + [
-        '<Directory "%s">' % site,
-        "    AllowOverride None",
-        "    Require all granted",
-        "</Directory>",
-    ]) + "\n"
-
-
-def start_mod_wsgi(site, docroot, processes=2, threads=4, extra_mounts=()):
-    """Apache with mod_wsgi in daemon mode serving `site` (config.ini in it) at /wsgi."""
-    from support.apache import start_apache
-
-    server = start_apache(docroot, extra_conf=lambda server_root: mod_wsgi_conf(
-        site, server_root, processes, threads, extra_mounts=extra_mounts))
-    url = server.base_url + "/wsgi"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not _answers(url + "/health"):
-        time.sleep(0.2)
-    return Server(url, server.stop, server.error_log_path)
 
 
 def _answers(url):
@@ -152,12 +179,11 @@ def passenger_available():
     return available()
 
 
-def passenger_conf(site, server_root, python="/usr/bin/python3", mount="/pax"):
-    """Apache lines that serve site/passenger_wsgi.py with Phusion Passenger at `mount`,
-    as a host's Passenger (cPanel's "Setup Python App") finds it: the app root's
-    passenger_wsgi.py and its `application`."""
-    public = os.path.join(site, "public")
-    os.makedirs(public, exist_ok=True)
+def passenger_conf(site, server_root, root=False):
+    """docs/deploy.md's Passenger configuration (at /taskq, or with `root` its block for /) for
+    the bundle at `site`, after the lines Debian's module config supplies: the app root's
+    passenger_wsgi.py and its `application`, as a host's Passenger (cPanel's "Setup Python
+    App") finds it."""
     return "\n".join([
         'LoadModule passenger_module "%s"' % MOD_PASSENGER,
         'PassengerRoot "%s"' % PASSENGER_ROOT,
@@ -165,27 +191,17 @@ def passenger_conf(site, server_root, python="/usr/bin/python3", mount="/pax"):
         'PassengerInstanceRegistryDir "%s"' % server_root,
         "PassengerDisableSecurityUpdateCheck on",
         "PassengerDisableAnonymousTelemetry on",
-        'Alias %s "%s"' % (mount, public),
-        '<Location %s>' % mount,
-        "    PassengerBaseURI %s" % mount,
-        '    PassengerAppRoot "%s"' % site,
-        "    PassengerAppType wsgi",
-        "    PassengerStartupFile passenger_wsgi.py",
-        "    PassengerPython %s" % python,
-        "</Location>",
-        '<Directory "%s">' % site,
-        "    AllowOverride None",
-        "    Require all granted",
-        "</Directory>",
-    ]) + "\n"
+    ]) + "\n" + placed(documented("passenger-root" if root else "passenger"), site)
 
 
-def start_passenger(site, docroot):
-    """Apache with mod_passenger serving `site` (config.ini in it) at /pax."""
+def start_passenger(site, docroot, root=False):
+    """Apache with mod_passenger serving `site` (config.ini in it) as docs/deploy.md prints
+    it: at /taskq, or at / with `root`. Server.url ends with the mount."""
     from support.apache import start_apache
 
-    server = start_apache(docroot, extra_conf=lambda server_root: passenger_conf(site, server_root))
-    url = server.base_url + "/pax"
+    server = start_apache(docroot, extra_conf=lambda server_root: passenger_conf(
+        site, server_root, root))
+    url = server.base_url + ("" if root else "/taskq")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not _answers(url + "/health"):
         time.sleep(0.3)
