@@ -1,5 +1,6 @@
 """Helpers shared by the bench scripts: CGI output, import profiles, configs, MariaDB, reports."""
 
+import json
 import os
 import platform
 import re
@@ -139,6 +140,17 @@ def create_mysql_database(params, prefix="taskq_bench"):
     return name, version
 
 
+def mysql_script(params, database, statements):
+    """Run statements in database, one after the other (a floor's own table)."""
+    conn = _mysql_connect(params, database)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
 def drop_mysql_database(params, name):
     conn = _mysql_connect(params)
     try:
@@ -150,6 +162,24 @@ def drop_mysql_database(params, name):
 
 def remove_tree(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+def publish(name, report, markdown, doc=None, region=None, keep_markdown=False):
+    """Write report to bench/results/<name>-<UTC stamp>.json (and the .md beside
+    it with keep_markdown), print the markdown, and with doc and region put it
+    into that region of the doc."""
+    results = os.path.join(ROOT, "bench", "results")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    os.makedirs(results, exist_ok=True)
+    with open(os.path.join(results, "%s-%s.json" % (name, stamp)), "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1, sort_keys=True)
+    if keep_markdown:
+        with open(os.path.join(results, "%s-%s.md" % (name, stamp)), "w", encoding="utf-8") as handle:
+            handle.write(markdown)
+    print(markdown)
+    if doc and region:
+        replace_doc_region(doc, region, markdown)
+        print("updated %s" % doc, file=sys.stderr)
 
 
 def replace_doc_region(path, region, text):
@@ -193,6 +223,24 @@ def before_site(root, ref, after_site, dest):
     archive = subprocess.run(["git", "-C", root, "archive", ref, "lib/taskq", "cgi-bin"],
                              stdout=subprocess.PIPE, check=True).stdout
     subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest
+
+
+def bundled_site_at(root, ref, after_site, dest, python):
+    """after_site (a built bundle) with lib/taskq and cgi-bin as they were at git `ref`,
+    compiled by `python` as the bundle compiles (unchecked-hash bytecode): the bundle
+    built at `ref`, for a before/after of taskq's own code alone."""
+    import shutil
+    import subprocess
+
+    shutil.copytree(after_site, dest, symlinks=True)
+    for part in ("lib/taskq", "cgi-bin"):
+        shutil.rmtree(os.path.join(dest, part))
+    archive = subprocess.run(["git", "-C", root, "archive", ref, "lib/taskq", "cgi-bin"],
+                             stdout=subprocess.PIPE, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    subprocess.run([python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
+                    os.path.join(dest, "lib", "taskq")], check=True)
     return dest
 
 

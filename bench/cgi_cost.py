@@ -21,6 +21,7 @@ dropped at the end.
     .venv/py3.11/bin/python bench/cgi_cost.py                 # both backends
     .venv/py3.11/bin/python bench/cgi_cost.py --backend sqlite --rounds 20
     ... --update-docs    # also rewrite the generated part of docs/performance.md
+    ... --host-python /usr/bin/python3 --create   # creates before/after issue 19
 
 Results go to bench/results/cgi_cost-<UTC time>.{json,md}. Numbers belong in
 docs/performance.md, never in test assertions.
@@ -42,7 +43,6 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 API = os.path.join(ROOT, "cgi-bin", "api.py")
 FLOORS = os.path.join(ROOT, "bench", "floors")
-RESULTS = os.path.join(ROOT, "bench", "results")
 DOC = os.path.join(ROOT, "docs", "performance.md")
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
@@ -51,6 +51,14 @@ import benchlib  # noqa: E402
 TYPE_NAME = "bench.demo"
 PARAM_SCHEMA = {"type": "object", "required": ["n"],
                 "properties": {"n": {"type": "integer"}, "tag": {"type": "string"}}}
+# issue 19: a schema of the plain keywords a create checks without importing jsonschema
+PLAIN_TYPE = "bench.plain"
+PLAIN_SCHEMA = {"type": "object", "required": ["url"], "additionalProperties": False,
+                "properties": {"url": {"type": "string", "format": "uri", "minLength": 1},
+                               "depth": {"type": "integer", "minimum": 0, "maximum": 10},
+                               "mode": {"enum": ["fast", "full"]},
+                               "tags": {"type": "array", "maxItems": 10,
+                                        "items": {"type": "string", "pattern": "^[a-z]+$"}}}}
 WORKER = "bench-worker"
 BATCH = 50
 API_CASES = ("health", "register", "create", "claim", "progress", "complete", "claim_batch", "complete_batch")
@@ -67,8 +75,10 @@ def cgi_env(method, path, body, extra=None):
         "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1",
         "REQUEST_METHOD": method, "SCRIPT_NAME": "/cgi-bin/api.py", "SCRIPT_FILENAME": API,
-        "PATH_INFO": path, "QUERY_STRING": "", "REQUEST_URI": "/cgi-bin/api.py" + path,
     })
+    path, _, query = path.partition("?")
+    env.update(PATH_INFO=path, QUERY_STRING=query, REQUEST_URI="/cgi-bin/api.py" + path
+               + ("?" + query if query else ""))
     if body:
         env["CONTENT_LENGTH"] = str(len(body))
         env["CONTENT_TYPE"] = "application/json"
@@ -120,6 +130,8 @@ class Backend:
         """(method, path, body, accepted statuses) for the next run of `name`."""
         if name == "health":
             return "GET", "/health", None, (200,)
+        if name == "list":  # a dashboard's or a script's page of tasks
+            return "GET", "/tasks?limit=50", None, (200,)
         if name == "register":
             return ("POST", "/task-types/register",
                     {"name": TYPE_NAME, "version": "1.0", "param_schema": PARAM_SCHEMA}, (200, 201))
@@ -127,6 +139,17 @@ class Backend:
             self.counter += 1
             return ("POST", "/tasks", {"type": TYPE_NAME, "priority": 0,
                                        "params": {"n": self.counter, "tag": uuid.uuid4().hex}}, (201,))
+        if name == "register_plain":
+            return ("POST", "/task-types/register",
+                    {"name": PLAIN_TYPE, "version": "1.0", "param_schema": PLAIN_SCHEMA}, (200, 201))
+        if name == "create_plain":
+            self.counter += 1
+            return ("POST", "/tasks", {"type": PLAIN_TYPE, "params": {
+                "url": "https://example.com/%d/%s" % (self.counter, uuid.uuid4().hex),
+                "depth": 3, "mode": "full", "tags": ["bench", "plain"]}}, (201,))
+        if name == "create_invalid":  # fails the schema: jsonschema names the errors
+            return ("POST", "/tasks", {"type": PLAIN_TYPE, "params": {"depth": 11, "mode": "slow"}},
+                    (400,))
         if name == "claim":
             return "POST", "/tasks/claim", {"worker_id": WORKER}, (200,)
         if name == "progress":
@@ -279,9 +302,14 @@ def main(argv=None):
     parser.add_argument("--host-python", metavar="PYTHON",
                         help="instead: MariaDB requests on this interpreter (e.g. /usr/bin/python3) "
                              "with no bytecode cache, the site before issue 11 against the bundle now")
+    parser.add_argument("--create", action="store_true",
+                        help="with --host-python: the create route (issue 19), the bundle as at "
+                             "--before-ref against the bundle now, both with bytecode")
     parser.add_argument("--before-ref", help="git commit of the 'before' site (default: merge-base "
                                              "with main)")
     args = parser.parse_args(argv)
+    if args.host_python and args.create:
+        return host_create_main(args)
     if args.host_python:
         return host_main(args)
     backends = args.backend or ["sqlite", "mysql"]
@@ -347,17 +375,7 @@ def main(argv=None):
               "imports": {name: {"modules": prof, "beyond_floor": sorted(
                   set(prof) - floor_sets["floor_b" if name == "mysql" else "floor_a"])}
                           for name, prof in profiles.items()}}
-    markdown = render(report)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "cgi_cost-%s.json" % stamp), "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=1, sort_keys=True)
-    with open(os.path.join(RESULTS, "cgi_cost-%s.md" % stamp), "w", encoding="utf-8") as handle:
-        handle.write(markdown)
-    print(markdown)
-    if args.update_docs:
-        benchlib.replace_doc_region(DOC, "cgi_cost", markdown)
-        print("updated %s" % DOC, file=sys.stderr)
+    benchlib.publish("cgi_cost", report, render(report), DOC if args.update_docs else None, "cgi_cost", keep_markdown=True)
     for name, data in report["imports"].items():
         if any(m == "jsonschema" or m.startswith("jsonschema.") for m in data["modules"]):
             print("FAIL: a claim on %s imported jsonschema" % name, file=sys.stderr)
@@ -366,7 +384,7 @@ def main(argv=None):
 
 
 # -- the host's interpreter: before/after in one run (issue 11) --------------------------
-HOST_CASES = ("health", "claim", "progress", "complete", "claim_batch", "complete_batch")
+HOST_CASES = ("health", "list", "claim", "progress", "complete", "claim_batch", "complete_batch")
 CARRY_CHAIN = ("claim", "progress", "claim_carry", "complete")
 
 
@@ -420,15 +438,7 @@ def host_main(args):
               "stats": {k: benchlib.summarize(v) for k, v in samples.items()},
               "cpu_stats": {k: benchlib.summarize(v) for k, v in cpu_samples.items()},
               "samples_ms": {k: [round(v * 1000, 3) for v in vs] for k, vs in samples.items()}}
-    markdown = render_host(report)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "cgi_cost_host-%s.json" % stamp), "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=1, sort_keys=True)
-    print(markdown)
-    if args.update_docs:
-        benchlib.replace_doc_region(DOC, "cgi_cost_host", markdown)
-        print("updated %s" % DOC, file=sys.stderr)
+    benchlib.publish("cgi_cost_host", report, render_host(report), DOC if args.update_docs else None, "cgi_cost_host")
     return 0
 
 
@@ -467,11 +477,109 @@ def render_host(report):
     return "\n".join(out) + "\n"
 
 
+# -- the create route on the host's interpreter: before/after in one run (issue 19) -----
+CREATE_CASES = ("create", "create_plain")
+
+
+def host_create_main(args):
+    """MariaDB creates on `--host-python`, bytecode cache not writable: the bundle with
+    taskq's code as at --before-ref (every create imports jsonschema) against the bundle
+    now, beside floors (a), (b) and (c) on the same interpreter, in one loop."""
+    python = args.host_python
+    facts = benchlib.machine_facts()
+    facts.update(interpreter_facts(python))
+    facts["interpreter"] = python
+    tmp = tempfile.mkdtemp(prefix="taskq-bench-create-")
+    mysql = benchlib.mysql_params(args.mysql)
+    mysql_db = None
+    no_cache = {"PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        _, after, ref, zip_name = benchlib.host_sites(
+            ROOT, python, tmp, args.before_ref, log=lambda msg: print(msg, file=sys.stderr))
+        before = benchlib.bundled_site_at(ROOT, ref, after, os.path.join(tmp, "before-bundle"), python)
+        facts.update(before_ref=ref[:12], bundle=zip_name)
+        code = ("import sys; sys.path.insert(0, %r); import pymysql, jsonschema.validators; "
+                "from importlib.metadata import version; "
+                "print(version('PyMySQL'), version('jsonschema'))")
+        facts["pymysql"], facts["jsonschema"] = subprocess.check_output(
+            [python, "-c", code % os.path.join(after, "lib")], universal_newlines=True).split()
+        mysql_db, facts["mariadb"] = benchlib.create_mysql_database(mysql)
+        config = benchlib.write_config(tmp, "mysql", **dict(mysql, name=mysql_db))
+        sites = {name: Backend(name, python, config, api=os.path.join(site, "cgi-bin", "api.py"),
+                               env=dict(no_cache))
+                 for name, site in (("before", before), ("after", after))}
+        sites["after"].run("register")
+        sites["after"].run("register_plain")
+        for _ in range(5):  # a claim in the first round finds a task
+            sites["after"].run("create")
+        sites["before"].counter = 10 ** 6  # the sites share the database: no deduplication
+        mysql_env = dict(no_cache, TASKQ_BENCH_MYSQL=benchlib.mysql_spec(dict(mysql, database=mysql_db)),
+                         PYTHONPATH=os.path.join(after, "lib"), TASKQ_BENCH_NO_CRYPTO="1")
+        floor_b = os.path.join(FLOORS, "pymysql_select1.py")
+        cases = [(Floor("a", python, os.path.join(FLOORS, "bare.py"), no_cache), "floor_a"),
+                 (Floor("b", python, floor_b, mysql_env), "floor_b"),
+                 (Floor("c", python, floor_b, dict(mysql_env, TASKQ_BENCH_JSONSCHEMA="1")), "floor_c")]
+        cases += [(site, name) for site in sites.values() for name in CREATE_CASES]
+        cases += [(sites["after"], "create_invalid"), (sites["after"], "claim")]
+        samples, cpu_samples = sample(cases, args.warmup, args.rounds)
+    finally:
+        if mysql_db:
+            benchlib.drop_mysql_database(mysql, mysql_db)
+        benchlib.remove_tree(tmp)
+    facts["load_after"] = benchlib.loadavg()
+    report = {"facts": facts, "rounds": args.rounds, "warmup": args.warmup,
+              "stats": {k: benchlib.summarize(v) for k, v in samples.items()},
+              "cpu_stats": {k: benchlib.summarize(v) for k, v in cpu_samples.items()},
+              "samples_ms": {k: [round(v * 1000, 3) for v in vs] for k, vs in samples.items()},
+              "cpu_samples_ms": {k: [round(v * 1000, 3) for v in vs] for k, vs in cpu_samples.items()}}
+    benchlib.publish("cgi_cost_create", report, render_host_create(report), DOC if args.update_docs else None, "cgi_cost_create")
+    return 0
+
+
+def render_host_create(report):
+    f, stats, cpu = report["facts"], report["stats"], report["cpu_stats"]
+    out = ["Measured %s by `bench/cgi_cost.py --host-python %s --create` (%d rounds after %d "
+           "warm-up, all cases interleaved in a random order each round; every sample a new "
+           "process, all with PYTHONDONTWRITEBYTECODE=1). Python %s, PyMySQL %s, jsonschema %s, "
+           "MariaDB %s on 127.0.0.1. Both sites are the bundle `%s` (bytecode compiled by this "
+           "interpreter); *before* has taskq's code as at commit %s. 1-minute load average %s "
+           "before, %s after (2 cores)." % (
+               f["date"], f["interpreter"], report["rounds"], report["warmup"], f["python"],
+               f["pymysql"], f["jsonschema"], f.get("mariadb"), f["bundle"], f["before_ref"],
+               f.get("load_before"), f.get("load_after")),
+           "",
+           "| process | wall median ms | wall p90 ms | CPU median ms | wall / (b) | CPU / (b) | target |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    rows = [("floor_a", "(a) bare Python CGI"),
+            ("floor_b", "(b) + `import pymysql` (cryptography kept out), connect, `SELECT 1`"),
+            ("floor_c", "(c) (b) + `import jsonschema`")]
+    labels = {"create": "`POST /tasks` (type, required, properties)",
+              "create_plain": "`POST /tasks` (plain keywords: format, minLength, enum, bounds, "
+                              "items, pattern, additionalProperties)",
+              "create_invalid": "`POST /tasks` failing the schema (400, jsonschema's messages)",
+              "claim": "`POST /tasks/claim`"}
+    for site in ("before", "after"):
+        for case in CREATE_CASES + ("create_invalid", "claim"):
+            rows.append(("%s:%s" % (site, case), "%s %s" % (site, labels[case])))
+    base, base_cpu = stats["floor_b"]["median"], cpu["floor_b"]["median"]
+    for key, label in rows:
+        if key not in stats:
+            continue
+        target = ""
+        if key.split(":")[-1] in CREATE_CASES + ("claim",):
+            ok = stats[key]["median"] / base <= 1.15
+            target = "<= 1.15x: %s" % ("meets" if ok else "**misses**")
+        out.append("| %s | %.1f | %.1f | %.1f | %.2fx | %.2fx | %s |" % (
+            label, stats[key]["median"] * 1e3, stats[key]["p90"] * 1e3, cpu[key]["median"] * 1e3,
+            stats[key]["median"] / base, cpu[key]["median"] / base_cpu, target))
+    return "\n".join(out) + "\n"
+
+
 # -- the report ------------------------------------------------------------------------
 RATIOS = (  # (case, floor, target or None)
     ("mysql:health", "floor_b", 1.15), ("mysql:claim", "floor_b", 1.15),
     ("mysql:progress", "floor_b", 1.15), ("mysql:complete", "floor_b", 1.15),
-    ("mysql:create", "floor_c", 1.15), ("mysql:register", "floor_c", 1.15),
+    ("mysql:create", "floor_b", 1.15), ("mysql:register", "floor_c", 1.15),
     ("sqlite:claim", "floor_a", 1.5), ("sqlite:complete", "floor_a", 1.5),
     ("sqlite:claim", "floor_a_plus", None), ("sqlite:complete", "floor_a_plus", None),
     ("sqlite:health", "floor_a", None), ("sqlite:progress", "floor_a", None),
@@ -482,7 +590,7 @@ FLOOR_TEXT = {
     "floor_a": "(a) bare Python CGI: header + `{}`",
     "floor_a_plus": "(a+) (a) + `import json, sqlite3`, one write transaction (informational)",
     "floor_b": "(b) (a) + `import pymysql`, connect (no TLS), `SELECT 1`",
-    "floor_c": "(c) (b) + `import jsonschema`",
+    "floor_c": "(c) (b) + `import jsonschema` (what a register pays)",
     "floor_b_tls_ctx": "(b') (b) with PyMySQL's default TLS handling (builds a TLS context)",
 }
 
@@ -564,7 +672,7 @@ def render(report):
 
 
 def case_label(case):
-    return {"health": "GET /health", "register": "POST /task-types/register", "create": "POST /tasks",
+    return {"health": "GET /health", "list": "GET /tasks?limit=50", "register": "POST /task-types/register", "create": "POST /tasks",
             "claim": "POST /tasks/claim", "progress": "POST /tasks/{id}/progress",
             "complete": "POST /tasks/{id}/complete",
             "claim_batch": "POST /tasks/claim (limit=%d)" % BATCH,

@@ -49,7 +49,6 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 import benchlib  # noqa: E402
 from support.apache import cgi_python_env, make_docroot, prepare_docroot, start_apache  # noqa: E402
 
-RESULTS = os.path.join(ROOT, "bench", "results")
 DOC = os.path.join(ROOT, "docs", "performance.md")
 TYPE_NAME = "bench.drain"
 CREATE_BATCH = 500
@@ -331,17 +330,7 @@ def main(argv=None):
     report = {"facts": facts, "results": results,
               "settings": {"workers": args.workers, "batch": args.batch, "tasks": args.tasks,
                            "single_tasks": args.single_tasks}}
-    markdown = render(report)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "drain_apache-%s.json" % stamp), "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=1, sort_keys=True)
-    with open(os.path.join(RESULTS, "drain_apache-%s.md" % stamp), "w", encoding="utf-8") as handle:
-        handle.write(markdown)
-    print(markdown)
-    if args.update_docs:
-        benchlib.replace_doc_region(DOC, "drain", markdown)
-        print("updated %s" % DOC, file=sys.stderr)
+    benchlib.publish("drain_apache", report, render(report), DOC if args.update_docs else None, "drain", keep_markdown=True)
     return 1 if _failed(results) else 0
 
 
@@ -391,15 +380,7 @@ def host_main(args):
     report = {"facts": facts, "results": results,
               "settings": {"workers": args.workers, "batch": args.batch, "tasks": args.tasks,
                            "single_tasks": args.single_tasks}}
-    markdown = render_host(report)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "drain_apache_host-%s.json" % stamp), "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=1, sort_keys=True)
-    print(markdown)
-    if args.update_docs:
-        benchlib.replace_doc_region(DOC, "drain_host", markdown)
-        print("updated %s" % DOC, file=sys.stderr)
+    benchlib.publish("drain_apache_host", report, render_host(report), DOC if args.update_docs else None, "drain_host")
     return 1 if _failed(results) else 0
 
 

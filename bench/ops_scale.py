@@ -219,7 +219,7 @@ def measure_gc_batch(cfg, samples, batch):
     for _ in range(samples):
         store = open_store(cfg)
         start = time.perf_counter()
-        done = store.purge(cfg.retention_days(), cfg.retention["history_days"], batch)
+        done = store.purge(cfg.retention_seconds(), cfg.retention["history_days"], batch)
         times.append((time.perf_counter() - start) * 1000)
         deleted.append(sum(done.values()))
         store.close()

@@ -4,7 +4,7 @@
 Settings come from the environment, as a CGI script's would:
 TASKQ_BENCH_MYSQL   "host=.. port=.. user=.. password=.. database=.."
 TASKQ_BENCH_JSONSCHEMA=1  also `import jsonschema` first: floor (c), the
-                    least a create or register can cost.
+                    least a register (or a create jsonschema must check) can cost.
 TASKQ_BENCH_TLS_CTX=1     connect with PyMySQL's defaults instead of
                     ssl_disabled=True. PyMySQL 1.1+ then builds a TLS context
                     ("preferred" mode, loading the system CA store) even when

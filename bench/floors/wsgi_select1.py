@@ -2,7 +2,9 @@
 
 One PyMySQL connection per thread, opened on the thread's first request and
 kept; answers `{}`. At /write it commits one INSERT instead (floor (w): the
-redo-log flush every write transaction pays, which SELECT 1 does not). Settings come from floor.json beside this file
+redo-log flush every write transaction pays, which SELECT 1 does not); at
+/update one UPDATE of a row found by its primary key among 1,000, then COMMIT
+(floor (u): the least a claim or a complete must do, since each writes). Settings come from floor.json beside this file
 ({"host", "port", "user", "password", "database"}), since mod_wsgi does not
 hand SetEnv values to os.environ. Served by bench/wsgi_servers.py next to the
 app under the same server, so their ratio is what taskq adds to a request.
@@ -10,6 +12,7 @@ app under the same server, so their ratio is what taskq adds to a request.
 import json
 import os
 import sys
+import random
 import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,6 +23,7 @@ import pymysql  # noqa: E402
 with open(os.path.join(HERE, "floor.json"), encoding="utf-8") as handle:
     SETTINGS = json.load(handle)
 _local = threading.local()
+ROWS = 1000  # bench/wsgi_servers.py fills bench_floor_rows with ids 1..ROWS
 
 
 def application(environ, start_response):
@@ -34,6 +38,11 @@ def application(environ, start_response):
             cur.execute("CREATE TABLE IF NOT EXISTS bench_floor_writes "
                         "(id INT AUTO_INCREMENT PRIMARY KEY, n INT) ENGINE=InnoDB")
             cur.execute("INSERT INTO bench_floor_writes (n) VALUES (1)")
+        elif environ.get("PATH_INFO") == "/update":  # floor (u): one indexed row UPDATE + COMMIT
+            conn.begin()
+            cur.execute("UPDATE bench_floor_rows SET n = n + 1 WHERE id = %s",
+                        (random.randint(1, ROWS),))
+            conn.commit()
         else:
             cur.execute("SELECT 1")
             cur.fetchall()
