@@ -349,8 +349,8 @@ class MySQLStore(DependencyRules, Store):
         """READ COMMITTED for the session; returns (whether this is a cluster
         node, (newest schema version, versions recorded) or None).
 
-        The schema question and, with `auto` on MariaDB, @@wsrep_on ride in
-        the same packet as the SET, so neither costs a round trip; MySQL has
+        With `auto` on MariaDB, @@wsrep_on and then the schema question ride
+        in the same packet as the SET, so neither costs a round trip; MySQL has
         no wsrep_on (Percona XtraDB Cluster: say galera). On a cluster node,
         reads then wait until the node has applied what the cluster committed
         before they started (wsrep_sync_wait), so a task claimed through one
@@ -358,18 +358,14 @@ class MySQLStore(DependencyRules, Store):
         """
         detect = setting == "auto" and self.flavour == "MariaDB"
         parts = [Q["session_setup"]]
-        if check_schema:
-            parts.append(Q["schema_check"])
         if detect:
             parts.append(Q["wsrep_on"])
+        if check_schema:
+            parts.append(Q["schema_check"])
         cursor = self.conn.cursor()
         cursor.execute(";\n".join(parts))
-        schema = None
-        if check_schema:
-            cursor.nextset()
-            newest, recorded = cursor.fetchone()
-            schema = (int(newest or 0), int(recorded or 0))
         cluster = setting == "galera"
+        stopped = False  # an error ends the packet: what follows it did not run
         if detect:
             try:
                 cursor.nextset()
@@ -377,12 +373,25 @@ class MySQLStore(DependencyRules, Store):
             except pymysql.err.MySQLError as exc:
                 if _errno(exc) != UNKNOWN_VARIABLE:  # a build without wsrep
                     raise
-                cluster = False
+                cluster, stopped = False, True
+        schema, missing = None, False
+        if check_schema:
+            try:
+                if stopped:
+                    cursor.execute(Q["schema_check"])
+                else:
+                    cursor.nextset()
+                newest, recorded = cursor.fetchone()
+                schema = (int(newest or 0), int(recorded or 0))
+            except pymysql.err.MySQLError as exc:
+                if not (cluster and _errno(exc) in SCHEMA_MISSING_CODES):
+                    raise
+                missing = True  # asked again below, once this node has caught up
         if cluster:
             cursor.execute(Q["session_setup_cluster"])
-            if schema is not None and schema != (SCHEMA_VERSION, SCHEMA_VERSION):
-                # asked before the wait was on: a migration just committed
-                # through another node may not have been applied here yet
+            if missing or (schema is not None and schema != (SCHEMA_VERSION, SCHEMA_VERSION)):
+                # asked before the wait was on: tables or a migration just
+                # committed through another node may not be applied here yet
                 cursor.execute(Q["schema_check"])
                 newest, recorded = cursor.fetchone()
                 schema = (int(newest or 0), int(recorded or 0))
@@ -447,14 +456,20 @@ class MySQLStore(DependencyRules, Store):
         return rows[0] if rows else None
 
     def _read(self, work):
-        """A read outside any transaction, with driver errors translated."""
-        try:
-            return work()
-        except pymysql.err.MySQLError as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+        """A read (or one autocommit write) outside any transaction, with driver
+        errors translated; rerun on a conflict, which rolled back the statement
+        (on a cluster the server no longer reruns it: session_setup_cluster)."""
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                return work()
+            except pymysql.err.MySQLError as exc:
+                if _errno(exc) in RETRY_CODES and attempt < TRANSACTION_ATTEMPTS:
+                    continue
+                translated = translate(exc)
+                if translated is None:
+                    raise
+                raise translated from exc
+        raise AssertionError("unreachable")
 
     def _transaction(self, work):
         """Run work() between BEGIN and COMMIT; rerun it on deadlock or lock-wait timeout.

@@ -22,8 +22,13 @@ SELECT @@wsrep_on
 SELECT needs_release FROM taskq_schema_version WHERE version = %s
 
 -- name: session_setup_cluster
--- on a Galera node, reads first wait for the node to apply what the cluster committed
-SET SESSION wsrep_sync_wait = 1
+-- on a Galera node, reads first wait for the node to apply what the cluster
+-- committed; and a statement whose transaction another node's write aborted
+-- answers the conflict (1213) instead of being rerun on its own: the session
+-- is in autocommit between transactions, and the server's rerun of the
+-- aborted statement committed it without the statements before it (claims
+-- answered that were never written, tasks handed out twice; docs/scaling.md)
+SET SESSION wsrep_sync_wait = 1, wsrep_retry_autocommit = 0
 
 -- name: ping
 SELECT 1 FROM tasks LIMIT 1
